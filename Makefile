@@ -1,0 +1,32 @@
+# `make run`: set up and run the main job.  `make test`: set up and run the tests.
+# Both create .venv and install into it when missing or when pyproject.toml changed.
+
+PYTHON ?= python3
+VENV ?= .venv
+# The torch build installed first; override for another platform (e.g. a CPU-only wheel index).
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# Folder holding chest_xray/ and medmnist/; data paths in recipes are looked for under it.
+MEDKD_DATA ?= ../shared/data
+export MEDKD_DATA
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/medkd data check recipes/pneumonia.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,78 @@
+"""The `medkd` command: parses options and calls the packages; no logic of its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from medkd.config import ConfigError, load_recipe
+from medkd.data import DataError, check_data, prepare
+from medkd.data.checks import print_report
+
+app = typer.Typer(help="Small, fast, trustworthy medical image classifiers.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Inspect and prepare data sources.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_LEAK = 1
+EXIT_USAGE = 2
+
+
+@app.callback()
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show debug messages")] = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err_console, show_path=False)])
+    logging.getLogger("medkd").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+@data_app.command("check")
+def data_check(
+    recipe: Annotated[Optional[Path], typer.Argument(help="recipe YAML whose data section is checked")] = None,
+    data: Annotated[Optional[str], typer.Option(help="data path (folder, .npz, .csv, NumPy folder, medmnist:NAME[@SIZE]); "
+                                                "relative paths are also looked for under $MEDKD_DATA")] = None,
+    source: Annotated[Optional[str], typer.Option(help="auto, folder, medmnist, numpy or csv")] = None,
+    size: Annotated[Optional[int], typer.Option(help="working resolution in pixels")] = None,
+    channels: Annotated[Optional[int], typer.Option(help="1 (grey) or 3 (RGB)")] = None,
+    resize: Annotated[Optional[str], typer.Option(help="squash, pad or crop")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="seed of the patient-level split")] = None,
+    on_bad_file: Annotated[Optional[str], typer.Option(help="skip (list them) or fail")] = None,
+    cache_dir: Annotated[Optional[str], typer.Option(help="decode cache folder")] = None,
+    strict: Annotated[bool, typer.Option(help="count patient ids shared by source splits as a leak")] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the full report as JSON here")] = None,
+) -> None:
+    """Split sizes, classes, patients, leaks, duplicates, image properties and bad files of a data source.
+
+    Exit code 1 when a leak between splits is found, 2 on a data or settings error.
+    """
+    overrides = {"data": {
+        "path": data, "source": source, "on_bad_file": on_bad_file, "cache_dir": cache_dir,
+        "preprocessing": {"size": size, "channels": channels, "resize": resize},
+        "split": {"seed": seed},
+    }}
+    try:
+        config = load_recipe(recipe, overrides).data
+        report = check_data(prepare(config), strict=strict)
+    except (ConfigError, DataError) as err:
+        err_console.print(f"[bold red]error:[/bold red] {err}")
+        raise typer.Exit(EXIT_USAGE) from None
+    print_report(report, console)
+    if json_out:
+        json_out.write_text(json.dumps(report.to_dict(), indent=2))
+    if report.leaks:
+        raise typer.Exit(EXIT_LEAK)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

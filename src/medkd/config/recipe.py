@@ -1,0 +1,71 @@
+"""The recipe schema and its loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from medkd.data.config import DataConfig
+
+
+class ConfigError(Exception):
+    """A recipe or option that is not valid; the message names the key and what is allowed."""
+
+
+class Recipe(BaseModel):
+    """A study: for now the data it runs on; later stages (train, distill, evaluate) add their sections."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "study"
+    data: DataConfig
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """Deep-merge `overrides` into a copy of `base`; None in `overrides` means 'not given' and is dropped."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            value = merge(merged.get(key) if isinstance(merged.get(key), dict) else {}, value)
+            if value:
+                merged[key] = value
+        elif value is not None:
+            merged[key] = value
+    return merged
+
+
+def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read and validate a recipe file (or only `overrides` when `path` is None)."""
+    raw: dict = {}
+    where = "command-line options"
+    if path is not None:
+        where = str(path)
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"recipe file {path} not found") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {err}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: a recipe is a mapping of keys (name, data, ...), not a {type(raw).__name__}")
+    raw = merge(raw, overrides or {})
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{where}: invalid settings\n" + describe(err)) from None
+
+
+def describe(err: ValidationError) -> str:
+    """One line per problem: the dotted key, what is wrong, and the value given."""
+    lines = []
+    for problem in err.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        message = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling and level)"
+        given = "" if problem["type"] in ("missing", "extra_forbidden") else f" (got {problem.get('input')!r})"
+        lines.append(f"  - {key}: {message}{given}")
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""Validated settings of the data layer: where the data is, how to split it, how to preprocess it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Kermany / Kaggle chest X-ray names: person123_bacteria_456.jpeg -> person123,
+# IM-0115-0001.jpeg -> IM-0115, NORMAL2-IM-1427-0001.jpeg -> NORMAL2-IM-1427.
+KERMANY_PATIENT_PATTERN = r"^(?P<patient>(?:NORMAL2-)?IM-\d+|person\d+)"
+
+# Above this many pixels an image is refused before it is decoded (a decompression bomb,
+# or a file that is not what it claims): 20000 x 20000 covers full-field mammography.
+DEFAULT_MAX_PIXELS = 400_000_000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Preprocessing(_Strict):
+    """How every image becomes the model's input: one definition for training, evaluation and serving."""
+
+    size: int = Field(224, ge=8, le=4096, description="side of the square working resolution, in pixels")
+    channels: Literal[1, 3] = Field(3, description="1 for grey-scale, 3 for RGB")
+    resize: Literal["squash", "pad", "crop"] = Field(
+        "squash",
+        description="squash: stretch to the square; pad: keep aspect, pad with black; crop: keep aspect, centre-crop",
+    )
+
+
+class SplitPolicy(_Strict):
+    """How validation (and, if the source has none, test) splits are made: always by patient."""
+
+    seed: int = 0
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    min_val_size: int = Field(
+        100, ge=0, description="a source val split smaller than this is merged into train and re-carved"
+    )
+    test_fraction: float = Field(0.2, gt=0.0, lt=0.5, description="used only when the source has no test split")
+    patient_pattern: str | None = Field(
+        KERMANY_PATIENT_PATTERN,
+        description="regex on the file name whose group 'patient' (or first group) is the patient id; "
+        "null: every image is its own patient",
+    )
+
+    @field_validator("patient_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        import re
+
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"not a valid regular expression: {err}") from err
+        return pattern
+
+
+class LabelRule(_Strict):
+    """Relabel files whose name matches `pattern` (a regex) as class `label`."""
+
+    pattern: str
+    label: str
+
+
+class DataConfig(_Strict):
+    """One data source and everything needed to turn it into arrays."""
+
+    path: str = Field(description="folder, .npz, .csv, NumPy folder, or medmnist:NAME[@SIZE]")
+    source: Literal["auto", "folder", "medmnist", "numpy", "csv"] = "auto"
+    classes: list[str] | None = Field(None, description="class names in label order; default: sorted names found")
+    label_rules: list[LabelRule] = Field(default_factory=list)
+    on_bad_file: Literal["skip", "fail"] = "skip"
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
+    preprocessing: Preprocessing = Field(default_factory=Preprocessing)
+    split: SplitPolicy = Field(default_factory=SplitPolicy)
+    cache_dir: str | None = Field(None, description="default: $MEDKD_CACHE or ~/.cache/medkd")
+
+
+def resolve_data_path(path: str) -> str:
+    """A relative path is looked for in the working folder first, then under $MEDKD_DATA."""
+    if path.startswith("medmnist:") or Path(path).is_absolute() or Path(path).exists():
+        return path
+    root = os.environ.get("MEDKD_DATA")
+    if root and (Path(root) / path).exists():
+        return str(Path(root) / path)
+    return path
+
+
+def cache_root(config: DataConfig) -> Path:
+    """Folder of the decode cache and downloads."""
+    return Path(config.cache_dir or os.environ.get("MEDKD_CACHE") or Path.home() / ".cache" / "medkd")

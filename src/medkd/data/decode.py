@@ -1,0 +1,147 @@
+"""Turn one file or array row into an 8-bit grey or RGB PIL image, or say precisely why not."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from medkd.data.errors import BadImageError
+
+DICOM_SUFFIXES = {".dcm", ".dicom"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"} | DICOM_SUFFIXES
+# PIL modes that already hold 8-bit grey or colour pixels and only need a mode conversion.
+_EIGHT_BIT_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+# medkd enforces data.max_pixels itself from the header, before any pixel is decoded; PIL's fixed
+# limit would otherwise overrule the configured one.
+Image.MAX_IMAGE_PIXELS = None
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An 8-bit image (PIL mode L or RGB) with what was seen of the original."""
+
+    image: Image.Image
+    original_mode: str
+    original_size: tuple[int, int]
+    content_hash: str
+
+
+def content_hash(data: bytes) -> str:
+    """Hash that identifies exact duplicates (same bytes)."""
+    return hashlib.sha1(data).hexdigest()
+
+
+def decode_file(path: Path, *, max_pixels: int, draft_size: int | None = None, ref: str | None = None) -> DecodedImage:
+    """Decode an image file (JPEG, PNG, BMP, TIFF or DICOM) to 8 bits.
+
+    `draft_size` lets JPEG decoding skip resolution not needed for a square of that side.
+    """
+    ref = ref or str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadImageError(ref, "file not found", "check the path in the manifest") from None
+    except OSError as err:
+        raise BadImageError(ref, f"cannot read the file: {err.strerror}", "check its permissions") from None
+    if not data:
+        raise BadImageError(ref, "empty file (0 bytes)", "re-export the image or remove the file")
+    digest = content_hash(data)
+    if path.suffix.lower() in DICOM_SUFFIXES or data[128:132] == b"DICM":
+        return _decode_dicom(data, ref, max_pixels, digest)
+    return _decode_pil(data, ref, max_pixels, draft_size, digest)
+
+
+def _decode_pil(data: bytes, ref: str, max_pixels: int, draft_size: int | None, digest: str) -> DecodedImage:
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise BadImageError(ref, "not an image file that can be read (unknown format)", "remove it or convert it to PNG/JPEG") from None
+    width, height = image.size
+    _check_pixels(ref, width, height, max_pixels)
+    mode = image.mode
+    if draft_size is not None and image.format == "JPEG":
+        image.draft(image.mode, (draft_size, draft_size))
+    try:
+        image.load()
+    except (OSError, ValueError, SyntaxError) as err:
+        raise BadImageError(ref, f"truncated or corrupt image data ({err})", "re-export the image or remove the file") from None
+    return DecodedImage(_to_eight_bit(image), mode, (width, height), digest)
+
+
+def _check_pixels(ref: str, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise BadImageError(
+            ref,
+            f"{width} x {height} = {width * height:,} pixels, above the limit of {max_pixels:,} (possible decompression bomb)",
+            "raise data.max_pixels if the image is genuine",
+        )
+
+
+def _to_eight_bit(image: Image.Image) -> Image.Image:
+    if image.mode in _EIGHT_BIT_MODES:
+        if image.mode in {"1", "L", "LA"}:
+            return image.convert("L")
+        return image.convert("RGB")
+    # 16-bit, 32-bit integer and float images: stretch their own range onto 0..255.
+    return Image.fromarray(stretch_to_uint8(np.asarray(image)))
+
+
+def stretch_to_uint8(values: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
+    """Map [low, high] (default: the array's own range) linearly onto 0..255."""
+    values = np.asarray(values, dtype=np.float64)
+    low = float(np.nanmin(values)) if low is None else low
+    high = float(np.nanmax(values)) if high is None else high
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    scaled = (np.clip(values, low, high) - low) * (255.0 / (high - low))
+    return np.nan_to_num(scaled).round().astype(np.uint8)
+
+
+def _decode_dicom(data: bytes, ref: str, max_pixels: int, digest: str) -> DecodedImage:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError) as err:
+        raise BadImageError(ref, f"unreadable DICOM ({err})", "check the file is a complete DICOM image") from None
+    if "PixelData" not in ds:
+        raise BadImageError(ref, "DICOM file holds no pixel data (not an image object)", "remove it from the image folder")
+    rows, columns = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+    _check_pixels(ref, columns, rows, max_pixels)
+    try:
+        pixels = ds.pixel_array
+    except Exception as err:  # pydicom raises many types for missing codecs and broken pixel data
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
+        raise BadImageError(
+            ref,
+            f"cannot decode DICOM pixel data (transfer syntax {syntax}: {err})",
+            "for compressed DICOM install a decoder: pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg",
+        ) from None
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        pixels = pixels[0]
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    bits = int(ds.get("BitsStored", 8))
+    original_mode = f"DICOM {photometric} {bits}-bit"
+    if pixels.ndim == 3:  # colour DICOM: pydicom already converted YBR to RGB
+        return DecodedImage(Image.fromarray(stretch_to_uint8(pixels, 0, 2**bits - 1)).convert("RGB"), original_mode, (columns, rows), digest)
+
+    values = apply_modality_lut(pixels, ds)
+    if "VOILUTSequence" in ds:
+        eight_bit = stretch_to_uint8(apply_voi_lut(values, ds))  # a LUT's output spans its own range
+    elif "WindowCenter" in ds:
+        # The window's output range depends on bit depth and signedness: pass the extremes through it.
+        extremes = np.array([values.min() - 1e9, values.max() + 1e9], dtype=np.float64)
+        low, high = np.sort(apply_voi_lut(extremes, ds))
+        eight_bit = stretch_to_uint8(apply_voi_lut(values, ds), float(low), float(high))
+    else:
+        eight_bit = stretch_to_uint8(values)
+    if photometric == "MONOCHROME1":  # MONOCHROME1 shows low values as white
+        eight_bit = 255 - eight_bit
+    return DecodedImage(Image.fromarray(eight_bit, mode="L"), original_mode, (columns, rows), digest)

@@ -1,0 +1,62 @@
+"""The data pipeline in one call: source -> decode once -> bad-file policy -> patient-level splits."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from medkd.data.cache import DecodedImages, decode_all
+from medkd.data.config import DataConfig
+from medkd.data.errors import DataError
+from medkd.data.sources import open_source
+from medkd.data.splits import assign_splits, linked_groups
+from medkd.data.table import SPLITS, SampleTable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    """Samples with their final split and their row in `images` (N, C, H, W, uint8, memory-mapped)."""
+
+    config: DataConfig
+    source: SampleTable
+    decoded: DecodedImages
+    samples: pd.DataFrame  # ref, label, patient, source_split, split, row, width, height, mode, content_hash
+    skipped: pd.DataFrame  # ref, problem: files left out under on_bad_file: skip
+    carved: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.source.classes
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Images (n, C, H, W) uint8 and labels (n,) of one split, read into memory."""
+        if name not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, not {name!r}")
+        rows = self.samples.loc[self.samples["split"] == name, "row"].to_numpy()
+        labels = self.samples.loc[self.samples["split"] == name, "label"].to_numpy()
+        return np.asarray(self.decoded.images[rows]), labels
+
+
+def prepare(config: DataConfig, *, show_progress: bool = True) -> PreparedData:
+    """Open the source, decode (or load from cache) every image, apply the bad-file policy, split by patient."""
+    source = open_source(config)
+    decoded = decode_all(source, config, show_progress=show_progress)
+    info = decoded.info.drop(columns="ref")
+    samples = pd.concat([source.samples, info], axis=1)
+    samples["row"] = np.arange(len(samples))
+    skipped = decoded.info.loc[~decoded.info["ok"], ["ref", "problem"]].reset_index(drop=True)
+    if len(skipped):
+        log.warning("%d unreadable files skipped (data.on_bad_file: skip)", len(skipped))
+    samples = samples[samples["ok"]].drop(columns=["ok", "problem"]).reset_index(drop=True)
+    empty = [c for i, c in enumerate(source.classes) if not (samples["label"] == i).any()]
+    if empty:
+        raise DataError(f"{source.origin}: no readable images of class(es) {empty}; every class needs images to train on")
+    groups = linked_groups(samples["patient"], samples["content_hash"])
+    samples, carved, notes = assign_splits(samples, groups, config.split)
+    return PreparedData(config, source, decoded, samples, skipped, carved, notes)

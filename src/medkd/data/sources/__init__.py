@@ -1,0 +1,58 @@
+"""Data sources: each turns a path into a SampleTable. Add one by writing a module and registering it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from medkd.data.config import DataConfig, resolve_data_path
+from medkd.data.errors import DataError
+from medkd.data.table import SampleTable
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    detect: Callable[[str], bool]
+    load: Callable[[DataConfig, str], SampleTable]
+
+
+_REGISTRY: dict[str, Source] = {}
+
+
+def register_source(name: str, detect: Callable[[str], bool]):
+    """Decorator: register `load(config, path) -> SampleTable` under `name`; `detect(path)` drives source: auto."""
+
+    def decorate(load: Callable[[DataConfig, str], SampleTable]):
+        _REGISTRY[name] = Source(name, detect, load)
+        return load
+
+    return decorate
+
+
+def available_sources() -> list[str]:
+    return list(_REGISTRY)
+
+
+def open_source(config: DataConfig) -> SampleTable:
+    """Read the sample table of `config.path` with the configured (or detected) source."""
+    path = resolve_data_path(config.path)
+    if not path.startswith("medmnist:") and not Path(path).exists():
+        raise DataError(
+            f"data path '{config.path}' does not exist (looked in the working folder and under $MEDKD_DATA); "
+            "pass --data PATH or set MEDKD_DATA to the folder that holds it"
+        )
+    if config.source != "auto":
+        return _REGISTRY[config.source].load(config, path)
+    for source in _REGISTRY.values():
+        if source.detect(path):
+            return source.load(config, path)
+    raise DataError(
+        f"cannot tell what kind of data '{path}' is: expected a folder ROOT/{{train,val,test}}/CLASS/* or ROOT/CLASS/*, "
+        "a MedMNIST .npz, a folder with X_train.npy/y_train.npy, or a .csv manifest; or set data.source"
+    )
+
+
+# Registration order is detection order: the most specific layouts first.
+from medkd.data.sources import csv_manifest, medmnist, numpy_arrays, folder  # noqa: E402,F401

@@ -1,0 +1,52 @@
+"""CSV manifest: columns path,label[,patient][,split]; paths relative to the CSV's folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from medkd.data.config import DataConfig
+from medkd.data.errors import DataError
+from medkd.data.patients import patient_ids
+from medkd.data.sources import register_source
+from medkd.data.table import SPLIT_NAMES, FileReader, SampleTable, class_indices
+
+
+@register_source("csv", detect=lambda path: path.lower().endswith(".csv"))
+def load_csv(config: DataConfig, path: str) -> SampleTable:
+    manifest = Path(path).resolve()
+    try:
+        frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise DataError(f"{manifest}: not a readable CSV ({err})") from None
+    frame.columns = [c.strip().lower() for c in frame.columns]
+    missing = {"path", "label"} - set(frame.columns)
+    if missing:
+        raise DataError(f"{manifest}: missing column(s) {sorted(missing)}; expected path,label[,patient][,split]")
+    empty = frame.index[(frame["path"] == "") | (frame["label"] == "")]
+    if len(empty):
+        raise DataError(f"{manifest}: rows {[int(i) + 2 for i in empty[:10]]} have an empty path or label")
+    warnings: list[str] = []
+    refs = [str((manifest.parent / p).resolve()) for p in frame["path"]]
+    table = pd.DataFrame({"ref": refs})
+    table["label"], classes = class_indices(frame["label"], config.classes, str(manifest))
+    if "split" in frame.columns:
+        splits = frame["split"].str.strip().str.lower()
+        unknown = sorted(set(splits) - set(SPLIT_NAMES) - {""})
+        if unknown:
+            raise DataError(f"{manifest}: unknown split values {unknown}; use train, val or test (or leave empty)")
+        table["source_split"] = [SPLIT_NAMES.get(s) for s in splits]
+    else:
+        table["source_split"] = None
+    patients_known = "patient" in frame.columns
+    if patients_known:
+        table["patient"] = frame["patient"].where(frame["patient"] != "", table["ref"]).to_numpy()
+    else:
+        table["patient"], unmatched = patient_ids(refs, config.split.patient_pattern)
+        patients_known = config.split.patient_pattern is not None and unmatched < len(refs)
+        if unmatched:
+            warnings.append(f"{unmatched} of {len(refs)} paths match no patient pattern and have no patient column: "
+                            "each counts as its own patient")
+    return SampleTable(table, classes, FileReader(manifest.parent), origin=f"csv {manifest}",
+                       warnings=warnings, patients_known=patients_known)

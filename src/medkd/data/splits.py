@@ -1,0 +1,77 @@
+"""Patient-level splits: validation (and, when the source has none, test) carved from train by patient,
+stratified by class, deterministic for a seed."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from sklearn.model_selection import StratifiedGroupKFold
+
+from medkd.data.config import SplitPolicy
+from medkd.data.errors import DataError
+
+
+def linked_groups(patients: pd.Series, content_hashes: pd.Series) -> np.ndarray:
+    """Group id per sample: samples sharing a patient or identical bytes end up in one group."""
+    n = len(patients)
+    patient_codes = pd.factorize(patients)[0]
+    hash_codes = pd.factorize(content_hashes.replace("", np.nan))[0]  # -1: no hash (never links)
+    n_patients = patient_codes.max() + 1
+    nodes = [patient_codes + n]
+    rows = [np.arange(n)]
+    has_hash = hash_codes >= 0
+    nodes.append(hash_codes[has_hash] + n + n_patients)
+    rows.append(np.arange(n)[has_hash])
+    rows, cols = np.concatenate(rows), np.concatenate(nodes)
+    size = n + n_patients + (hash_codes.max() + 1)
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(size, size))
+    _, labels = connected_components(graph, directed=False)
+    return labels[:n]
+
+
+def carve(frame: pd.DataFrame, groups: np.ndarray, source: str, target: str, fraction: float, seed: int) -> pd.DataFrame:
+    """Move about `fraction` of `source`'s groups (whole patients) to `target`, stratified by label.
+
+    The fraction is realised as one fold of round(1 / fraction) stratified group folds.
+    """
+    index = np.flatnonzero(frame["split"].to_numpy() == source)
+    folds = max(2, round(1 / fraction))
+    n_groups = len(np.unique(groups[index]))
+    if n_groups < folds:
+        raise DataError(
+            f"only {n_groups} patients in {source}: too few to carve a {target} split of {fraction:.0%}; "
+            f"provide a {target} split in the data or lower data.split.{target}_fraction"
+        )
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # rare classes with fewer members than folds are expected
+        warnings.simplefilter("ignore", UserWarning)
+        _, held = next(splitter.split(np.zeros(len(index)), frame["label"].to_numpy()[index], groups[index]))
+    frame = frame.copy()
+    frame.iloc[index[held], frame.columns.get_loc("split")] = target
+    return frame
+
+
+def assign_splits(frame: pd.DataFrame, groups: np.ndarray, policy: SplitPolicy) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Final train/val/test of every sample; returns the frame, the splits carved here, and notes."""
+    frame = frame.copy()
+    frame["split"] = frame["source_split"].fillna("train")
+    carved, notes = [], []
+    if frame["source_split"].isna().any():
+        notes.append(f"{int(frame['source_split'].isna().sum())} samples came without a split: put in train before carving")
+    if not (frame["split"] == "test").any():
+        frame = carve(frame, groups, "train", "test", policy.test_fraction, policy.seed)
+        carved.append("test")
+        notes.append(f"the source has no test split: {policy.test_fraction:.0%} of train patients carved as test")
+    n_val = int((frame["split"] == "val").sum())
+    if n_val < policy.min_val_size:
+        if n_val:
+            frame.loc[frame["split"] == "val", "split"] = "train"
+            notes.append(f"the source's val split has {n_val} images (< min_val_size {policy.min_val_size}): merged into train")
+        frame = carve(frame, groups, "train", "val", policy.val_fraction, policy.seed)
+        carved.append("val")
+        notes.append(f"val carved from train by patient ({policy.val_fraction:.0%}, stratified, seed {policy.seed})")
+    return frame, carved, notes
