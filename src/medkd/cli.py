@@ -70,6 +70,42 @@ def data_check(
         raise typer.Exit(EXIT_LEAK)
 
 
+@app.command("train")
+def train(
+    recipe: Annotated[Optional[Path], typer.Argument(help="recipe YAML (data and train sections)")] = None,
+    out: Annotated[Path, typer.Option(help="run folder; an unfinished run there is resumed")] = Path("runs/train"),
+    data: Annotated[Optional[str], typer.Option(help="data path (see `medkd data check --help`)")] = None,
+    size: Annotated[Optional[int], typer.Option(help="working resolution in pixels")] = None,
+    channels: Annotated[Optional[int], typer.Option(help="1 (grey) or 3 (RGB)")] = None,
+    model: Annotated[Optional[str], typer.Option(help="model name (create_model): compact_cnn, resnet18, ...")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="none, imagenet, or a checkpoint path")] = None,
+    transfer: Annotated[Optional[str], typer.Option(help="scratch, linear or finetune")] = None,
+    epochs: Annotated[Optional[int], typer.Option()] = None,
+    batch_size: Annotated[Optional[int], typer.Option()] = None,
+    lr: Annotated[Optional[float], typer.Option(help="learning rate")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="training seed")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch")] = None,
+    cache_dir: Annotated[Optional[str], typer.Option(help="decode cache folder")] = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Train one model into a run folder: config, per-epoch metrics, best (on validation) and last weights."""
+    from medkd.engine import fit
+    from medkd.models import ModelError
+
+    overrides = {
+        "data": {"path": data, "cache_dir": cache_dir, "preprocessing": {"size": size, "channels": channels}},
+        "train": {"model": model, "weights": weights, "transfer": transfer, "epochs": epochs, "batch_size": batch_size,
+                  "seed": seed, "threads": threads, "optimizer": {"lr": lr}},
+    }
+    try:
+        config = load_recipe(recipe, overrides)
+        folder = fit(config.data, config.train, out, show_progress=progress)
+    except (ConfigError, DataError, ModelError) as err:
+        err_console.print(f"[bold red]error:[/bold red] {err}")
+        raise typer.Exit(EXIT_USAGE) from None
+    console.print(f"run folder: {folder}")
+
+
 def main() -> None:
     app()
 

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from medkd.data.config import DataConfig
+from medkd.engine.config import TrainConfig
 
 
 class ConfigError(Exception):
@@ -16,12 +17,13 @@ class ConfigError(Exception):
 
 
 class Recipe(BaseModel):
-    """A study: for now the data it runs on; later stages (train, distill, evaluate) add their sections."""
+    """A study: the data it runs on and how to train; later stages (distill, evaluate) add their sections."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "study"
     data: DataConfig
+    train: TrainConfig = TrainConfig()
 
 
 def merge(base: dict, overrides: dict) -> dict:

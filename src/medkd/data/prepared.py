@@ -39,7 +39,7 @@ class PreparedData:
         if name not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, not {name!r}")
         rows = self.samples.loc[self.samples["split"] == name, "row"].to_numpy()
-        labels = self.samples.loc[self.samples["split"] == name, "label"].to_numpy()
+        labels = self.samples.loc[self.samples["split"] == name, "label"].to_numpy(dtype=np.int64, copy=True)
         return np.asarray(self.decoded.images[rows]), labels
 
 

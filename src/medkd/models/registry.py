@@ -109,3 +109,15 @@ def adapt_first_conv(model: nn.Module, in_chans: int) -> nn.Module:
             model.set_submodule(name, new)
             return model
     raise ModelError(f"{type(model).__name__} has no convolution to adapt to {in_chans} input channels")
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalisation(in_chans: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of inputs scaled to [0, 1]: ImageNet's, averaged over RGB for grey input
+    (matching the grey first convolution folded from RGB weights)."""
+    if in_chans == 3:
+        return list(IMAGENET_MEAN), list(IMAGENET_STD)
+    return [sum(IMAGENET_MEAN) / 3] * in_chans, [sum(IMAGENET_STD) / 3] * in_chans

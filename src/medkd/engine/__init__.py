@@ -1,0 +1,12 @@
+"""Training engine on Lightning, shared by train, distill and pretrain.
+
+Public API: TrainConfig (and its parts), fit(), ClassifierModule, TensorDataModule.
+"""
+
+from medkd.engine.config import AugmentConfig, LossConfig, OptimizerConfig, ScheduleConfig, TrainConfig
+from medkd.engine.datamodule import TensorDataModule
+from medkd.engine.fit import fit
+from medkd.engine.module import ClassifierModule
+
+__all__ = ["AugmentConfig", "ClassifierModule", "LossConfig", "OptimizerConfig", "ScheduleConfig", "TensorDataModule",
+           "TrainConfig", "fit"]

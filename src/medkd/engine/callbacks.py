@@ -1,0 +1,44 @@
+"""Callbacks of the engine: a per-epoch metrics table that survives being killed and resumed."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import lightning as L
+
+EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "val_acc", "lr", "seconds"]
+
+
+class EpochMetricsCSV(L.Callback):
+    """One row per finished epoch in `path`; on resume, rows of epochs not yet re-reached are dropped."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._started = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # after Lightning restored a resumed run's epoch counter
+        rows = []
+        if self.path.exists():
+            with open(self.path, newline="") as handle:
+                rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) < trainer.current_epoch]
+        with open(self.path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, EPOCH_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch, "lr": trainer.optimizers[0].param_groups[-1]["lr"],
+               "seconds": round(time.perf_counter() - self._started, 3)}
+        for key in EPOCH_COLUMNS[1:5]:
+            row[key] = float(metrics[key]) if key in metrics else ""
+        with open(self.path, "a", newline="") as handle:
+            csv.DictWriter(handle, EPOCH_COLUMNS).writerow(row)

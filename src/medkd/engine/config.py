@@ -1,0 +1,67 @@
+"""Validated training settings: model, weights, transfer mode, optimisation, imbalance, augmentation, devices."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OptimizerConfig(_Strict):
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
+    backbone_lr_scale: float = Field(1.0, gt=0, le=1, description="finetune: backbone lr = lr x this")
+
+
+class ScheduleConfig(_Strict):
+    name: Literal["cosine", "onecycle", "constant"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up before cosine/constant")
+
+
+class LossConfig(_Strict):
+    name: Literal["cross_entropy", "focal"] = "cross_entropy"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weights: Literal["none", "balanced"] = Field("none", description="balanced: n / (k * count of the class)")
+    focal_gamma: float = Field(2.0, ge=0)
+
+
+class AugmentConfig(_Strict):
+    """Random transforms of training images (torchvision transforms v2); off when all are zero."""
+
+    rotation_degrees: float = Field(5.0, ge=0, le=180)
+    translate: float = Field(0.05, ge=0, lt=0.5, description="fraction of the side")
+    scale: tuple[float, float] = (0.95, 1.05)
+    brightness: float = Field(0.1, ge=0)
+    contrast: float = Field(0.1, ge=0)
+    horizontal_flip: bool = Field(False, description="off by default: chest X-rays have a left and a right")
+
+
+class TrainConfig(_Strict):
+    """One training run."""
+
+    model: str = "resnet18"
+    model_args: dict = Field(default_factory=dict, description="extra keyword arguments of the model builder")
+    weights: str = Field("none", description="none, imagenet, or a checkpoint path")
+    transfer: Literal["scratch", "linear", "finetune"] = "scratch"
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    sampler: Literal["shuffle", "balanced"] = Field("shuffle", description="balanced: draw classes equally often")
+    augment: AugmentConfig | None = Field(default_factory=AugmentConfig)
+    early_stopping_patience: int | None = Field(None, ge=1, description="epochs without val improvement")
+    seed: int = 0
+    precision: Literal["auto", "bf16", "32"] = Field("auto", description="auto: bf16 mixed precision where supported")
+    channels_last: bool = True
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    num_nodes: int = Field(1, ge=1)
+    num_workers: int = Field(0, ge=0, description="data loader processes; 0 reads the in-memory cache directly")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice")

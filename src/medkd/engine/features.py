@@ -1,0 +1,66 @@
+"""Linear probing: a frozen backbone's features computed once per (model, weights, data, resolution) and cached."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from medkd.data import PreparedData
+from medkd.data.config import cache_root
+from medkd.models import classifier_name
+
+log = logging.getLogger(__name__)
+FEATURE_FORMAT = 1
+
+
+def weights_identity(weights: str) -> list:
+    """What identifies a weights setting: the literal, or a file's path, size and mtime."""
+    if weights in ("none", "imagenet") or not os.path.exists(weights):
+        return [weights]
+    stat = os.stat(weights)
+    return [os.path.abspath(weights), stat.st_size, stat.st_mtime_ns]
+
+
+def backbone_of(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose classification head is the identity: it outputs pooled features."""
+    backbone = copy.deepcopy(model)
+    backbone.set_submodule(classifier_name(backbone), nn.Identity())
+    return backbone.eval()
+
+
+@torch.no_grad()
+def cached_features(model: nn.Module, identity: dict, data: PreparedData, split: str, *, mean: list[float],
+                    std: list[float], batch_size: int, precision_bf16: bool) -> tuple[torch.Tensor, bool]:
+    """Features of every image of `split` from `model`'s backbone; (features, True) when read from the cache."""
+    rows = data.samples.loc[data.samples["split"] == split, "row"].to_numpy()
+    key = hashlib.sha256(json.dumps({
+        "format": FEATURE_FORMAT, "model": identity, "images": data.decoded.folder.name,
+        "rows": hashlib.sha256(rows.tobytes()).hexdigest(), "mean": mean, "std": std, "bf16": precision_bf16,
+    }, sort_keys=True).encode()).hexdigest()[:20]
+    path = cache_root(data.config) / "features" / f"{key}.npy"
+    if path.exists():
+        log.info("features of %s (%d images) read from cache %s: feature extraction skipped", split, len(rows), path)
+        return torch.from_numpy(np.load(path)), True
+    backbone = backbone_of(model).to(memory_format=torch.channels_last)
+    mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+    chunks = []
+    for start in range(0, len(rows), batch_size):
+        images = torch.from_numpy(np.asarray(data.decoded.images[rows[start:start + batch_size]]))
+        inputs = ((images.float() / 255.0 - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision_bf16):
+            chunks.append(backbone(inputs).float())
+    features = torch.cat(chunks)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(f".tmp-{os.getpid()}.npy")
+    np.save(staging, features.numpy())
+    staging.replace(path)
+    log.info("features of %s (%d images) extracted and cached in %s", split, len(rows), path)
+    return features, False

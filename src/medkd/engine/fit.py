@@ -1,0 +1,113 @@
+"""One training run, start to finish: data -> model -> Lightning fit (resumable) -> run folder."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from medkd.data import DataConfig, prepare
+from medkd.engine.callbacks import EpochMetricsCSV
+from medkd.engine.config import TrainConfig
+from medkd.engine.datamodule import TensorDataModule, split_tensors
+from medkd.engine.features import cached_features, weights_identity
+from medkd.engine.losses import class_weights
+from medkd.engine.module import ClassifierModule
+from medkd.models import classifier_name, create_model, normalisation, read_state_dict, save_model
+from medkd.models.run_folder import LAST
+
+log = logging.getLogger(__name__)
+MONITOR = "val_auc"  # checkpoints are chosen on validation AUC, never on test
+# Lightning notices that say nothing about the user's run.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+warnings.filterwarnings("ignore", message=r".*overridden `on_after_batch_transfer`.*")
+warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+
+
+def lightning_precision(choice: str, accelerator: str) -> str:
+    if choice == "32":
+        return "32-true"
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu and not torch.cuda.is_bf16_supported():
+        return "16-mixed"
+    return "bf16-mixed"
+
+
+def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, show_progress: bool = True) -> Path:
+    """Train `settings.model` on `data_config` into run folder `out`; re-running continues a killed run."""
+    out = Path(out)
+    checkpoints = out / "checkpoints"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(
+        {"data": data_config.model_dump(mode="json"), "train": settings.model_dump(mode="json")}, sort_keys=False))
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    data = prepare(data_config, show_progress=show_progress)
+    data.skipped.to_csv(out / "skipped_files.csv", index=False)
+    L.seed_everything(settings.seed, workers=True, verbose=False)
+
+    in_chans, classes = data_config.preprocessing.channels, data.classes
+    model = create_model(settings.model, num_classes=len(classes), in_chans=in_chans, weights=settings.weights,
+                         **settings.model_args)
+    mean, std = normalisation(in_chans)
+    precision = lightning_precision(settings.precision, settings.accelerator)
+    splits = {split: split_tensors(data, split) for split in ("train", "val")}
+    weight = class_weights(torch.bincount(splits["train"][1], minlength=len(classes)).numpy(), settings.loss.class_weights)
+    if settings.transfer == "linear":
+        identity = {"model": settings.model, "args": settings.model_args, "in_chans": in_chans,
+                    "weights": weights_identity(settings.weights)}
+        for split, (_, labels) in list(splits.items()):
+            features, _ = cached_features(model, identity, data, split, mean=mean, std=std,
+                                          batch_size=settings.batch_size, precision_bf16=precision == "bf16-mixed")
+            splits[split] = (features, labels)
+        module = ClassifierModule(model.get_submodule(classifier_name(model)), settings, class_weight=weight)
+        augment = None
+    else:
+        if settings.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        module = ClassifierModule(model, settings, mean=mean, std=std, class_weight=weight)
+        augment = settings.augment
+    datamodule = TensorDataModule(splits, settings.batch_size, sampler=settings.sampler, augment=augment,
+                                  num_workers=settings.num_workers)
+
+    # Lightning's save_last only refreshes last.ckpt when a best checkpoint is saved: keep "last" separately.
+    callbacks = [ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=MONITOR, mode="max"),
+                 ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False),
+                 EpochMetricsCSV(out / "metrics.csv")]
+    if settings.early_stopping_patience:
+        callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=settings.early_stopping_patience))
+    if show_progress:
+        callbacks.append(RichProgressBar())
+    trainer = L.Trainer(
+        max_epochs=settings.epochs, accelerator=settings.accelerator, devices=settings.devices,
+        num_nodes=settings.num_nodes, precision=precision, callbacks=callbacks,
+        # one CSV log per attempt (a resumed run adds one), the per-epoch table is metrics.csv
+        logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tensorboard", version="")],
+        enable_progress_bar=show_progress, enable_model_summary=False, log_every_n_steps=10,
+    )
+    resume = checkpoints / "last.ckpt"
+    if resume.exists():
+        log.info("resuming %s from %s", out, resume)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume if resume.exists() else None)
+
+    best_path = Path(callbacks[0].best_model_path or resume)
+    sidecar = {
+        "architecture": settings.model, "model_args": settings.model_args, "in_chans": in_chans, "classes": classes,
+        "positive_class": classes[1] if len(classes) == 2 else None,
+        "preprocessing": data_config.preprocessing.model_dump(), "normalisation": {"mean": mean, "std": std, "scale": 1 / 255},
+        "threshold": 0.5, "weights": settings.weights, "transfer": settings.transfer,
+        "epochs_trained": trainer.current_epoch, "best_checkpoint": best_path.name,
+        "best_val_auc": float(callbacks[0].best_model_score) if callbacks[0].best_model_score is not None else None,
+    }
+    trained = module.model
+    for filename, checkpoint in ((LAST, resume), ("model.safetensors", best_path)):
+        trained.load_state_dict({k.removeprefix("model."): v for k, v in read_state_dict(checkpoint).items()
+                                 if k.startswith("model.")})
+        save_model(out, model if settings.transfer == "linear" else trained, sidecar, filename)
+    return out

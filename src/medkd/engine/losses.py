@@ -1,0 +1,32 @@
+"""Classification losses on labels: cross-entropy or focal, with optional class weights for imbalance."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medkd.engine.config import LossConfig
+
+
+def class_weights(counts: np.ndarray, mode: str) -> torch.Tensor | None:
+    """'balanced': n / (k * count_c), so every class carries the same total weight; 'none': None."""
+    if mode == "none":
+        return None
+    counts = np.maximum(counts, 1)
+    return torch.as_tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32)
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, settings: LossConfig,
+                        weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean loss of a batch; focal loss down-weights examples the model already gets right by (1 - p_true)^gamma."""
+    logits = logits.float()
+    if settings.name == "cross_entropy":
+        return F.cross_entropy(logits, labels, weight=weight, label_smoothing=settings.label_smoothing)
+    per_example = F.cross_entropy(logits, labels, reduction="none", label_smoothing=settings.label_smoothing)
+    p_true = logits.softmax(dim=1).gather(1, labels[:, None])[:, 0]
+    focal = (1 - p_true) ** settings.focal_gamma * per_example
+    if weight is None:
+        return focal.mean()
+    weights = weight[labels]
+    return (focal * weights).sum() / weights.sum()

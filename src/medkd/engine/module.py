@@ -1,0 +1,101 @@
+"""The Lightning module of every classifier run: normalisation, loss, validation metrics, optimiser, schedule."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics.functional.classification import binary_auroc, multiclass_auroc
+
+from medkd.engine.config import TrainConfig
+from medkd.engine.losses import classification_loss
+from medkd.models import classifier_name
+
+
+def auroc(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """AUC-ROC: of the positive class for two classes, one-vs-rest macro average otherwise."""
+    if probabilities.shape[1] == 2:
+        return binary_auroc(probabilities[:, 1], labels)
+    return multiclass_auroc(probabilities, labels, num_classes=probabilities.shape[1], average="macro")
+
+
+class ClassifierModule(L.LightningModule):
+    """Trains `model` on labelled batches. Image batches arrive as uint8 and are normalised here;
+    with `normalise=False` the inputs are used as they come (cached features of a linear probe)."""
+
+    def __init__(self, model: nn.Module, settings: TrainConfig, *, mean: list[float] | None = None,
+                 std: list[float] | None = None, class_weight: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.model, self.settings = model, settings
+        self.normalise = mean is not None
+        if self.normalise:
+            self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+            self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("class_weight", class_weight, persistent=False)
+        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        inputs, labels = batch
+        if self.normalise:
+            inputs = (inputs.float() / 255.0 - self.mean) / self.std
+            if self.settings.channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return inputs, labels
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        inputs, labels = batch
+        loss = classification_loss(self(inputs), labels, self.settings.loss, self.class_weight)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        inputs, labels = batch
+        logits = self(inputs).float()
+        self.log("val_loss", classification_loss(logits, labels, self.settings.loss, self.class_weight),
+                 on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self._val_outputs.append((logits.softmax(dim=1), labels))
+
+    def on_validation_epoch_end(self) -> None:
+        probabilities = torch.cat([p for p, _ in self._val_outputs])
+        labels = torch.cat([y for _, y in self._val_outputs])
+        self._val_outputs.clear()
+        self.log("val_auc", auroc(probabilities, labels), prog_bar=True)
+        self.log("val_acc", (probabilities.argmax(dim=1) == labels).float().mean(), prog_bar=True)
+
+    def configure_optimizers(self):
+        optimiser_settings = self.settings.optimizer
+        head = classifier_name(self.model) if isinstance(self.model, nn.Module) and not isinstance(self.model, nn.Linear) else ""
+        head_params = [p for n, p in self.model.named_parameters() if head and n.startswith(head + ".")]
+        head_ids = {id(p) for p in head_params}
+        body_params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
+        scale = optimiser_settings.backbone_lr_scale if self.settings.transfer == "finetune" else 1.0
+        groups = [g for g in ({"params": body_params, "lr": optimiser_settings.lr * scale},
+                              {"params": head_params, "lr": optimiser_settings.lr}) if g["params"]]
+        if optimiser_settings.name == "adamw":
+            optimiser = torch.optim.AdamW(groups, weight_decay=optimiser_settings.weight_decay)
+        else:
+            optimiser = torch.optim.SGD(groups, momentum=optimiser_settings.momentum,
+                                        weight_decay=optimiser_settings.weight_decay, nesterov=True)
+        total = int(self.trainer.estimated_stepping_batches)
+        schedule = self.settings.schedule
+        if schedule.name == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=[g["lr"] for g in groups], total_steps=total)
+        else:
+            warmup = int(schedule.warmup_epochs * total / self.settings.epochs)
+            cosine = schedule.name == "cosine"
+
+            def factor(step: int) -> float:
+                if step < warmup:
+                    return (step + 1) / warmup
+                if not cosine:
+                    return 1.0
+                progress = (step - warmup) / max(1, total - warmup)
+                return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

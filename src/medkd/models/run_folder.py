@@ -1,0 +1,45 @@
+"""The run folder contract: weights in safetensors plus a JSON sidecar, enough to rebuild the model alone.
+
+Later stages (evaluate, distill, export, serve) load models through `load_model` and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from medkd.models.errors import ModelError
+from medkd.models.registry import create_model
+
+SIDECAR = "model.json"
+BEST = "model.safetensors"
+LAST = "last.safetensors"
+SIDECAR_FORMAT = 1
+
+
+def save_model(folder: Path, model: nn.Module, sidecar: dict, filename: str = BEST) -> None:
+    """Write `model`'s weights as `filename` and the sidecar (architecture, classes, preprocessing, ...)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, folder / filename)
+    (folder / SIDECAR).write_text(json.dumps({"format": SIDECAR_FORMAT, **sidecar}, indent=2))
+
+
+def read_sidecar(folder: Path) -> dict:
+    path = Path(folder) / SIDECAR
+    if not path.exists():
+        raise ModelError(f"{folder} is not a finished run folder: {SIDECAR} is missing (train it first)")
+    return json.loads(path.read_text())
+
+
+def load_model(folder: str | Path, filename: str = BEST) -> tuple[nn.Module, dict]:
+    """Rebuild the model of a run folder from its sidecar and weights; returns (model in eval mode, sidecar)."""
+    folder = Path(folder)
+    sidecar = read_sidecar(folder)
+    model = create_model(sidecar["architecture"], num_classes=len(sidecar["classes"]), in_chans=sidecar["in_chans"],
+                         **sidecar.get("model_args", {}))
+    model.load_state_dict(load_file(folder / filename))
+    return model.eval(), sidecar

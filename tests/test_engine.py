@@ -1,0 +1,127 @@
+"""The training engine: real (tiny) training runs on generated images, resume after a kill, linear probing."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_kermany_like
+from medkd.data import DataConfig, prepare
+from medkd.engine import LossConfig, TrainConfig, fit
+from medkd.engine.datamodule import TensorDataModule, build_augmentation
+from medkd.engine.losses import class_weights, classification_loss
+from medkd.engine.module import auroc
+from medkd.models import load_model
+
+
+@pytest.fixture(scope="module")
+def xray_root(tmp_path_factory) -> Path:
+    return write_kermany_like(tmp_path_factory.mktemp("data") / "xray", {"train": 4, "test": 2}, patients_per_class=20)
+
+
+@pytest.fixture
+def data_config(xray_root, cache_dir) -> DataConfig:
+    return DataConfig.model_validate({"path": str(xray_root), "cache_dir": cache_dir,
+                                      "preprocessing": {"size": 32, "channels": 1}, "split": {"min_val_size": 1}})
+
+
+def read_metrics(folder: Path) -> list[dict]:
+    with open(folder / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_run_folder_rebuilds_the_trained_model(data_config, tmp_path):
+    out = fit(data_config, TrainConfig(model="compact_cnn", epochs=3, batch_size=32), tmp_path / "run", show_progress=False)
+    for name in ("config.yaml", "metrics.csv", "model.safetensors", "last.safetensors", "model.json", "checkpoints/last.ckpt"):
+        assert (out / name).exists(), name
+    assert [int(r["epoch"]) for r in read_metrics(out)] == [0, 1, 2]
+    model, sidecar = load_model(out)
+    assert sidecar["classes"] == ["NORMAL", "PNEUMONIA"] and sidecar["in_chans"] == 1
+    images, labels = prepare(data_config, show_progress=False).split("test")
+    mean, std = sidecar["normalisation"]["mean"][0], sidecar["normalisation"]["std"][0]
+    with torch.no_grad():
+        probabilities = model((torch.from_numpy(images).float() / 255 - mean) / std).softmax(dim=1)
+    assert auroc(probabilities, torch.from_numpy(labels)) > 0.9  # the bright band is learnt
+
+
+def test_same_seed_same_metrics(data_config, tmp_path):
+    settings = TrainConfig(model="compact_cnn", epochs=2, batch_size=32, seed=7)
+    first = read_metrics(fit(data_config, settings, tmp_path / "a", show_progress=False))
+    second = read_metrics(fit(data_config, settings, tmp_path / "b", show_progress=False))
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(first) == strip(second)
+
+
+def test_killed_run_resumes_to_the_same_epoch_count(xray_root, tmp_path, cache_dir):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "medkd.cli", "train", "--data", str(xray_root), "--size", "32", "--channels", "1",
+               "--model", "compact_cnn", "--epochs", "8", "--batch-size", "16", "--out", str(out),
+               "--cache-dir", cache_dir, "--no-progress"]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "metrics.csv").exists() and len(read_metrics(out)) >= 1):
+        time.sleep(0.05)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    done_before = len(read_metrics(out))
+    assert 1 <= done_before < 8, "the run must be killed part-way"
+    assert not (out / "model.json").exists()
+    subprocess.run(command, check=True, capture_output=True)
+    epochs = [int(r["epoch"]) for r in read_metrics(out)]
+    assert epochs == list(range(8))
+    _, sidecar = load_model(out)
+    assert sidecar["epochs_trained"] == 8
+
+
+def test_linear_probe_caches_features_and_trains_fast(data_config, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="medkd")
+    linear = TrainConfig(model="resnet18", transfer="linear", epochs=3, batch_size=32)
+    fit(data_config, linear, tmp_path / "linear1", show_progress=False)
+    assert "extracted and cached" in caplog.text
+    caplog.clear()
+    second = fit(data_config, linear, tmp_path / "linear2", show_progress=False)
+    assert "feature extraction skipped" in caplog.text and "extracted" not in caplog.text
+    finetune = fit(data_config, TrainConfig(model="resnet18", transfer="finetune", epochs=2, batch_size=32),
+                   tmp_path / "finetune", show_progress=False)
+    linear_seconds = np.median([float(r["seconds"]) for r in read_metrics(second)])
+    finetune_seconds = np.median([float(r["seconds"]) for r in read_metrics(finetune)])
+    assert finetune_seconds > 10 * linear_seconds, (linear_seconds, finetune_seconds)
+    model, sidecar = load_model(second)  # the full model (frozen backbone + trained head) is in the folder
+    assert sidecar["transfer"] == "linear" and model(torch.zeros(1, 1, 32, 32)).shape == (1, 2)
+
+
+def test_imbalance_tools():
+    weights = class_weights(np.array([300, 100]), "balanced")
+    assert torch.allclose(weights * torch.tensor([300.0, 100.0]), torch.tensor([200.0, 200.0]))
+    assert class_weights(np.array([300, 100]), "none") is None
+    logits, labels = torch.randn(16, 3), torch.randint(0, 3, (16,))
+    focal_zero = classification_loss(logits, labels, LossConfig(name="focal", focal_gamma=0.0))
+    assert torch.allclose(focal_zero, classification_loss(logits, labels, LossConfig()))
+    confident = torch.tensor([[5.0, -5.0]]), torch.tensor([0])
+    assert classification_loss(*confident, LossConfig(name="focal")) < classification_loss(*confident, LossConfig()) / 100
+    labels = torch.tensor([0] * 90 + [1] * 10)
+    module = TensorDataModule({"train": (torch.zeros(100, 1), labels)}, batch_size=100, sampler="balanced")
+    torch.manual_seed(0)
+    drawn = torch.cat([y for _ in range(20) for _, y in module.train_dataloader()])
+    assert abs(drawn.float().mean().item() - 0.5) < 0.05
+
+
+def test_augmentation_changes_pixels_not_shape():
+    from medkd.engine import AugmentConfig
+
+    transform = build_augmentation(AugmentConfig(rotation_degrees=10, brightness=0.3))
+    image = torch.randint(0, 255, (1, 32, 32), dtype=torch.uint8)
+    out = transform(image)
+    assert out.shape == image.shape and out.dtype == torch.uint8 and not torch.equal(out, image)
+    off = AugmentConfig(rotation_degrees=0, translate=0, scale=(1.0, 1.0), brightness=0, contrast=0)
+    assert build_augmentation(off) is None and build_augmentation(None) is None
