@@ -125,3 +125,16 @@ def test_augmentation_changes_pixels_not_shape():
     assert out.shape == image.shape and out.dtype == torch.uint8 and not torch.equal(out, image)
     off = AugmentConfig(rotation_degrees=0, translate=0, scale=(1.0, 1.0), brightness=0, contrast=0)
     assert build_augmentation(off) is None and build_augmentation(None) is None
+
+
+def test_auto_precision_uses_bf16_only_where_the_cpu_has_it(monkeypatch):
+    import importlib
+
+    fit_module = importlib.import_module("medkd.engine.fit")  # the module, not the fit() it exports
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
+        monkeypatch.setattr(fit_module, "native_cpu_bf16", lambda native=native: native)
+        assert fit_module.lightning_precision("auto", "auto") == expected
+    assert fit_module.lightning_precision("bf16", "cpu") == "bf16-mixed"
+    assert fit_module.lightning_precision("32", "auto") == "32-true"

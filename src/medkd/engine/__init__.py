@@ -5,8 +5,8 @@ Public API: TrainConfig (and its parts), fit(), ClassifierModule, TensorDataModu
 
 from medkd.engine.config import AugmentConfig, LossConfig, OptimizerConfig, ScheduleConfig, TrainConfig
 from medkd.engine.datamodule import TensorDataModule
-from medkd.engine.fit import fit
+from medkd.engine.fit import fit, lightning_precision, native_cpu_bf16
 from medkd.engine.module import ClassifierModule
 
 __all__ = ["AugmentConfig", "ClassifierModule", "LossConfig", "OptimizerConfig", "ScheduleConfig", "TensorDataModule",
-           "TrainConfig", "fit"]
+           "TrainConfig", "fit", "lightning_precision", "native_cpu_bf16"]

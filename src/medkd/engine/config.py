@@ -58,7 +58,8 @@ class TrainConfig(_Strict):
     augment: AugmentConfig | None = Field(default_factory=AugmentConfig)
     early_stopping_patience: int | None = Field(None, ge=1, description="epochs without val improvement")
     seed: int = 0
-    precision: Literal["auto", "bf16", "32"] = Field("auto", description="auto: bf16 mixed precision where supported")
+    precision: Literal["auto", "bf16", "32"] = Field(
+        "auto", description="auto: bf16 mixed precision on GPUs and on CPUs with native bf16 (AMX/AVX512-BF16), else fp32")
     channels_last: bool = True
     accelerator: str = "auto"
     devices: int | str = "auto"

@@ -30,13 +30,22 @@ warnings.filterwarnings("ignore", message=r".*overridden `on_after_batch_transfe
 warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 
 
+def native_cpu_bf16() -> bool:
+    """True where the CPU computes bf16 in hardware (AMX or AVX512-BF16). Elsewhere (e.g. AVX2-only CPUs)
+    torch emulates bf16 and trains several times slower than fp32 (measured: docs/performance.md)."""
+    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+
+
 def lightning_precision(choice: str, accelerator: str) -> str:
+    """Lightning precision for a TrainConfig.precision: auto picks bf16 mixed precision only where it is fast."""
     if choice == "32":
         return "32-true"
+    if choice == "bf16":
+        return "bf16-mixed"
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if on_gpu and not torch.cuda.is_bf16_supported():
-        return "16-mixed"
-    return "bf16-mixed"
+    if on_gpu:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if native_cpu_bf16() else "32-true"
 
 
 def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, show_progress: bool = True) -> Path:
