@@ -38,8 +38,9 @@ class PreparedData:
         """Images (n, C, H, W) uint8 and labels (n,) of one split, read into memory."""
         if name not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, not {name!r}")
-        rows = self.samples.loc[self.samples["split"] == name, "row"].to_numpy()
-        labels = self.samples.loc[self.samples["split"] == name, "label"].to_numpy(dtype=np.int64, copy=True)
+        chosen = self.samples[self.samples["split"] == name]
+        rows = chosen["row"].to_numpy()
+        labels = chosen["label"].to_numpy(dtype=np.int64, copy=True)
         return np.asarray(self.decoded.images[rows]), labels
 
 

@@ -69,7 +69,7 @@ class ClassifierModule(L.LightningModule):
 
     def configure_optimizers(self):
         optimiser_settings = self.settings.optimizer
-        head = classifier_name(self.model) if isinstance(self.model, nn.Module) and not isinstance(self.model, nn.Linear) else ""
+        head = classifier_name(self.model)  # "" when the model is the head itself (linear probe): no split
         head_params = [p for n, p in self.model.named_parameters() if head and n.startswith(head + ".")]
         head_ids = {id(p) for p in head_params}
         body_params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
