@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 from medkd.data import DataConfig, prepare
-from medkd.engine import AugmentConfig
+from medkd.engine import AugmentConfig, native_cpu_bf16
 from medkd.engine.datamodule import TensorDataModule, split_tensors
 from medkd.models import create_model
 
 
-def model_step_rate(name: str, size: int, bf16: bool, batch_size: int, steps: int) -> float:
+def model_step_rate(name: str, size: int, bf16: bool, batch_size: int, steps: int, warmup: int = 2) -> float:
     torch.manual_seed(0)
     model = create_model(name, num_classes=2, in_chans=1)
     images = torch.randn(batch_size, 1, size, size)
@@ -37,7 +37,7 @@ def model_step_rate(name: str, size: int, bf16: bool, batch_size: int, steps: in
         loss.backward()
         optimiser.step()
 
-    for _ in range(2):  # warm-up: allocator, kernels
+    for _ in range(warmup):  # allocator, kernel selection
         step()
     start = time.perf_counter()
     for _ in range(steps):
@@ -65,13 +65,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, grey input")
+    native = native_cpu_bf16()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, grey input, "
+          f"bf16 {'native (AMX/AVX512-BF16)' if native else 'EMULATED (no AMX/AVX512-BF16): timed over 1 step'}")
     print(f"{'model':<10}{'px':>5}{'fp32 img/s':>12}{'bf16+CL img/s':>15}{'speed-up':>10}")
     fastest = {}
     for size in (128, 224):
         for name in ("resnet18", "resnet50"):
             fp32 = model_step_rate(name, size, False, args.batch_size, args.steps)
-            bf16 = model_step_rate(name, size, True, args.batch_size, args.steps)
+            # emulated bf16 is an order of magnitude slower: one warm-up and one timed step say enough
+            bf16 = model_step_rate(name, size, True, args.batch_size, args.steps if native else 1, 2 if native else 1)
             fastest[size] = max(fastest.get(size, 0.0), fp32, bf16)
             print(f"{name:<10}{size:>5}{fp32:>12.1f}{bf16:>15.1f}{bf16 / fp32:>9.2f}x", flush=True)
     for size in (128, 224):

@@ -74,3 +74,14 @@ def test_small_source_val_is_merged_and_recarved():
     assert any("merged into train" in note for note in notes)
     assert (result["split"] == "val").sum() >= 50
     assert set(result.loc[result["split"] == "test", "patient"]) == {"p7", "p8", "p9"}
+
+
+def test_train_fraction_keeps_whole_patients_and_leaves_val_and_test_alone():
+    frame = synthetic(n_patients=400)
+    full, part = split(frame, seed=1), split(frame, seed=1, train_fraction=0.25)
+    for name in ("val", "test"):
+        assert (part["split"] == name).tolist() == (full["split"] == name).tolist()
+    kept, unused = part[part["split"] == "train"], part[part["split"] == "unused"]
+    assert set(kept["patient"]).isdisjoint(unused["patient"])
+    assert len(kept) / (len(kept) + len(unused)) == pytest.approx(0.25, abs=0.05)
+    assert kept["label"].mean() == pytest.approx(full.loc[full["split"] == "train", "label"].mean(), abs=0.06)

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from medkd.data.config import DataConfig
+from medkd.distillation.config import DistillConfig
 from medkd.engine.config import TrainConfig
 
 
@@ -24,6 +25,13 @@ class Recipe(BaseModel):
     name: str = "study"
     data: DataConfig
     train: TrainConfig = TrainConfig()
+    distill: DistillConfig | None = None
+
+    @model_validator(mode="after")
+    def _distillation_trains_the_whole_student(self) -> Recipe:
+        if self.distill is not None and self.train.transfer == "linear":
+            raise ValueError("distillation trains the whole student: train.transfer must be scratch or finetune")
+        return self
 
 
 def merge(base: dict, overrides: dict) -> dict:

@@ -41,6 +41,9 @@ class SplitPolicy(_Strict):
         100, ge=0, description="a source val split smaller than this is merged into train and re-carved"
     )
     test_fraction: float = Field(0.2, gt=0.0, lt=0.5, description="used only when the source has no test split")
+    train_fraction: float = Field(
+        1.0, gt=0.0, le=1.0, description="keep this share of the train patients (stratified, seeded; the rest is "
+        "set aside, never moved to val or test): label-efficiency studies and quick runs")
     patient_pattern: str | None = Field(
         KERMANY_PATIENT_PATTERN,
         description="regex on the file name whose group 'patient' (or first group) is the patient id; "

@@ -33,25 +33,30 @@ def linked_groups(patients: pd.Series, content_hashes: pd.Series) -> np.ndarray:
     return labels[:n]
 
 
-def carve(frame: pd.DataFrame, groups: np.ndarray, source: str, target: str, fraction: float, seed: int) -> pd.DataFrame:
-    """Move about `fraction` of `source`'s groups (whole patients) to `target`, stratified by label.
+UNUSED = "unused"  # train samples set aside by split.train_fraction
 
-    The fraction is realised as one fold of round(1 / fraction) stratified group folds.
-    """
+
+def one_fold(frame: pd.DataFrame, groups: np.ndarray, source: str, fraction: float, seed: int, purpose: str) -> np.ndarray:
+    """Row positions of about `fraction` of `source`'s groups (whole patients), stratified by label:
+    one fold of round(1 / fraction) stratified group folds."""
     index = np.flatnonzero(frame["split"].to_numpy() == source)
     folds = max(2, round(1 / fraction))
     n_groups = len(np.unique(groups[index]))
     if n_groups < folds:
-        raise DataError(
-            f"only {n_groups} patients in {source}: too few to carve a {target} split of {fraction:.0%}; "
-            f"provide a {target} split in the data or lower data.split.{target}_fraction"
-        )
+        raise DataError(f"only {n_groups} patients in {source}: too few for {purpose} of {fraction:.0%}")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # rare classes with fewer members than folds are expected
         warnings.simplefilter("ignore", UserWarning)
         _, held = next(splitter.split(np.zeros(len(index)), frame["label"].to_numpy()[index], groups[index]))
+    return index[held]
+
+
+def carve(frame: pd.DataFrame, groups: np.ndarray, source: str, target: str, fraction: float, seed: int) -> pd.DataFrame:
+    """Move about `fraction` of `source`'s patients to `target`, stratified by label."""
+    purpose = (f"a {target} split (provide a {target} split in the data or lower data.split.{target}_fraction)")
+    held = one_fold(frame, groups, source, fraction, seed, purpose)
     frame = frame.copy()
-    frame.iloc[index[held], frame.columns.get_loc("split")] = target
+    frame.iloc[held, frame.columns.get_loc("split")] = target
     return frame
 
 
@@ -74,4 +79,11 @@ def assign_splits(frame: pd.DataFrame, groups: np.ndarray, policy: SplitPolicy) 
         frame = carve(frame, groups, "train", "val", policy.val_fraction, policy.seed)
         carved.append("val")
         notes.append(f"val carved from train by patient ({policy.val_fraction:.0%}, stratified, seed {policy.seed})")
+    if policy.train_fraction < 1:
+        kept = one_fold(frame, groups, "train", policy.train_fraction, policy.seed, "data.split.train_fraction")
+        dropped = (frame["split"] == "train").to_numpy(copy=True)
+        dropped[kept] = False
+        frame.loc[dropped, "split"] = UNUSED
+        notes.append(f"train_fraction {policy.train_fraction:g}: {len(kept)} train images of whole patients kept, "
+                     f"{int(dropped.sum())} set aside")
     return frame, carved, notes

@@ -14,8 +14,9 @@ EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "val_acc", "lr", 
 class EpochMetricsCSV(L.Callback):
     """One row per finished epoch in `path`; on resume, rows of epochs not yet re-reached are dropped."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, extra_columns: tuple[str, ...] = ()) -> None:
         self.path = path
+        self.columns = [*EPOCH_COLUMNS[:5], *extra_columns, *EPOCH_COLUMNS[5:]]
         self._started = 0.0
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
@@ -25,7 +26,7 @@ class EpochMetricsCSV(L.Callback):
             with open(self.path, newline="") as handle:
                 rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) < trainer.current_epoch]
         with open(self.path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, EPOCH_COLUMNS)
+            writer = csv.DictWriter(handle, self.columns)
             writer.writeheader()
             writer.writerows(rows)
 
@@ -38,7 +39,8 @@ class EpochMetricsCSV(L.Callback):
         metrics = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch, "lr": trainer.optimizers[0].param_groups[-1]["lr"],
                "seconds": round(time.perf_counter() - self._started, 3)}
-        for key in EPOCH_COLUMNS[1:5]:
-            row[key] = float(metrics[key]) if key in metrics else ""
+        for key in self.columns:
+            if key not in row:
+                row[key] = float(metrics[key]) if key in metrics else ""
         with open(self.path, "a", newline="") as handle:
-            csv.DictWriter(handle, EPOCH_COLUMNS).writerow(row)
+            csv.DictWriter(handle, self.columns).writerow(row)

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medkd.evaluation.config import ThresholdConfig
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -56,6 +58,8 @@ class TrainConfig(_Strict):
     loss: LossConfig = Field(default_factory=LossConfig)
     sampler: Literal["shuffle", "balanced"] = Field("shuffle", description="balanced: draw classes equally often")
     augment: AugmentConfig | None = Field(default_factory=AugmentConfig)
+    threshold: ThresholdConfig = Field(default_factory=ThresholdConfig,
+                                       description="binary tasks: how the saved decision threshold is chosen on val")
     early_stopping_patience: int | None = Field(None, ge=1, description="epochs without val improvement")
     seed: int = 0
     precision: Literal["auto", "bf16", "32"] = Field(

@@ -28,17 +28,19 @@ def build_augmentation(settings: AugmentConfig | None) -> v2.Transform | None:
 
 
 class CachedImages(Dataset):
-    """(image uint8 (C, H, W), label) pairs from tensors already in memory."""
+    """(image uint8 (C, H, W), label, *per-sample targets such as cached teacher logits) from tensors in memory."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: v2.Transform | None = None) -> None:
-        self.images, self.labels, self.transform = images, labels, transform
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *targets: torch.Tensor,
+                 transform: v2.Transform | None = None) -> None:
+        self.images, self.labels, self.targets, self.transform = images, labels, targets, transform
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         image = self.images[index]
-        return (self.transform(image) if self.transform else image), self.labels[index]
+        image = self.transform(image) if self.transform else image
+        return (image, self.labels[index], *(target[index] for target in self.targets))
 
 
 def split_tensors(data: PreparedData, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,9 +50,9 @@ def split_tensors(data: PreparedData, split: str) -> tuple[torch.Tensor, torch.T
 
 
 class TensorDataModule(L.LightningDataModule):
-    """train/val(/test) loaders over in-memory (inputs, labels) tensors: cached images or cached features."""
+    """train/val loaders over in-memory (inputs, labels, *targets) tensors: cached images or cached features."""
 
-    def __init__(self, splits: dict[str, tuple[torch.Tensor, torch.Tensor]], batch_size: int, *,
+    def __init__(self, splits: dict[str, tuple[torch.Tensor, ...]], batch_size: int, *,
                  sampler: str = "shuffle", augment: AugmentConfig | None = None, num_workers: int = 0) -> None:
         super().__init__()
         self.splits, self.batch_size, self.sampler, self.num_workers = splits, batch_size, sampler, num_workers
@@ -60,8 +62,8 @@ class TensorDataModule(L.LightningDataModule):
         return np.bincount(self.splits["train"][1].numpy(), minlength=num_classes)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        inputs, labels = self.splits[split]
-        dataset = CachedImages(inputs, labels, self.augmentation if train else None)
+        inputs, labels, *targets = self.splits[split]
+        dataset = CachedImages(inputs, labels, *targets, transform=self.augmentation if train else None)
         sampler = None
         if train and self.sampler == "balanced":
             per_class = 1.0 / np.maximum(np.bincount(labels.numpy()), 1)

@@ -15,6 +15,7 @@ from torch import nn
 
 from medkd.data import PreparedData
 from medkd.data.config import cache_root
+from medkd.evaluation import predict_logits
 from medkd.models import classifier_name
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,6 @@ def backbone_of(model: nn.Module) -> nn.Module:
     return backbone.eval()
 
 
-@torch.no_grad()
 def cached_features(model: nn.Module, identity: dict, data: PreparedData, split: str, *, mean: list[float],
                     std: list[float], batch_size: int, precision_bf16: bool) -> tuple[torch.Tensor, bool]:
     """Features of every image of `split` from `model`'s backbone; (features, True) when read from the cache."""
@@ -49,15 +49,9 @@ def cached_features(model: nn.Module, identity: dict, data: PreparedData, split:
     if path.exists():
         log.info("features of %s (%d images) read from cache %s: feature extraction skipped", split, len(rows), path)
         return torch.from_numpy(np.load(path)), True
-    backbone = backbone_of(model).to(memory_format=torch.channels_last)
-    mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
-    chunks = []
-    for start in range(0, len(rows), batch_size):
-        images = torch.from_numpy(np.asarray(data.decoded.images[rows[start:start + batch_size]]))
-        inputs = ((images.float() / 255.0 - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision_bf16):
-            chunks.append(backbone(inputs).float())
-    features = torch.cat(chunks)
+    images, _ = data.split(split)
+    features = predict_logits(backbone_of(model).to(memory_format=torch.channels_last), images, mean=mean, std=std,
+                              batch_size=batch_size, bf16=precision_bf16)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_suffix(f".tmp-{os.getpid()}.npy")
     np.save(staging, features.numpy())

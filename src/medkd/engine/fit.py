@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import Protocol
 
 import lightning as L
 import torch
@@ -12,7 +13,7 @@ import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from medkd.data import DataConfig, prepare
+from medkd.data import DataConfig, PreparedData, prepare
 from medkd.engine.callbacks import EpochMetricsCSV
 from medkd.engine.config import TrainConfig
 from medkd.engine.datamodule import TensorDataModule, split_tensors
@@ -20,7 +21,8 @@ from medkd.engine.features import cached_features, weights_identity
 from medkd.engine.losses import class_weights
 from medkd.engine.module import ClassifierModule
 from medkd.models import classifier_name, create_model, normalisation, read_state_dict, save_model
-from medkd.models.run_folder import LAST
+from medkd.evaluation import ThresholdConfig, choose_threshold, predict_probabilities
+from medkd.models.run_folder import BEST, LAST
 
 log = logging.getLogger(__name__)
 MONITOR = "val_auc"  # checkpoints are chosen on validation AUC, never on test
@@ -28,6 +30,9 @@ MONITOR = "val_auc"  # checkpoints are chosen on validation AUC, never on test
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 warnings.filterwarnings("ignore", message=r".*overridden `on_after_batch_transfer`.*")
 warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+# The sanity check scores two validation batches, which may hold one class only: its AUC means nothing.
+warnings.filterwarnings("ignore", message=r".*No (positive|negative) samples in targets.*")
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
 
 
 def native_cpu_bf16() -> bool:
@@ -48,13 +53,39 @@ def lightning_precision(choice: str, accelerator: str) -> str:
     return "bf16-mixed" if native_cpu_bf16() else "32-true"
 
 
-def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, show_progress: bool = True) -> Path:
+class FitExtension(Protocol):
+    """Turns supervised training into another kind of run (e.g. distillation): fit() calls these hooks."""
+
+    section: str  # the key of its settings in the run's config.yaml
+    metric_columns: tuple[str, ...]  # extra per-epoch columns of metrics.csv
+
+    def settings_dump(self) -> dict:
+        """Its settings, for config.yaml."""
+
+    def build_module(self, model: torch.nn.Module, settings: TrainConfig, data: PreparedData, splits: dict, *,
+                     mean: list[float], std: list[float], class_weight: torch.Tensor | None,
+                     out: Path) -> ClassifierModule:
+        """The Lightning module to train `model` with; may append per-sample tensors to `splits`."""
+
+    def sidecar(self) -> dict:
+        """Entries added to the run's model.json."""
+
+    def finish(self, out: Path, model: torch.nn.Module, data: PreparedData) -> None:
+        """Called once the run folder holds the final model."""
+
+
+def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, extension: FitExtension | None = None,
+        show_progress: bool = True) -> Path:
     """Train `settings.model` on `data_config` into run folder `out`; re-running continues a killed run."""
     out = Path(out)
     checkpoints = out / "checkpoints"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(
-        {"data": data_config.model_dump(mode="json"), "train": settings.model_dump(mode="json")}, sort_keys=False))
+    if extension is not None and settings.transfer == "linear":
+        raise ValueError(f"{extension.section} trains the whole student: use transfer scratch or finetune, not linear")
+    resolved = {"data": data_config.model_dump(mode="json"), "train": settings.model_dump(mode="json")}
+    if extension is not None:
+        resolved[extension.section] = extension.settings_dump()
+    (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     if settings.threads:
         torch.set_num_threads(settings.threads)
     data = prepare(data_config, show_progress=show_progress)
@@ -80,7 +111,11 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, show
     else:
         if settings.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        module = ClassifierModule(model, settings, mean=mean, std=std, class_weight=weight)
+        if extension is None:
+            module = ClassifierModule(model, settings, mean=mean, std=std, class_weight=weight)
+        else:
+            module = extension.build_module(model, settings, data, splits, mean=mean, std=std, class_weight=weight,
+                                            out=out)
         augment = settings.augment
     datamodule = TensorDataModule(splits, settings.batch_size, sampler=settings.sampler, augment=augment,
                                   num_workers=settings.num_workers)
@@ -88,7 +123,7 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, show
     # Lightning's save_last only refreshes last.ckpt when a best checkpoint is saved: keep "last" separately.
     callbacks = [ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=MONITOR, mode="max"),
                  ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False),
-                 EpochMetricsCSV(out / "metrics.csv")]
+                 EpochMetricsCSV(out / "metrics.csv", extension.metric_columns if extension else ())]
     if settings.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=settings.early_stopping_patience))
     if show_progress:
@@ -110,13 +145,29 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, show
         "architecture": settings.model, "model_args": settings.model_args, "in_chans": in_chans, "classes": classes,
         "positive_class": classes[1] if len(classes) == 2 else None,
         "preprocessing": data_config.preprocessing.model_dump(), "normalisation": {"mean": mean, "std": std, "scale": 1 / 255},
-        "threshold": 0.5, "weights": settings.weights, "transfer": settings.transfer,
+        "threshold": None, "threshold_rule": None, "weights": settings.weights, "transfer": settings.transfer,
         "epochs_trained": trainer.current_epoch, "best_checkpoint": best_path.name,
         "best_val_auc": float(callbacks[0].best_model_score) if callbacks[0].best_model_score is not None else None,
+        **(extension.sidecar() if extension else {}),
     }
     trained = module.model
-    for filename, checkpoint in ((LAST, resume), ("model.safetensors", best_path)):
+    whole = model if settings.transfer == "linear" else trained  # a linear probe trained only the head of `model`
+    for filename, checkpoint in ((LAST, resume), (BEST, best_path)):
         trained.load_state_dict({k.removeprefix("model."): v for k, v in read_state_dict(checkpoint).items()
                                  if k.startswith("model.")})
-        save_model(out, model if settings.transfer == "linear" else trained, sidecar, filename)
+        if filename == BEST and len(classes) == 2:
+            sidecar.update(validation_threshold(whole, data, sidecar, settings.threshold))
+        save_model(out, whole, sidecar, filename)
+    if extension is not None:
+        extension.finish(out, whole, data)
     return out
+
+
+def validation_threshold(model: torch.nn.Module, data: PreparedData, sidecar: dict,
+                         settings: ThresholdConfig) -> dict:
+    """The decision threshold on P(positive) chosen on the validation split (never test), for the sidecar."""
+    images, labels = data.split("val")
+    probabilities = predict_probabilities(model, images, sidecar)
+    threshold = choose_threshold(labels, probabilities[:, 1], settings)
+    log.info("decision threshold %.4f chosen on validation (%s)", threshold, settings.rule)
+    return {"threshold": threshold, "threshold_rule": settings.model_dump()}

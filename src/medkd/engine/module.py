@@ -40,37 +40,46 @@ class ClassifierModule(L.LightningModule):
         return self.model(inputs)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        inputs, labels = batch
+        inputs, *rest = batch
         if self.normalise:
             inputs = (inputs.float() / 255.0 - self.mean) / self.std
             if self.settings.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return inputs, labels
+        return (inputs, *rest)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        inputs, labels = batch
+        inputs, labels = batch[:2]
         loss = classification_loss(self(inputs), labels, self.settings.loss, self.class_weight)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        inputs, labels = batch
+        inputs, labels = batch[:2]
         logits = self(inputs).float()
         self.log("val_loss", classification_loss(logits, labels, self.settings.loss, self.class_weight),
                  on_epoch=True, prog_bar=True, batch_size=len(labels))
-        self._val_outputs.append((logits.softmax(dim=1), labels))
+        self._val_outputs.append((logits, *batch[1:]))
 
     def on_validation_epoch_end(self) -> None:
-        probabilities = torch.cat([p for p, _ in self._val_outputs])
-        labels = torch.cat([y for _, y in self._val_outputs])
+        logits, labels, *targets = (torch.cat(parts) for parts in zip(*self._val_outputs))
         self._val_outputs.clear()
+        self.log_validation_metrics(logits, labels, *targets)
+
+    def log_validation_metrics(self, logits: torch.Tensor, labels: torch.Tensor, *targets: torch.Tensor) -> None:
+        """Epoch-level validation scores; `targets` are the val split's extra tensors (e.g. teacher logits)."""
+        probabilities = logits.softmax(dim=1)
         self.log("val_auc", auroc(probabilities, labels), prog_bar=True)
         self.log("val_acc", (probabilities.argmax(dim=1) == labels).float().mean(), prog_bar=True)
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters outside `model` (e.g. a distillation connector); they train at the head's lr."""
+        return []
 
     def configure_optimizers(self):
         optimiser_settings = self.settings.optimizer
         head = classifier_name(self.model)  # "" when the model is the head itself (linear probe): no split
         head_params = [p for n, p in self.model.named_parameters() if head and n.startswith(head + ".")]
+        head_params += self.extra_parameters()
         head_ids = {id(p) for p in head_params}
         body_params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
         scale = optimiser_settings.backbone_lr_scale if self.settings.transfer == "finetune" else 1.0

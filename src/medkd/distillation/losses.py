@@ -1,0 +1,85 @@
+"""Distillation losses on logits, in a registry: Hinton KD, decoupled KD, logit-standardised KD.
+
+Every loss takes student logits, teacher logits (N, C), labels and the DistillConfig, and returns the
+batch mean. Temperatures soften **both** sides, and the T^2 factor keeps gradient sizes comparable
+across temperatures (Hinton et al., 2015): KD = T^2 * KL(softmax(t / T) || softmax(s / T)).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from medkd.distillation.config import DistillConfig
+
+LogitLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, DistillConfig], torch.Tensor]
+LOGIT_LOSSES: dict[str, LogitLoss] = {}
+
+
+def register_logit_loss(name: str) -> Callable[[LogitLoss], LogitLoss]:
+    def add(loss: LogitLoss) -> LogitLoss:
+        LOGIT_LOSSES[name] = loss
+        return loss
+    return add
+
+
+def soft_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Per-sample KL(softmax(teacher / T) || softmax(student / T))."""
+    log_student = F.log_softmax(student.float() / temperature, dim=1)
+    log_teacher = F.log_softmax(teacher.float() / temperature, dim=1)
+    return (log_teacher.exp() * (log_teacher - log_student)).sum(dim=1)
+
+
+@register_logit_loss("kd")
+def hinton_kd(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, settings: DistillConfig) -> torch.Tensor:
+    return settings.temperature**2 * soft_kl(student, teacher, settings.temperature).mean()
+
+
+def decoupled_parts(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
+                    temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample (TCKD, NCKD, teacher's non-target mass) of Zhao et al., 2022, without the T^2 factor.
+
+    TCKD: KL between the binary (target, rest) distributions; NCKD: KL between the distributions over the
+    non-target classes alone. KL(teacher || student) = TCKD + teacher's non-target mass * NCKD.
+    """
+    student, teacher = student.float() / temperature, teacher.float() / temperature
+    target = F.one_hot(labels, student.shape[1]).bool()
+
+    def binary(logits: torch.Tensor) -> torch.Tensor:
+        p_target = logits.softmax(dim=1)[target]
+        return torch.stack([p_target, 1 - p_target], dim=1).clamp_min(1e-12)
+
+    b_student, b_teacher = binary(student), binary(teacher)
+    tckd = (b_teacher * (b_teacher.log() - b_student.log())).sum(dim=1)
+    rest = student.shape[1] - 1
+    nckd = soft_kl(student[~target].view(-1, rest), teacher[~target].view(-1, rest), 1.0)
+    return tckd, nckd, b_teacher[:, 1]
+
+
+@register_logit_loss("dkd")
+def decoupled_kd(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, settings: DistillConfig) -> torch.Tensor:
+    tckd, nckd, _ = decoupled_parts(student, teacher, labels, settings.temperature)
+    return settings.temperature**2 * (settings.tckd_weight * tckd + settings.nckd_weight * nckd).mean()
+
+
+def standardise(logits: torch.Tensor) -> torch.Tensor:
+    """Z-score each logit vector (Sun et al., 2024): removes the logits' scale, keeps their ranking."""
+    logits = logits.float()
+    return (logits - logits.mean(dim=1, keepdim=True)) / (logits.std(dim=1, keepdim=True) + 1e-7)
+
+
+@register_logit_loss("lskd")
+def standardised_kd(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
+                    settings: DistillConfig) -> torch.Tensor:
+    return hinton_kd(standardise(student), standardise(teacher), labels, settings)
+
+
+def ensemble_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(N, teachers, C) -> (N, C) logits whose softmax at `temperature` is the mean of the teachers' softened
+    probabilities. One teacher's logits are returned unchanged."""
+    if logits.shape[1] == 1:
+        return logits[:, 0]
+    probabilities = (logits.float() / temperature).softmax(dim=2).mean(dim=1)
+    return temperature * probabilities.clamp_min(1e-12).log()

@@ -1,0 +1,15 @@
+"""Evaluation: metrics from predicted probabilities, validation-chosen thresholds, bootstrap intervals.
+
+Public API: evaluate_run, Evaluation, classification_metrics, choose_threshold, predict_logits,
+predict_probabilities, bootstrap_intervals, EvaluationConfig, ThresholdConfig, SCALARS.
+"""
+
+from medkd.evaluation.bootstrap import bootstrap_intervals
+from medkd.evaluation.config import EvaluationConfig, ThresholdConfig
+from medkd.evaluation.evaluate import Evaluation, evaluate_run
+from medkd.evaluation.metrics import SCALARS, classification_metrics
+from medkd.evaluation.predict import predict_logits, predict_probabilities
+from medkd.evaluation.threshold import choose_threshold
+
+__all__ = ["SCALARS", "Evaluation", "EvaluationConfig", "ThresholdConfig", "bootstrap_intervals", "choose_threshold",
+           "classification_metrics", "evaluate_run", "predict_logits", "predict_probabilities"]

@@ -1,0 +1,28 @@
+"""Validated evaluation settings: how the decision threshold is chosen (on validation) and the bootstrap."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ThresholdConfig(BaseModel):
+    """How a binary model's decision threshold on P(positive) is chosen, always on the validation split."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule: Literal["youden", "sensitivity", "fixed"] = Field(
+        "youden", description="youden: max sensitivity + specificity - 1 (= best balanced accuracy); "
+                              "sensitivity: the highest threshold reaching target_sensitivity; fixed: value")
+    target_sensitivity: float = Field(0.95, gt=0, le=1)
+    value: float = Field(0.5, ge=0, le=1, description="the threshold of rule: fixed")
+
+
+class EvaluationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bootstrap_resamples: int = Field(1000, ge=0, description="0 switches confidence intervals off")
+    confidence: float = Field(0.95, gt=0, lt=1)
+    calibration_bins: int = Field(15, ge=2)
+    seed: int = 0

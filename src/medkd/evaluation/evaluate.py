@@ -1,0 +1,84 @@
+"""Evaluate a run folder on one split: predictions, metrics at argmax and at the validation threshold, intervals."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from medkd.data import DataConfig, prepare
+from medkd.evaluation.bootstrap import bootstrap_intervals
+from medkd.evaluation.config import EvaluationConfig
+from medkd.evaluation.metrics import classification_metrics
+from medkd.evaluation.predict import predict_probabilities
+from medkd.models import load_model
+
+RESULTS = "evaluation"
+
+
+@dataclass
+class Evaluation:
+    """Metrics of one model on one split. `at_threshold` is None for multi-class tasks (argmax only)."""
+
+    run: str
+    split: str
+    classes: list[str]
+    images: int
+    threshold: float | None  # chosen on validation when the model was trained
+    at_argmax: dict
+    at_threshold: dict | None
+    intervals: dict[str, tuple[float, float]]  # of the metrics at the threshold (argmax for multi-class)
+    confidence: float
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_data_config(folder: Path, data_path: str | None = None, cache_dir: str | None = None) -> DataConfig:
+    """The data settings a run was trained with, optionally pointed at another copy of the data or cache."""
+    config_file = folder / "config.yaml"
+    if not config_file.exists():
+        raise FileNotFoundError(f"{folder} has no config.yaml: not a run folder written by medkd train/distill")
+    data = yaml.safe_load(config_file.read_text())["data"]
+    data.update({key: value for key, value in (("path", data_path), ("cache_dir", cache_dir)) if value is not None})
+    return DataConfig.model_validate(data)
+
+
+def evaluate_run(folder: str | Path, split: str = "test", *, settings: EvaluationConfig = EvaluationConfig(),
+                 data_path: str | None = None, cache_dir: str | None = None, show_progress: bool = True) -> Evaluation:
+    """Evaluate run `folder`'s best model on `split`; writes evaluation/{split}.json and {split}_predictions.csv."""
+    started = time.perf_counter()
+    folder = Path(folder)
+    model, sidecar = load_model(folder)
+    data = prepare(run_data_config(folder, data_path, cache_dir), show_progress=show_progress)
+    images, labels = data.split(split)
+    probabilities = predict_probabilities(model, images, sidecar)
+    binary = len(sidecar["classes"]) == 2
+    threshold = sidecar.get("threshold") if binary else None
+    at_argmax = classification_metrics(labels, probabilities, calibration_bins=settings.calibration_bins)
+    at_threshold = (classification_metrics(labels, probabilities, threshold, calibration_bins=settings.calibration_bins)
+                    if threshold is not None else None)
+    intervals = {}
+    if settings.bootstrap_resamples:
+        intervals = bootstrap_intervals(labels, probabilities, threshold, resamples=settings.bootstrap_resamples,
+                                        confidence=settings.confidence, seed=settings.seed,
+                                        calibration_bins=settings.calibration_bins)
+    result = Evaluation(str(folder), split, sidecar["classes"], len(labels), threshold, at_argmax, at_threshold,
+                        intervals, settings.confidence, time.perf_counter() - started)
+    out = folder / RESULTS
+    out.mkdir(exist_ok=True)
+    (out / f"{split}.json").write_text(json.dumps(result.to_dict(), indent=2))
+    refs = data.samples.loc[data.samples["split"] == split, "ref"].to_numpy()
+    table = pd.DataFrame({"ref": refs, "label": labels})
+    for index, name in enumerate(sidecar["classes"]):
+        table[f"p_{name}"] = probabilities[:, index]
+    table["predicted"] = np.argmax(probabilities, axis=1) if threshold is None else (probabilities[:, 1] >= threshold)
+    table["predicted"] = table["predicted"].astype(int)
+    table.to_csv(out / f"{split}_predictions.csv", index=False)
+    return result

@@ -1,0 +1,79 @@
+"""Classification metrics from predicted probabilities (scikit-learn and torchmetrics do the scoring).
+
+Binary tasks: the positive class is index 1; precision, recall (sensitivity), specificity and F1 are of
+that class, and a decision threshold on P(positive) may replace argmax. Multi-class tasks: argmax
+decisions, macro averages, one-vs-rest macro AUC.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, confusion_matrix,
+                             multilabel_confusion_matrix, precision_recall_fscore_support, roc_auc_score)
+from torchmetrics.functional.classification import multiclass_calibration_error
+
+# The scalar metrics, in the order tables show them.
+SCALARS = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "auc",
+           "average_precision", "ece")
+
+
+def decisions(probabilities: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Predicted class per row: P(positive) >= threshold for binary tasks given one, else argmax."""
+    if threshold is None:
+        return probabilities.argmax(axis=1)
+    if probabilities.shape[1] != 2:
+        raise ValueError("a decision threshold applies to binary tasks only; multi-class decisions use argmax")
+    return (probabilities[:, 1] >= threshold).astype(np.int64)
+
+
+def specificities(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-class specificity TN / (TN + FP), one-vs-rest."""
+    per_class = multilabel_confusion_matrix(labels, predicted, labels=list(range(num_classes)))
+    tn, fp = per_class[:, 0, 0], per_class[:, 0, 1]
+    return np.divide(tn, tn + fp, out=np.zeros(num_classes), where=(tn + fp) > 0)
+
+
+def ranking_scores(labels: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
+    """(AUC-ROC, average precision); NaN when the labels hold one class only."""
+    num_classes = probabilities.shape[1]
+    if len(np.unique(labels)) < 2:
+        return float("nan"), float("nan")
+    if num_classes == 2:
+        return (float(roc_auc_score(labels, probabilities[:, 1])),
+                float(average_precision_score(labels, probabilities[:, 1])))
+    present = np.unique(labels)
+    if len(present) < num_classes:  # one-vs-rest AUC needs every class present
+        return float("nan"), float("nan")
+    onehot = np.eye(num_classes)[labels]
+    return (float(roc_auc_score(labels, probabilities, multi_class="ovr", average="macro")),
+            float(average_precision_score(onehot, probabilities, average="macro")))
+
+
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float | None = None, *,
+                           calibration_bins: int = 15, details: bool = True) -> dict:
+    """Scalar metrics (see SCALARS), plus per-class scores and the confusion matrix when `details`."""
+    labels = np.asarray(labels, dtype=np.int64)
+    num_classes = probabilities.shape[1]
+    predicted = decisions(probabilities, threshold)
+    classes = list(range(num_classes))
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=classes,
+                                                                     zero_division=0)
+    specificity = specificities(labels, predicted, num_classes)
+    binary = num_classes == 2
+    pick = (lambda values: float(values[1])) if binary else (lambda values: float(np.mean(values)))
+    auc, average_precision = ranking_scores(labels, probabilities)
+    result = {
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
+        "precision": pick(precision), "recall": pick(recall), "specificity": pick(specificity), "f1": pick(f1),
+        "auc": auc, "average_precision": average_precision,
+        # top-label expected calibration error: |confidence - accuracy| averaged over equal-width bins
+        "ece": float(multiclass_calibration_error(torch.from_numpy(probabilities).float(), torch.from_numpy(labels),
+                                                  num_classes=num_classes, n_bins=calibration_bins, norm="l1")),
+    }
+    if details:
+        result["per_class"] = {"precision": precision.tolist(), "recall": recall.tolist(),
+                               "specificity": specificity.tolist(), "f1": f1.tolist(), "support": support.tolist()}
+        result["confusion_matrix"] = confusion_matrix(labels, predicted, labels=classes).tolist()
+    return result

@@ -1,0 +1,30 @@
+"""Model outputs over uint8 image arrays, normalised as the model was trained."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, *, mean: list[float], std: list[float],
+                   batch_size: int = 64, bf16: bool = False) -> torch.Tensor:
+    """Outputs (float32) of `model` in eval mode for uint8 images (N, C, H, W), in batches."""
+    model.eval()
+    mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.as_tensor(np.asarray(images[start:start + batch_size]))
+        inputs = ((batch.float() / 255.0 - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            outputs.append(model(inputs).float())
+    return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+def predict_probabilities(model: nn.Module, images: np.ndarray | torch.Tensor, sidecar: dict,
+                          batch_size: int = 64) -> np.ndarray:
+    """Class probabilities (N, classes) of a run folder's model, with the normalisation its sidecar records."""
+    norm = sidecar["normalisation"]
+    logits = predict_logits(model, images, mean=norm["mean"], std=norm["std"], batch_size=batch_size)
+    return logits.softmax(dim=1).numpy()

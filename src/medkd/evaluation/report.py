@@ -1,0 +1,37 @@
+"""Showing an evaluation to a person."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from medkd.evaluation.evaluate import Evaluation
+from medkd.evaluation.metrics import SCALARS
+
+
+def print_evaluation(result: Evaluation, console: Console) -> None:
+    """Metric table (argmax, validation threshold, confidence interval) and the confusion matrix."""
+    decided = result.at_threshold or result.at_argmax
+    table = Table(title=f"{result.run}: {result.split} split, {result.images} images")
+    table.add_column("metric")
+    table.add_column("argmax" if result.at_threshold is None else "at 0.5 (argmax)", justify="right")
+    if result.at_threshold is not None:
+        table.add_column(f"at val threshold {result.threshold:.3f}", justify="right")
+    if result.intervals:
+        table.add_column(f"{result.confidence:.0%} CI", justify="right")
+    for name in SCALARS:
+        row = [name, f"{result.at_argmax[name]:.4f}"]
+        if result.at_threshold is not None:
+            row.append(f"{result.at_threshold[name]:.4f}")
+        if result.intervals:
+            low, high = result.intervals[name]
+            row.append(f"{low:.4f} - {high:.4f}")
+        table.add_row(*row)
+    console.print(table)
+    matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
+    matrix.add_column("")
+    for name in result.classes:
+        matrix.add_column(name, justify="right")
+    for name, counts in zip(result.classes, decided["confusion_matrix"]):
+        matrix.add_row(name, *(str(c) for c in counts))
+    console.print(matrix)

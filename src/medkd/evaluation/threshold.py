@@ -1,0 +1,23 @@
+"""Choosing a binary decision threshold on validation predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_curve
+
+from medkd.evaluation.config import ThresholdConfig
+
+
+def choose_threshold(labels: np.ndarray, positive_probability: np.ndarray, settings: ThresholdConfig) -> float:
+    """The threshold on P(positive) that `settings.rule` picks on these (validation) predictions."""
+    if settings.rule == "fixed":
+        return settings.value
+    if len(np.unique(labels)) < 2:
+        raise ValueError("choosing a threshold needs both classes among the validation labels")
+    fpr, tpr, thresholds = roc_curve(labels, positive_probability)
+    thresholds = np.minimum(thresholds, 1.0)  # roc_curve's first threshold is +inf: "predict nothing positive"
+    if settings.rule == "youden":
+        best = int(np.argmax(tpr - fpr))
+    else:  # the first (highest) threshold whose sensitivity reaches the target
+        best = int(np.argmax(tpr >= settings.target_sensitivity))
+    return float(thresholds[best])

@@ -1,0 +1,125 @@
+"""Evaluation: metric values on hand-checked cases, thresholds chosen on validation, intervals, `medkd evaluate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write_kermany_like
+from medkd.cli import app
+from medkd.data import DataConfig, prepare
+from medkd.engine import TrainConfig, fit
+from medkd.evaluation import (ThresholdConfig, bootstrap_intervals, choose_threshold, classification_metrics,
+                              predict_probabilities)
+from medkd.models import load_model
+
+LABELS = np.array([0, 0, 0, 1, 1, 1])
+POSITIVE = np.array([0.1, 0.4, 0.6, 0.3, 0.8, 0.9])
+
+
+def binary(positive: np.ndarray) -> np.ndarray:
+    return np.stack([1 - positive, positive], axis=1)
+
+
+def test_binary_metrics_match_hand_counts():
+    scores = classification_metrics(LABELS, binary(POSITIVE))  # argmax: TP 2, FN 1, TN 2, FP 1
+    assert scores["confusion_matrix"] == [[2, 1], [1, 2]]
+    for name in ("accuracy", "precision", "recall", "specificity", "f1", "balanced_accuracy"):
+        assert scores[name] == pytest.approx(2 / 3), name
+    assert scores["auc"] == pytest.approx(7 / 9)  # 7 of the 9 (positive, negative) pairs are ranked right
+    lower = classification_metrics(LABELS, binary(POSITIVE), threshold=0.35)  # 0.4 and 0.6 now positive too
+    assert lower["confusion_matrix"] == [[1, 2], [1, 2]]
+    assert lower["specificity"] == pytest.approx(1 / 3) and lower["precision"] == pytest.approx(0.5)
+    assert lower["auc"] == scores["auc"]  # ranking metrics do not depend on the threshold
+
+
+def test_multiclass_metrics_are_macro_averages():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    probabilities = np.eye(3)[[0, 1, 1, 1, 2, 0]] * 0.8 + 0.2 / 3
+    scores = classification_metrics(labels, probabilities)
+    assert scores["accuracy"] == pytest.approx(4 / 6)
+    assert scores["recall"] == pytest.approx(np.mean([0.5, 1.0, 0.5]))
+    assert scores["specificity"] == pytest.approx(np.mean([3 / 4, 3 / 4, 1.0]))
+    assert scores["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    with pytest.raises(ValueError, match="binary"):
+        classification_metrics(labels, probabilities, threshold=0.5)
+
+
+def test_ece_is_zero_for_calibrated_confident_predictions_and_large_for_overconfident_ones():
+    labels = np.array([0, 1] * 50)
+    assert classification_metrics(labels, np.eye(2)[labels])["ece"] == pytest.approx(0.0)
+    assert classification_metrics(labels, np.eye(2)[1 - labels])["ece"] == pytest.approx(1.0)
+
+
+def test_threshold_rules():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 200)
+    positive = np.clip(rng.normal(0.3 + 0.3 * labels, 0.15), 0, 1)
+    youden = choose_threshold(labels, positive, ThresholdConfig(rule="youden"))
+    best = max(classification_metrics(labels, binary(positive), t, details=False)["balanced_accuracy"]
+               for t in np.linspace(0, 1, 201))
+    assert classification_metrics(labels, binary(positive), youden)["balanced_accuracy"] >= best - 1e-9
+    sensitive = choose_threshold(labels, positive, ThresholdConfig(rule="sensitivity", target_sensitivity=0.98))
+    assert classification_metrics(labels, binary(positive), sensitive)["recall"] >= 0.98
+    assert sensitive < youden
+    assert choose_threshold(labels, positive, ThresholdConfig(rule="fixed", value=0.7)) == 0.7
+
+
+def test_bootstrap_interval_holds_the_estimate_and_is_reproducible():
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 150)
+    probabilities = binary(np.clip(rng.normal(0.35 + 0.3 * labels, 0.2), 0, 1))
+    point = classification_metrics(labels, probabilities, 0.5, details=False)
+    first = bootstrap_intervals(labels, probabilities, 0.5, resamples=200, confidence=0.95, seed=3)
+    assert first == bootstrap_intervals(labels, probabilities, 0.5, resamples=200, confidence=0.95, seed=3)
+    for name in ("accuracy", "auc", "recall", "specificity"):
+        low, high = first[name]
+        assert low < point[name] < high and high - low < 0.25, name
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> tuple[Path, DataConfig]:
+    root = tmp_path_factory.mktemp("eval")
+    data = write_kermany_like(root / "xray", {"train": 4, "test": 2}, patients_per_class=20)
+    config = DataConfig.model_validate({"path": str(data), "cache_dir": str(root / "cache"),
+                                        "preprocessing": {"size": 32, "channels": 1}, "split": {"min_val_size": 1}})
+    return fit(config, TrainConfig(model="compact_cnn", epochs=2, batch_size=32), root / "run", show_progress=False), config
+
+
+def test_saved_threshold_is_chosen_on_validation(trained_run):
+    folder, config = trained_run
+    model, sidecar = load_model(folder)
+    assert sidecar["threshold_rule"]["rule"] == "youden"
+    images, labels = prepare(config, show_progress=False).split("val")
+    expected = choose_threshold(labels, predict_probabilities(model, images, sidecar)[:, 1], ThresholdConfig())
+    assert sidecar["threshold"] == pytest.approx(expected)
+
+
+def test_evaluate_command_scores_the_test_split(trained_run, tmp_path):
+    folder, config = trained_run
+    result = CliRunner().invoke(app, ["evaluate", str(folder), "--split", "test", "--bootstrap", "50",
+                                      "--json", str(tmp_path / "e.json"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "at val threshold" in result.output and "confusion matrix" in result.output
+    saved = json.loads((folder / "evaluation" / "test.json").read_text())
+    assert saved == json.loads((tmp_path / "e.json").read_text())
+    test_images = (prepare(config, show_progress=False).samples["split"] == "test").sum()
+    assert saved["images"] == test_images
+    assert saved["at_threshold"]["auc"] > 0.9  # the generated classes are easy
+    predictions = pd.read_csv(folder / "evaluation" / "test_predictions.csv")
+    assert len(predictions) == test_images
+    decided = (predictions["p_PNEUMONIA"] >= saved["threshold"]).astype(int)
+    assert (decided == predictions["predicted"]).all()
+    assert saved["at_threshold"]["accuracy"] == pytest.approx((predictions["predicted"] == predictions["label"]).mean())
+
+
+def test_evaluate_rejects_unknown_split_and_non_run_folders(tmp_path):
+    bad_split = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--split", "holdout"])
+    assert bad_split.exit_code == 2 and "train, val, test" in bad_split.output
+    not_a_run = CliRunner().invoke(app, ["evaluate", str(tmp_path)])
+    assert not_a_run.exit_code == 2 and "model.json is missing" in not_a_run.output
