@@ -37,6 +37,13 @@ def write_kermany_like(root: Path, splits: dict[str, int], patients_per_class: i
     return root
 
 
+def kermany_like_config(root: Path, patients_per_class: int) -> DataConfig:
+    """A small generated Kermany-like set under `root` (32 px grey, private cache) ready to train on."""
+    data = write_kermany_like(root / "xray", {"train": 4, "test": 2}, patients_per_class=patients_per_class)
+    return DataConfig.model_validate({"path": str(data), "cache_dir": str(root / "cache"),
+                                      "preprocessing": {"size": 32, "channels": 1}, "split": {"min_val_size": 1}})
+
+
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> str:
     return str(tmp_path / "cache")

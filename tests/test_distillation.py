@@ -12,12 +12,11 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from conftest import write_kermany_like
+from conftest import kermany_like_config
 from medkd.cli import app
 from medkd.config import ConfigError, load_recipe
 from medkd.data import DataConfig, prepare
-from medkd.distillation import (LOGIT_LOSSES, DistillConfig, DistillationError, Distillation, DistillationModule,
-                                distill, ensemble_logits, load_teachers)
+from medkd.distillation import (LOGIT_LOSSES, DistillConfig, DistillationError, Distillation, distill, ensemble_logits, load_teachers)
 from medkd.distillation.losses import decoupled_parts, soft_kl
 from medkd.engine import TrainConfig, fit
 from medkd.engine.datamodule import TensorDataModule, split_tensors
@@ -96,9 +95,7 @@ def test_distill_settings_are_checked():
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> tuple[DataConfig, Path]:
     root = tmp_path_factory.mktemp("kd")
-    data = write_kermany_like(root / "xray", {"train": 4, "test": 2}, patients_per_class=12)
-    config = DataConfig.model_validate({"path": str(data), "cache_dir": str(root / "cache"),
-                                        "preprocessing": {"size": 32, "channels": 1}, "split": {"min_val_size": 1}})
+    config = kermany_like_config(root, patients_per_class=12)
     teacher = fit(config, TrainConfig(model="compact_cnn", epochs=2, batch_size=32, precision="32"), root / "teacher",
                   show_progress=False)
     return config, teacher

@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
-from conftest import write_kermany_like
+from conftest import kermany_like_config
 from medkd.cli import app
 from medkd.data import DataConfig, prepare
 from medkd.engine import TrainConfig, fit
 from medkd.evaluation import (ThresholdConfig, bootstrap_intervals, choose_threshold, classification_metrics,
-                              predict_probabilities)
+                              count_macs, delong_test, mcnemar_test, measure_efficiency, predict_probabilities)
 from medkd.models import load_model
 
 LABELS = np.array([0, 0, 0, 1, 1, 1])
@@ -85,9 +86,7 @@ def test_bootstrap_interval_holds_the_estimate_and_is_reproducible():
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> tuple[Path, DataConfig]:
     root = tmp_path_factory.mktemp("eval")
-    data = write_kermany_like(root / "xray", {"train": 4, "test": 2}, patients_per_class=20)
-    config = DataConfig.model_validate({"path": str(data), "cache_dir": str(root / "cache"),
-                                        "preprocessing": {"size": 32, "channels": 1}, "split": {"min_val_size": 1}})
+    config = kermany_like_config(root, patients_per_class=20)
     return fit(config, TrainConfig(model="compact_cnn", epochs=2, batch_size=32), root / "run", show_progress=False), config
 
 
@@ -105,11 +104,13 @@ def test_evaluate_command_scores_the_test_split(trained_run, tmp_path):
     result = CliRunner().invoke(app, ["evaluate", str(folder), "--split", "test", "--bootstrap", "50",
                                       "--json", str(tmp_path / "e.json"), "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "at val threshold" in result.output and "confusion matrix" in result.output
+    assert "at val threshold" in result.output and "confusion matrix" in result.output and "MACs" in result.output
     saved = json.loads((folder / "evaluation" / "test.json").read_text())
     assert saved == json.loads((tmp_path / "e.json").read_text())
     test_images = (prepare(config, show_progress=False).samples["split"] == "test").sum()
     assert saved["images"] == test_images
+    model, _ = load_model(folder)
+    assert saved["efficiency"]["parameters"] == sum(p.numel() for p in model.parameters())
     assert saved["at_threshold"]["auc"] > 0.9  # the generated classes are easy
     predictions = pd.read_csv(folder / "evaluation" / "test_predictions.csv")
     assert len(predictions) == test_images
@@ -123,3 +124,43 @@ def test_evaluate_rejects_unknown_split_and_non_run_folders(tmp_path):
     assert bad_split.exit_code == 2 and "train, val, test" in bad_split.output
     not_a_run = CliRunner().invoke(app, ["evaluate", str(tmp_path)])
     assert not_a_run.exit_code == 2 and "model.json is missing" in not_a_run.output
+
+
+def test_delong_agrees_with_sklearn_auc_and_holds_its_size_under_the_null():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    labels = np.repeat([0, 1], [120, 80])
+    signal = labels * 1.0
+    better, worse = signal + rng.normal(0, 0.6, 200), signal + rng.normal(0, 1.5, 200)
+    result = delong_test(labels, better, worse)
+    assert result.statistic_a == pytest.approx(roc_auc_score(labels, better))
+    assert result.statistic_b == pytest.approx(roc_auc_score(labels, worse))
+    assert result.p_value < 0.01
+    assert delong_test(labels, better, better).p_value == 1.0
+    # two equally good models: about 5 % of tests reject at 0.05
+    rejections = np.mean([delong_test(labels, signal + rng.normal(0, 1, 200), signal + rng.normal(0, 1, 200)).p_value
+                          < 0.05 for _ in range(300)])
+    assert 0.01 <= rejections <= 0.10
+
+
+def test_mcnemar_counts_only_discordant_cases():
+    labels = np.zeros(100, dtype=int)
+    a = np.zeros(100, dtype=int)
+    b = a.copy()
+    b[:3] = 1  # b is wrong on 3 cases a gets right: too few to tell
+    assert mcnemar_test(labels, a, b).p_value == pytest.approx(0.25)  # exact binomial: 2 * 0.5^3
+    b[:20] = 1
+    result = mcnemar_test(labels, a, b)
+    assert result.statistic_a == 1.0 and result.statistic_b == 0.8 and result.p_value < 1e-4
+
+
+def test_efficiency_counts_parameters_and_macs_and_times_the_model(tmp_path):
+    from torch import nn
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(4 * 8 * 8, 2, bias=False))
+    assert count_macs(model, torch.zeros(1, 1, 8, 8)) == 4 * 9 * 64 + 256 * 2
+    (tmp_path / "w.bin").write_bytes(b"x" * 1234)
+    cost = measure_efficiency(model, (1, 8, 8), checkpoint=tmp_path / "w.bin", repeats=20, warmup=2, batch_size=8)
+    assert cost.parameters == 4 * 9 + 256 * 2 and cost.checkpoint_bytes == 1234
+    assert 0 < cost.latency_ms_median <= cost.latency_ms_p95 and cost.throughput_images_per_s > 0

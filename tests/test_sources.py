@@ -14,7 +14,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from conftest import class_image, write_kermany_like
-from medkd.data import DataConfig, DataError, prepare
+from medkd.data import DataError, prepare
 from medkd.data.sources import medmnist
 
 

@@ -169,6 +169,40 @@ def distill(
     console.print(f"run folder: {folder}")
 
 
+@app.command("run")
+def run(
+    recipe: Annotated[Path, typer.Argument(help="study recipe YAML (data, train, stages, presets)")],
+    preset: Annotated[Optional[str], typer.Option(help="a preset of the recipe, e.g. quick or full")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="study folder; default runs/<recipe name>")] = None,
+    data: DataOpt = None, seeds: Annotated[Optional[int], typer.Option(help="seeds per stage")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="weights of every stage (e.g. none where ImageNet "
+                                                         "weights cannot be fetched)")] = None,
+    cache_dir: CacheOpt = None, progress: ProgressOpt = True,
+) -> None:
+    """Run a whole study: every stage and seed, teachers first, finished stages skipped; print the comparison."""
+    from medkd.distillation import DistillationError
+    from medkd.models import ModelError
+    from medkd.study import print_summary, run_study, summarise
+
+    try:
+        config = load_recipe(recipe, {"data": {"path": data, "cache_dir": cache_dir}, "seeds": seeds}, preset=preset)
+        if weights is not None:
+            logging.getLogger(__name__).warning("--weights %s: every stage starts from these weights, whatever the recipe says", weights)
+            config = config.model_copy(update={
+                "train": config.train.model_copy(update={"weights": weights}),
+                "stages": [s.model_copy(update={"train": {**s.train, "weights": weights}}) for s in config.stages]})
+        if not config.stages:
+            raise ConfigError(f"{recipe} has no stages: list the models to compare under `stages:`")
+        folder = out or Path("runs") / config.name
+        runs = run_study(config, folder, show_progress=progress)
+    except (ConfigError, DataError, ModelError, DistillationError) as err:
+        raise fail(err) from None
+    summary = summarise(runs)
+    summary.to_csv(folder / "summary.csv")
+    print_summary(summary, config, console)
+    console.print(f"study folder: {folder} (runs.csv, summary.csv)")
+
+
 @app.command("evaluate")
 def evaluate(
     run: Annotated[Path, typer.Argument(help="run folder written by medkd train/distill")],
@@ -176,6 +210,7 @@ def evaluate(
     data: Annotated[Optional[str], typer.Option(help="data path, when it moved since training")] = None,
     cache_dir: Annotated[Optional[str], typer.Option(help="decode cache folder")] = None,
     bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for confidence intervals (0: none)")] = 1000,
+    efficiency: Annotated[bool, typer.Option(help="also measure parameters, MACs, size, CPU latency/throughput")] = True,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the result as JSON here")] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
@@ -189,7 +224,7 @@ def evaluate(
         raise fail(ValueError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}"))
     try:
         result = evaluate_run(run, split, settings=EvaluationConfig(bootstrap_resamples=bootstrap), data_path=data,
-                              cache_dir=cache_dir, show_progress=progress)
+                              cache_dir=cache_dir, efficiency=efficiency, show_progress=progress)
     except (DataError, ModelError, FileNotFoundError) as err:
         raise fail(err) from None
     print_evaluation(result, console)

@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from medkd.config.stages import SelectionConfig, StageConfig
 from medkd.data.config import DataConfig
 from medkd.distillation.config import DistillConfig
+from medkd.evaluation.config import EvaluationConfig
 from medkd.engine.config import TrainConfig
 
 
@@ -18,7 +20,8 @@ class ConfigError(Exception):
 
 
 class Recipe(BaseModel):
-    """A study: the data it runs on and how to train; later stages (distill, evaluate) add their sections."""
+    """A study: the data it runs on, how to train (defaults of every stage), and the stages `medkd run` trains.
+    `medkd train`/`distill` use data, train and distill; `presets` are named overrides of the whole recipe."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -26,6 +29,11 @@ class Recipe(BaseModel):
     data: DataConfig
     train: TrainConfig = TrainConfig()
     distill: DistillConfig | None = None
+    stages: list[StageConfig] = Field(default_factory=list)
+    seeds: int = Field(1, ge=1, description="each stage runs with seeds 0..seeds-1")
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    presets: dict[str, dict] = Field(default_factory=dict, description="named overrides, chosen with --preset")
 
     @model_validator(mode="after")
     def _distillation_trains_the_whole_student(self) -> Recipe:
@@ -47,8 +55,9 @@ def merge(base: dict, overrides: dict) -> dict:
     return merged
 
 
-def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Read and validate a recipe file (or only `overrides` when `path` is None)."""
+def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None, preset: str | None = None) -> Recipe:
+    """Read and validate a recipe file (or only `overrides` when `path` is None); a `preset` of the recipe is
+    applied first, then the overrides."""
     raw: dict = {}
     where = "command-line options"
     if path is not None:
@@ -61,6 +70,11 @@ def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None
             raise ConfigError(f"{path} is not valid YAML: {err}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a recipe is a mapping of keys (name, data, ...), not a {type(raw).__name__}")
+    if preset is not None:
+        presets = raw.get("presets") or {}
+        if preset not in presets:
+            raise ConfigError(f"{where}: no preset {preset!r}; this recipe has: {', '.join(presets) or 'none'}")
+        raw = merge(raw, presets[preset])
     raw = merge(raw, overrides or {})
     try:
         return Recipe.model_validate(raw)

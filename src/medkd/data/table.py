@@ -12,7 +12,7 @@ import pandas as pd
 from PIL import Image
 
 from medkd.data.decode import DecodedImage, content_hash, decode_file, stretch_to_uint8
-from medkd.data.errors import BadImageError, DataError
+from medkd.data.errors import DataError
 
 SPLITS = ("train", "val", "test")
 # Folder and manifest spellings of the splits.

@@ -8,7 +8,6 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from safetensors import safe_open

@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -1,15 +1,19 @@
 """Evaluation: metrics from predicted probabilities, validation-chosen thresholds, bootstrap intervals.
 
 Public API: evaluate_run, Evaluation, classification_metrics, choose_threshold, predict_logits,
-predict_probabilities, bootstrap_intervals, EvaluationConfig, ThresholdConfig, SCALARS.
+predict_probabilities, bootstrap_intervals, delong_test, mcnemar_test, measure_efficiency, count_macs,
+EvaluationConfig, ThresholdConfig, SCALARS.
 """
 
 from medkd.evaluation.bootstrap import bootstrap_intervals
+from medkd.evaluation.compare import PairedTest, delong_test, mcnemar_test
+from medkd.evaluation.efficiency import Efficiency, count_macs, measure_efficiency
 from medkd.evaluation.config import EvaluationConfig, ThresholdConfig
 from medkd.evaluation.evaluate import Evaluation, evaluate_run
 from medkd.evaluation.metrics import SCALARS, classification_metrics
 from medkd.evaluation.predict import predict_logits, predict_probabilities
 from medkd.evaluation.threshold import choose_threshold
 
-__all__ = ["SCALARS", "Evaluation", "EvaluationConfig", "ThresholdConfig", "bootstrap_intervals", "choose_threshold",
-           "classification_metrics", "evaluate_run", "predict_logits", "predict_probabilities"]
+__all__ = ["SCALARS", "Efficiency", "Evaluation", "EvaluationConfig", "PairedTest", "ThresholdConfig",
+           "bootstrap_intervals", "choose_threshold", "classification_metrics", "count_macs", "delong_test",
+           "evaluate_run", "mcnemar_test", "measure_efficiency", "predict_logits", "predict_probabilities"]

@@ -16,7 +16,9 @@ from medkd.evaluation.bootstrap import bootstrap_intervals
 from medkd.evaluation.config import EvaluationConfig
 from medkd.evaluation.metrics import classification_metrics
 from medkd.evaluation.predict import predict_probabilities
+from medkd.evaluation.efficiency import measure_efficiency
 from medkd.models import load_model
+from medkd.models.run_folder import BEST
 
 RESULTS = "evaluation"
 
@@ -35,6 +37,7 @@ class Evaluation:
     intervals: dict[str, tuple[float, float]]  # of the metrics at the threshold (argmax for multi-class)
     confidence: float
     seconds: float
+    efficiency: dict | None = None  # see efficiency.Efficiency; None when not measured
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,8 +54,10 @@ def run_data_config(folder: Path, data_path: str | None = None, cache_dir: str |
 
 
 def evaluate_run(folder: str | Path, split: str = "test", *, settings: EvaluationConfig = EvaluationConfig(),
-                 data_path: str | None = None, cache_dir: str | None = None, show_progress: bool = True) -> Evaluation:
-    """Evaluate run `folder`'s best model on `split`; writes evaluation/{split}.json and {split}_predictions.csv."""
+                 data_path: str | None = None, cache_dir: str | None = None, efficiency: bool = False,
+                 show_progress: bool = True) -> Evaluation:
+    """Evaluate run `folder`'s best model on `split` (with `efficiency`: also its CPU cost); writes
+    evaluation/{split}.json and {split}_predictions.csv."""
     started = time.perf_counter()
     folder = Path(folder)
     model, sidecar = load_model(folder)
@@ -69,8 +74,9 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
         intervals = bootstrap_intervals(labels, probabilities, threshold, resamples=settings.bootstrap_resamples,
                                         confidence=settings.confidence, seed=settings.seed,
                                         calibration_bins=settings.calibration_bins)
+    cost = measure_efficiency(model, images.shape[1:], checkpoint=folder / BEST).to_dict() if efficiency else None
     result = Evaluation(str(folder), split, sidecar["classes"], len(labels), threshold, at_argmax, at_threshold,
-                        intervals, settings.confidence, time.perf_counter() - started)
+                        intervals, settings.confidence, time.perf_counter() - started, cost)
     out = folder / RESULTS
     out.mkdir(exist_ok=True)
     (out / f"{split}.json").write_text(json.dumps(result.to_dict(), indent=2))

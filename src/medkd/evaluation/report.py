@@ -35,3 +35,10 @@ def print_evaluation(result: Evaluation, console: Console) -> None:
     for name, counts in zip(result.classes, decided["confusion_matrix"]):
         matrix.add_row(name, *(str(c) for c in counts))
     console.print(matrix)
+    if result.efficiency:
+        cost = result.efficiency
+        size = f", checkpoint {cost['checkpoint_bytes'] / 1e6:.2f} MB" if cost["checkpoint_bytes"] is not None else ""
+        console.print(f"cost: {cost['parameters']:,} parameters, {cost['macs'] / 1e6:,.1f} M MACs per image{size}; "
+                      f"CPU ({cost['threads']} threads) batch 1: {cost['latency_ms_median']:.2f} ms median, "
+                      f"{cost['latency_ms_p95']:.2f} ms p95; batch {cost['batch_size']}: "
+                      f"{cost['throughput_images_per_s']:,.0f} images/s")

@@ -1,0 +1,34 @@
+"""The study part of a recipe: the stages it trains (teachers named by stage) and how a model is recommended."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class StageConfig(BaseModel):
+    """One model of the study: `train` overrides the recipe's train section; `distill` makes it a student."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="also the stage's folder name")
+    train: dict = Field(default_factory=dict, description="keys of the recipe's train section to change")
+    distill: dict | None = Field(None, description="distill section; teachers: names of other stages")
+
+
+class SelectionConfig(BaseModel):
+    """How the recommended model is picked: on validation, never test."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: str = Field("auc", description="a metric of medkd.evaluation.SCALARS, higher is better")
+    tolerance: float = Field(0.01, ge=0, description="stages within this of the best val score count as equal; "
+                                                      "among them the fastest (CPU latency at batch 1) wins")
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, metric: str) -> str:
+        from medkd.evaluation import SCALARS
+
+        if metric not in SCALARS or metric == "ece":
+            raise ValueError(f"selection.metric must be one of {[m for m in SCALARS if m != 'ece']}")
+        return metric

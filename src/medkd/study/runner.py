@@ -1,0 +1,97 @@
+"""Run a study: every stage for every seed, teachers before students, finished stages skipped, one table."""
+
+from __future__ import annotations
+
+import json
+import logging
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+import pandas as pd
+from rich.progress import Progress
+
+from medkd.config.recipe import ConfigError, Recipe, merge
+from medkd.config.stages import StageConfig
+from medkd.distillation import DistillConfig, distill
+from medkd.engine import TrainConfig, fit
+from medkd.evaluation import SCALARS, evaluate_run
+
+log = logging.getLogger(__name__)
+SUMMARY = "summary.csv"
+
+
+def stage_order(stages: list[StageConfig]) -> list[StageConfig]:
+    """Stages sorted so that every teacher comes before its students."""
+    by_name = {stage.name: stage for stage in stages}
+    if len(by_name) != len(stages):
+        raise ConfigError("stages: two stages have the same name")
+    graph = {}
+    for stage in stages:
+        teachers = (stage.distill or {}).get("teachers", [])
+        unknown = [t for t in teachers if t not in by_name]
+        if unknown:
+            raise ConfigError(f"stages.{stage.name}.distill.teachers: {unknown} are not stages of this study "
+                              f"(stages: {', '.join(by_name)})")
+        graph[stage.name] = set(teachers)
+    try:
+        return [by_name[name] for name in TopologicalSorter(graph).static_order()]
+    except CycleError as err:
+        raise ConfigError(f"stages: teachers form a cycle: {err.args[1]}") from None
+
+
+def stage_settings(recipe: Recipe, stage: StageConfig, seed: int) -> TrainConfig:
+    try:
+        return TrainConfig.model_validate(merge(recipe.train.model_dump(), {**stage.train, "seed": seed}))
+    except ValueError as err:
+        raise ConfigError(f"stages.{stage.name}.train: {err}") from None
+
+
+def run_folder(out: Path, stage: str, seed: int) -> Path:
+    return out / stage / f"seed{seed}"
+
+
+def run_study(recipe: Recipe, out: str | Path, *, show_progress: bool = True) -> pd.DataFrame:
+    """Train and evaluate every stage of `recipe` for each of its seeds into `out`; returns one row per
+    (stage, seed) and writes it to OUT/runs.csv. A stage whose evaluation exists is not run again."""
+    out = Path(out)
+    order = stage_order(list(recipe.stages))
+    rows = []
+    jobs = [(seed, stage) for seed in range(recipe.seeds) for stage in order]
+    with Progress(disable=not show_progress) as progress:
+        task = progress.add_task("study", total=len(jobs))
+        for number, (seed, stage) in enumerate(jobs, 1):
+            folder = run_folder(out, stage.name, seed)
+            progress.update(task, description=f"{stage.name} seed {seed} ({number}/{len(jobs)})")
+            if not ((folder / "evaluation" / "test.json").exists() and (folder / "evaluation" / "val.json").exists()):
+                settings = stage_settings(recipe, stage, seed)
+                if stage.distill is None:
+                    fit(recipe.data, settings, folder, show_progress=show_progress)
+                else:
+                    teachers = [str(run_folder(out, t, seed)) for t in stage.distill.get("teachers", [])]
+                    distillation = DistillConfig.model_validate({**stage.distill, "teachers": teachers})
+                    distill(recipe.data, settings, distillation, folder, show_progress=show_progress)
+                evaluate_run(folder, "val", settings=recipe.evaluation.model_copy(update={"bootstrap_resamples": 0}),
+                             show_progress=False)
+                evaluate_run(folder, "test", settings=recipe.evaluation, efficiency=True, show_progress=False)
+            else:
+                log.info("%s seed %d: finished before, skipped", stage.name, seed)
+            rows.append(result_row(folder, stage.name, seed))
+            progress.advance(task)
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "runs.csv", index=False)
+    return table
+
+
+def result_row(folder: Path, stage: str, seed: int) -> dict:
+    """One run's val and test scores (at its validation threshold) and its cost."""
+    row = {"stage": stage, "seed": seed}
+    for split in ("val", "test"):
+        result = json.loads((folder / "evaluation" / f"{split}.json").read_text())
+        scores = result["at_threshold"] or result["at_argmax"]
+        row.update({f"{split}_{name}": scores[name] for name in SCALARS})
+        if split == "test":
+            row.update({f"test_{name}@argmax": result["at_argmax"][name] for name in ("accuracy", "recall", "specificity")})
+            cost = result["efficiency"]
+            row.update(parameters=cost["parameters"], macs=cost["macs"], size_mb=cost["checkpoint_bytes"] / 1e6,
+                       latency_ms=cost["latency_ms_median"], throughput=cost["throughput_images_per_s"])
+    return row

@@ -1,0 +1,43 @@
+"""A study's comparison: mean and sd over seeds per stage, the recommended model, the table on screen."""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from medkd.config.recipe import Recipe
+
+COLUMNS = [("val_auc", "val AUC"), ("test_auc", "test AUC"), ("test_accuracy", "accuracy"),
+           ("test_recall", "sensitivity"), ("test_specificity", "specificity"), ("test_f1", "F1")]
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd over seeds per stage (stages in study order)."""
+    numeric = runs.drop(columns="seed")
+    summary = numeric.groupby("stage", sort=False).agg(["mean", "std"])
+    summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
+    return summary
+
+
+def recommend(summary: pd.DataFrame, metric: str, tolerance: float) -> str:
+    """The fastest stage among those within `tolerance` of the best mean validation `metric`."""
+    scores = summary[f"val_{metric}_mean"]
+    contenders = summary[scores >= scores.max() - tolerance]
+    return str(contenders["latency_ms_mean"].idxmin())
+
+
+def print_summary(summary: pd.DataFrame, recipe: Recipe, console: Console) -> None:
+    """The comparison table (test metrics at each model's validation threshold) and the recommendation."""
+    table = Table(title=f"{recipe.name}: test metrics at each model's validation threshold, mean ± sd over "
+                        f"{recipe.seeds} seed(s)")
+    for header in ["stage", *(h for _, h in COLUMNS), "parameters", "latency ms"]:
+        table.add_column(header, justify="left" if header == "stage" else "right")
+    for stage, row in summary.iterrows():
+        cells = [f"{row[c + '_mean']:.3f} ± {0 if pd.isna(row[c + '_std']) else row[c + '_std']:.3f}"
+                 for c, _ in COLUMNS]
+        table.add_row(str(stage), *cells, f"{row['parameters_mean']:,.0f}", f"{row['latency_ms_mean']:.1f}")
+    console.print(table)
+    best = recommend(summary, recipe.selection.metric, recipe.selection.tolerance)
+    console.print(f"recommended (validation {recipe.selection.metric} within {recipe.selection.tolerance} of the "
+                  f"best, then the fastest): [bold]{best}[/bold]")
