@@ -8,6 +8,9 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # Folder holding chest_xray/ and medmnist/; data paths in recipes are looked for under it.
 MEDKD_DATA ?= ../shared/data
 export MEDKD_DATA
+# The main job's options: the quick preset trains from scratch (no model hub needed); with internet, try
+# `make run RUN_ARGS="--preset full"` for ImageNet weights, 224 px and 3 seeds.
+RUN_ARGS ?= --preset quick --weights none
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -23,7 +26,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/medkd data check recipes/pneumonia.yaml
+	$(BIN)/medkd run recipes/pneumonia.yaml $(RUN_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -31,11 +31,12 @@ def print_summary(summary: pd.DataFrame, recipe: Recipe, console: Console) -> No
     """The comparison table (test metrics at each model's validation threshold) and the recommendation."""
     table = Table(title=f"{recipe.name}: test metrics at each model's validation threshold, mean ± sd over "
                         f"{recipe.seeds} seed(s)")
-    for header in ["stage", *(h for _, h in COLUMNS), "parameters", "latency ms"]:
-        table.add_column(header, justify="left" if header == "stage" else "right")
+    table.add_column("stage", no_wrap=True)
+    for header in [*(h for _, h in COLUMNS), "parameters", "latency ms"]:
+        table.add_column(header, justify="right")
     for stage, row in summary.iterrows():
-        cells = [f"{row[c + '_mean']:.3f} ± {0 if pd.isna(row[c + '_std']) else row[c + '_std']:.3f}"
-                 for c, _ in COLUMNS]
+        cells = [f"{row[c + '_mean']:.3f}" + ("" if pd.isna(row[c + "_std"]) else f" ± {row[c + '_std']:.3f}")
+                 for c, _ in COLUMNS]  # one seed has no sd
         table.add_row(str(stage), *cells, f"{row['parameters_mean']:,.0f}", f"{row['latency_ms_mean']:.1f}")
     console.print(table)
     best = recommend(summary, recipe.selection.metric, recipe.selection.tolerance)
