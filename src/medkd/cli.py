@@ -182,15 +182,12 @@ def run(
     """Run a whole study: every stage and seed, teachers first, finished stages skipped; print the comparison."""
     from medkd.distillation import DistillationError
     from medkd.models import ModelError
-    from medkd.study import print_summary, run_study, summarise
+    from medkd.study import print_summary, run_study, summarise, with_weights
 
     try:
         config = load_recipe(recipe, {"data": {"path": data, "cache_dir": cache_dir}, "seeds": seeds}, preset=preset)
         if weights is not None:
-            logging.getLogger(__name__).warning("--weights %s: every stage starts from these weights, whatever the recipe says", weights)
-            config = config.model_copy(update={
-                "train": config.train.model_copy(update={"weights": weights}),
-                "stages": [s.model_copy(update={"train": {**s.train, "weights": weights}}) for s in config.stages]})
+            config = with_weights(config, weights)
         if not config.stages:
             raise ConfigError(f"{recipe} has no stages: list the models to compare under `stages:`")
         folder = out or Path("runs") / config.name

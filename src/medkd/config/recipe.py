@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from medkd.config.stages import SelectionConfig, StageConfig
 from medkd.data.config import DataConfig
 from medkd.distillation.config import DistillConfig
-from medkd.evaluation.config import EvaluationConfig
 from medkd.engine.config import TrainConfig
+from medkd.evaluation.config import EvaluationConfig
 
 
 class ConfigError(Exception):

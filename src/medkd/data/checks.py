@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 
-
 from medkd.data.prepared import PreparedData
 from medkd.data.table import SPLITS
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 
@@ -42,6 +43,11 @@ class PreparedData:
         rows = chosen["row"].to_numpy()
         labels = chosen["label"].to_numpy(dtype=np.int64, copy=True)
         return np.asarray(self.decoded.images[rows]), labels
+
+    def split_fingerprint(self, name: str) -> str:
+        """Identity of one split's decoded images (decode cache + rows), for caches of what is computed from them."""
+        rows = self.samples.loc[self.samples["split"] == name, "row"].to_numpy()
+        return f"{self.decoded.folder.name}:{hashlib.sha256(rows.tobytes()).hexdigest()}"
 
 
 def prepare(config: DataConfig, *, show_progress: bool = True) -> PreparedData:

@@ -11,10 +11,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from medkd.data import DataConfig, PreparedData
+from medkd.data.table import file_stat
 from medkd.distillation.config import DistillConfig
 from medkd.distillation.losses import ensemble_logits, soft_kl
 from medkd.distillation.module import DistillationModule
@@ -22,6 +23,7 @@ from medkd.distillation.teacher import FrozenTeacher, load_teachers
 from medkd.engine import TrainConfig, fit
 from medkd.evaluation import SCALARS, evaluate_run, predict_logits
 from medkd.evaluation.config import EvaluationConfig
+from medkd.models.run_folder import BEST
 
 log = logging.getLogger(__name__)
 TEACHER_LOGITS = "teacher_logits.safetensors"
@@ -30,11 +32,8 @@ REPORT = "distillation.json"
 
 def teacher_identity(folders: list[str], data: PreparedData, split: str) -> str:
     """Which teachers' weights on which images: cached logits are reused only when this matches."""
-    files = [[os.path.abspath(f), os.stat(Path(f) / "model.safetensors").st_size,
-              os.stat(Path(f) / "model.safetensors").st_mtime_ns] for f in folders]
-    rows = data.samples.loc[data.samples["split"] == split, "row"].to_numpy()
-    return hashlib.sha256(json.dumps([files, data.decoded.folder.name, hashlib.sha256(rows.tobytes()).hexdigest()]
-                                     ).encode()).hexdigest()
+    files = [file_stat((Path(f) / BEST).resolve()) for f in folders]
+    return hashlib.sha256(json.dumps([files, data.split_fingerprint(split)]).encode()).hexdigest()
 
 
 def cached_teacher_logits(teacher: FrozenTeacher, folders: list[str], data: PreparedData, splits: list[str], out: Path,
@@ -43,12 +42,11 @@ def cached_teacher_logits(teacher: FrozenTeacher, folders: list[str], data: Prep
     path = out / TEACHER_LOGITS
     identities = {split: teacher_identity(folders, data, split) for split in splits}
     if path.exists():
-        stored = load_file(path)
         with safe_open(path, "pt") as handle:
             metadata = handle.metadata() or {}
-        if all(metadata.get(split) == identities[split] and split in stored for split in splits):
-            log.info("teacher logits read from %s", path)
-            return {split: stored[split] for split in splits}
+            if all(metadata.get(split) == identities[split] for split in splits):
+                log.info("teacher logits read from %s", path)
+                return {split: handle.get_tensor(split) for split in splits}
     logits = {}
     for split in splits:
         images, _ = data.split(split)
@@ -68,6 +66,7 @@ class Distillation:
     def __init__(self, settings: DistillConfig) -> None:
         self.settings = settings
         self.teacher: FrozenTeacher | None = None
+        self.val_logits: torch.Tensor | None = None  # the teacher's, computed once in build_module
         self.normalisation: tuple[list[float], list[float]] = ([], [])
 
     def settings_dump(self) -> dict:
@@ -85,6 +84,7 @@ class Distillation:
                                        batch_size=settings.batch_size)
         for split in needed:
             splits[split] = (*splits[split], logits[split])
+        self.val_logits = logits["val"]
         example = (splits["train"][0][:2].float() / 255 - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
         return DistillationModule(model, self.teacher, settings, self.settings, mean=mean, std=std,
                                   class_weight=class_weight, example=example)
@@ -103,7 +103,8 @@ class Distillation:
             if not len(images):
                 continue
             student = predict_logits(model, images, mean=mean, std=std)
-            teacher = ensemble_logits(predict_logits(self.teacher, images, mean=mean, std=std), self.settings.temperature)
+            stacked = self.val_logits if split == "val" else predict_logits(self.teacher, images, mean=mean, std=std)
+            teacher = ensemble_logits(stacked, self.settings.temperature)
             report[split] = {"agreement": float((student.argmax(1) == teacher.argmax(1)).float().mean()),
                              "kl_teacher_student": float(soft_kl(student, teacher, 1.0).mean()), "images": len(images)}
         (out / REPORT).write_text(json.dumps(report, indent=2))

@@ -58,9 +58,6 @@ class TensorDataModule(L.LightningDataModule):
         self.splits, self.batch_size, self.sampler, self.num_workers = splits, batch_size, sampler, num_workers
         self.augmentation = build_augmentation(augment)
 
-    def class_counts(self, num_classes: int) -> np.ndarray:
-        return np.bincount(self.splits["train"][1].numpy(), minlength=num_classes)
-
     def _loader(self, split: str, train: bool) -> DataLoader:
         inputs, labels, *targets = self.splits[split]
         dataset = CachedImages(inputs, labels, *targets, transform=self.augmentation if train else None)

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ from torch import nn
 
 from medkd.data import PreparedData
 from medkd.data.config import cache_root
+from medkd.data.table import file_stat
 from medkd.evaluation import predict_logits
 from medkd.models import classifier_name
 
@@ -25,8 +27,7 @@ def weights_identity(weights: str) -> list:
     """What identifies a weights setting: the literal, or a file's path, size and mtime."""
     if weights in ("none", "imagenet") or not os.path.exists(weights):
         return [weights]
-    stat = os.stat(weights)
-    return [os.path.abspath(weights), stat.st_size, stat.st_mtime_ns]
+    return file_stat(Path(weights).resolve())
 
 
 def backbone_of(model: nn.Module) -> nn.Module:
@@ -39,15 +40,15 @@ def backbone_of(model: nn.Module) -> nn.Module:
 def cached_features(model: nn.Module, identity: dict, data: PreparedData, split: str, *, mean: list[float],
                     std: list[float], batch_size: int, precision_bf16: bool) -> tuple[torch.Tensor, bool]:
     """Features of every image of `split` from `model`'s backbone; (features, True) when read from the cache."""
-    rows = data.samples.loc[data.samples["split"] == split, "row"].to_numpy()
     key = hashlib.sha256(json.dumps({
-        "format": FEATURE_FORMAT, "model": identity, "images": data.decoded.folder.name,
-        "rows": hashlib.sha256(rows.tobytes()).hexdigest(), "mean": mean, "std": std, "bf16": precision_bf16,
+        "format": FEATURE_FORMAT, "model": identity, "images": data.split_fingerprint(split),
+        "mean": mean, "std": std, "bf16": precision_bf16,
     }, sort_keys=True).encode()).hexdigest()[:20]
     path = cache_root(data.config) / "features" / f"{key}.npy"
     if path.exists():
-        log.info("features of %s (%d images) read from cache %s: feature extraction skipped", split, len(rows), path)
-        return torch.from_numpy(np.load(path)), True
+        features = torch.from_numpy(np.load(path))
+        log.info("features of %s (%d images) read from cache %s: feature extraction skipped", split, len(features), path)
+        return features, True
     images, _ = data.split(split)
     features = predict_logits(backbone_of(model).to(memory_format=torch.channels_last), images, mean=mean, std=std,
                               batch_size=batch_size, bf16=precision_bf16)
@@ -55,5 +56,5 @@ def cached_features(model: nn.Module, identity: dict, data: PreparedData, split:
     staging = path.with_suffix(f".tmp-{os.getpid()}.npy")
     np.save(staging, features.numpy())
     staging.replace(path)
-    log.info("features of %s (%d images) extracted and cached in %s", split, len(rows), path)
+    log.info("features of %s (%d images) extracted and cached in %s", split, len(images), path)
     return features, False

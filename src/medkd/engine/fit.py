@@ -20,8 +20,8 @@ from medkd.engine.datamodule import TensorDataModule, split_tensors
 from medkd.engine.features import cached_features, weights_identity
 from medkd.engine.losses import class_weights
 from medkd.engine.module import ClassifierModule
-from medkd.models import classifier_name, create_model, normalisation, read_state_dict, save_model
 from medkd.evaluation import ThresholdConfig, choose_threshold, predict_probabilities
+from medkd.models import classifier_name, create_model, normalisation, read_state_dict, save_model
 from medkd.models.run_folder import BEST, LAST
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ def auroc(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 class ClassifierModule(L.LightningModule):
-    """Trains `model` on labelled batches. Image batches arrive as uint8 and are normalised here;
-    with `normalise=False` the inputs are used as they come (cached features of a linear probe)."""
+    """Trains `model` on labelled batches. Image batches arrive as uint8 and are normalised here with `mean`
+    and `std`; without them the inputs are used as they come (cached features of a linear probe)."""
 
     def __init__(self, model: nn.Module, settings: TrainConfig, *, mean: list[float] | None = None,
                  std: list[float] | None = None, class_weight: torch.Tensor | None = None) -> None:
@@ -34,7 +34,7 @@ class ClassifierModule(L.LightningModule):
             self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
             self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("class_weight", class_weight, persistent=False)
-        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._val_outputs: list[tuple[torch.Tensor, ...]] = []  # (logits, labels, *targets) per batch
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.model(inputs)

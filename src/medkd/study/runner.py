@@ -39,6 +39,14 @@ def stage_order(stages: list[StageConfig]) -> list[StageConfig]:
         raise ConfigError(f"stages: teachers form a cycle: {err.args[1]}") from None
 
 
+def with_weights(recipe: Recipe, weights: str) -> Recipe:
+    """`recipe` with every stage starting from `weights` (e.g. none where ImageNet weights cannot be fetched)."""
+    log.warning("weights %s for every stage, whatever the recipe says", weights)
+    return recipe.model_copy(update={
+        "train": recipe.train.model_copy(update={"weights": weights}),
+        "stages": [stage.model_copy(update={"train": {**stage.train, "weights": weights}}) for stage in recipe.stages]})
+
+
 def stage_settings(recipe: Recipe, stage: StageConfig, seed: int) -> TrainConfig:
     try:
         return TrainConfig.model_validate(merge(recipe.train.model_dump(), {**stage.train, "seed": seed}))
