@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from medkd.data import DataConfig, prepare
+from medkd.data import DataConfig, PreparedData, prepare
 from medkd.evaluation.bootstrap import bootstrap_intervals
 from medkd.evaluation.config import EvaluationConfig
 from medkd.evaluation.metrics import classification_metrics
@@ -55,13 +55,14 @@ def run_data_config(folder: Path, data_path: str | None = None, cache_dir: str |
 
 def evaluate_run(folder: str | Path, split: str = "test", *, settings: EvaluationConfig = EvaluationConfig(),
                  data_path: str | None = None, cache_dir: str | None = None, efficiency: bool = False,
-                 show_progress: bool = True) -> Evaluation:
+                 data: PreparedData | None = None, show_progress: bool = True) -> Evaluation:
     """Evaluate run `folder`'s best model on `split` (with `efficiency`: also its CPU cost); writes
-    evaluation/{split}.json and {split}_predictions.csv."""
+    evaluation/{split}.json and {split}_predictions.csv. `data`: the run's prepared data, when the caller has it."""
     started = time.perf_counter()
     folder = Path(folder)
     model, sidecar = load_model(folder)
-    data = prepare(run_data_config(folder, data_path, cache_dir), show_progress=show_progress)
+    if data is None:
+        data = prepare(run_data_config(folder, data_path, cache_dir), show_progress=show_progress)
     images, labels = data.split(split)
     probabilities = predict_probabilities(model, images, sidecar)
     binary = len(sidecar["classes"]) == 2

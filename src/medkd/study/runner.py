@@ -12,6 +12,7 @@ from rich.progress import Progress
 
 from medkd.config.recipe import ConfigError, Recipe, merge
 from medkd.config.stages import StageConfig
+from medkd.data import prepare
 from medkd.distillation import DistillConfig, distill
 from medkd.engine import TrainConfig, fit
 from medkd.evaluation import SCALARS, evaluate_run
@@ -64,6 +65,7 @@ def run_study(recipe: Recipe, out: str | Path, *, show_progress: bool = True) ->
     out = Path(out)
     order = stage_order(list(recipe.stages))
     rows = []
+    data = None  # prepared once, on the first stage that needs evaluating; every stage shares it
     jobs = [(seed, stage) for seed in range(recipe.seeds) for stage in order]
     with Progress(disable=not show_progress) as progress:
         task = progress.add_task("study", total=len(jobs))
@@ -78,9 +80,11 @@ def run_study(recipe: Recipe, out: str | Path, *, show_progress: bool = True) ->
                     teachers = [str(run_folder(out, t, seed)) for t in stage.distill.get("teachers", [])]
                     distillation = DistillConfig.model_validate({**stage.distill, "teachers": teachers})
                     distill(recipe.data, settings, distillation, folder, show_progress=show_progress)
+                data = data or prepare(recipe.data, show_progress=False)
                 evaluate_run(folder, "val", settings=recipe.evaluation.model_copy(update={"bootstrap_resamples": 0}),
+                             data=data, show_progress=False)
+                evaluate_run(folder, "test", settings=recipe.evaluation, efficiency=True, data=data,
                              show_progress=False)
-                evaluate_run(folder, "test", settings=recipe.evaluation, efficiency=True, show_progress=False)
             else:
                 log.info("%s seed %d: finished before, skipped", stage.name, seed)
             rows.append(result_row(folder, stage.name, seed))
