@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
-from conftest import write_kermany_like
+from conftest import class_image, write_kermany_like
 from medkd.cli import app
 from medkd.config import ConfigError, load_recipe
 from medkd.config.stages import StageConfig
-from medkd.study import recommend, stage_order
+from medkd.report.collect import load_study
+from medkd.report.document import untrained_transfer_stages
+from medkd.study import recommend, stage_order, with_weights
+from medkd.study.runner import matched_controls
 
 
 def tiny_recipe(tmp_path: Path) -> Path:
@@ -32,6 +38,7 @@ def tiny_recipe(tmp_path: Path) -> Path:
         "stages": [  # the student is listed before its teacher on purpose
             {"name": "student_kd", "distill": {"teachers": ["teacher"], "temperature": 2.0}},
             {"name": "teacher", "train": {"model_args": {"width": 16}}},
+            {"name": "control"},  # the student's training settings without a teacher: its matched control
             {"name": "baseline", "train": {"model": "baseline_cnn", "model_args": {"width": 4, "hidden": 16}}},
         ],
         "presets": {"two_seeds": {"seeds": 2}},
@@ -81,10 +88,88 @@ def test_study_runs_every_stage_and_seed_and_a_killed_study_continues(tmp_path):
     assert (out / "teacher" / "seed0" / "model.safetensors").stat().st_mtime_ns == finished_weights  # not redone
     runs = pd.read_csv(out / "runs.csv")
     assert sorted(zip(runs["stage"], runs["seed"])) == sorted(
-        (stage, seed) for stage in ("teacher", "student_kd", "baseline") for seed in (0, 1))
+        (stage, seed) for stage in ("teacher", "student_kd", "control", "baseline") for seed in (0, 1))
     assert runs[["test_auc", "val_auc", "latency_ms", "parameters"]].notna().all().all()
     summary = pd.read_csv(out / "summary.csv", index_col=0)
-    assert set(summary.index) == {"teacher", "student_kd", "baseline"} and "test_auc_std" in summary
+    assert set(summary.index) == {"teacher", "student_kd", "control", "baseline"} and "test_auc_std" in summary
     assert "recommended" in result.output
     teacher_of_seed1 = yaml.safe_load((out / "student_kd" / "seed1" / "config.yaml").read_text())["distill"]["teachers"]
     assert teacher_of_seed1 == [str(out / "teacher" / "seed1")]  # each seed's student learns from that seed's teacher
+
+    check_report(out, summary)
+
+
+def check_report(out: Path, summary: pd.DataFrame) -> None:
+    """The study's report: every stage's numbers, the KD-vs-control tests, five plots inside one HTML file."""
+    markdown = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    study = load_study(out)
+    assert f"**{study.recommended}**:" in markdown
+    for stage, row in summary.iterrows():
+        auc = f"{row['test_auc_mean']:.3f} ± {row['test_auc_std']:.3f}"
+        assert re.search(rf"^\| {stage} +\| +{auc} \|", markdown, re.MULTILINE), f"{stage}'s test AUC {auc}"
+    assert "**student_kd** vs **control**" in markdown and "DeLong p" in markdown and "McNemar p" in markdown
+    assert html.count('src="data:image/png;base64,') == 5 and 'src="report_files' not in html
+    for plot in ("tradeoff", "roc", "confusion", "curves", "reliability"):
+        assert (out / "report_files" / f"{plot}.png").stat().st_size > 10_000
+    assert [session["jobs_run"] for session in study.sessions] == [7]  # the killed session left no record
+    assert study.sessions[0]["environment"]["packages"]["torch"] == torch.__version__.split("+")[0]
+    assert "Warning: no pretrained weights" not in markdown  # every stage here is meant to train from scratch
+
+
+def test_matched_controls_and_the_missing_weights_warning(tmp_path):
+    recipe = load_recipe(tiny_recipe(tmp_path))
+    assert matched_controls(recipe) == {"student_kd": "control"}
+    assert untrained_transfer_stages(recipe) == []
+    finetuned = recipe.model_copy(update={"stages": [*recipe.stages, StageConfig(
+        name="resnet_finetune", train={"model": "resnet18", "transfer": "finetune", "weights": "imagenet"})]})
+    assert untrained_transfer_stages(finetuned) == []
+    assert untrained_transfer_stages(with_weights(finetuned, "none")) == ["resnet_finetune"]
+
+
+def test_multiclass_imbalanced_study_and_its_report(tmp_path):
+    """Three imbalanced classes from NumPy arrays: the study runs, and the report adapts (argmax decisions,
+    micro-average ROC, McNemar without DeLong, 3 x 3 confusion matrices)."""
+    arrays = tmp_path / "arrays"
+    arrays.mkdir()
+    per_class = {"train": (40, 16, 8), "test": (10, 6, 4)}  # imbalanced, as the 3-class Kermany task
+    seed = 0
+    for split, counts in per_class.items():
+        labels = np.repeat(np.arange(3), counts)
+        images = []
+        for label in labels:
+            seed += 1
+            images.append(class_image(int(label), seed, size=32))
+        np.save(arrays / f"X_{split}.npy", np.stack(images))
+        np.save(arrays / f"y_{split}.npy", labels)
+    recipe = {
+        "name": "three",
+        "data": {"path": str(arrays), "source": "numpy", "cache_dir": str(tmp_path / "cache"),
+                 "preprocessing": {"size": 32, "channels": 1}, "split": {"min_val_size": 1, "val_fraction": 0.25}},
+        "train": {"model": "compact_cnn", "model_args": {"width": 8}, "epochs": 2, "batch_size": 16,
+                  "precision": "32", "loss": {"class_weights": "balanced"}},
+        "evaluation": {"bootstrap_resamples": 20},
+        "selection": {"metric": "balanced_accuracy"},
+        "stages": [{"name": "teacher", "train": {"model_args": {"width": 16}}},
+                   {"name": "student_kd", "distill": {"teachers": ["teacher"]}},
+                   {"name": "control"}],
+    }
+    path = tmp_path / "three.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "study"
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    study = load_study(out)
+    assert len(study.classes) == 3
+    assert np.array(study.evaluation("control", 0)["at_argmax"]["confusion_matrix"]).shape == (3, 3)
+    assert study.evaluation("control", 0)["at_threshold"] is None  # no threshold for multi-class decisions
+    markdown = (out / "report.md").read_text()
+    assert "At probability 0.5" not in markdown and "DeLong p" not in markdown and "McNemar p" in markdown
+    assert "**student_kd** vs **control**" in markdown
+    assert (out / "report.html").read_text().count('src="data:image/png;base64,') == 5
+    best = study.summary["val_balanced_accuracy_mean"]
+    assert study.recommended in best[best >= best.max() - 0.01].index
+
+    again = CliRunner().invoke(app, ["report", str(out)])  # the report alone, from the folder
+    assert again.exit_code == 0 and "report.html" in again.output
+    assert CliRunner().invoke(app, ["report", str(tmp_path)]).exit_code == 2  # not a study folder

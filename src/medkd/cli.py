@@ -197,7 +197,23 @@ def run(
     summary = summarise(runs)
     summary.to_csv(folder / "summary.csv")
     print_summary(summary, config, console)
-    console.print(f"study folder: {folder} (runs.csv, summary.csv)")
+    write_study_report(folder)
+
+
+def write_study_report(folder: Path) -> None:
+    from medkd.report import ReportError, write_report
+
+    try:
+        markdown_path, html_path = write_report(folder)
+    except ReportError as err:
+        raise fail(err) from None
+    console.print(f"study folder: {folder} (runs.csv, summary.csv)\nreport: {html_path} and {markdown_path}")
+
+
+@app.command("report")
+def report(study: Annotated[Path, typer.Argument(help="study folder written by `medkd run`")]) -> None:
+    """(Re)write a study's report.md and self-contained report.html from its folder."""
+    write_study_report(study)
 
 
 @app.command("evaluate")

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+import time
+from datetime import datetime, timezone
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from rich.progress import Progress
 
 from medkd.config.recipe import ConfigError, Recipe, merge
 from medkd.config.stages import StageConfig
-from medkd.data import prepare
+from medkd.data import check_data, prepare
 from medkd.distillation import DistillConfig, distill
 from medkd.engine import TrainConfig, fit
 from medkd.evaluation import SCALARS, evaluate_run
+from medkd.environment import describe_environment
 
 log = logging.getLogger(__name__)
-SUMMARY = "summary.csv"
+RUNS, RECIPE, DATA_CHECK, SESSIONS = "runs.csv", "recipe.yaml", "data_check.json", "study.json"
 
 
 def stage_order(stages: list[StageConfig]) -> list[StageConfig]:
@@ -59,13 +64,44 @@ def run_folder(out: Path, stage: str, seed: int) -> Path:
     return out / stage / f"seed{seed}"
 
 
+def matched_controls(recipe: Recipe) -> dict[str, str]:
+    """Each distilled stage's matched no-KD control: the stage without a teacher whose training settings are
+    the same (model, weights, transfer, epochs, optimiser, ...); students without one are left out."""
+    plain = [stage for stage in recipe.stages if stage.distill is None]
+    controls = {}
+    for student in (stage for stage in recipe.stages if stage.distill is not None):
+        settings = stage_settings(recipe, student, 0)
+        match = next((stage.name for stage in plain if stage_settings(recipe, stage, 0) == settings), None)
+        if match is not None:
+            controls[student.name] = match
+    return controls
+
+
+def record_session(out: Path, started: float, jobs_run: int) -> None:
+    """Append this invocation (command, start, wall time, machine) to OUT/study.json: a resumed study keeps
+    the record of every attempt."""
+    path = out / SESSIONS
+    sessions = json.loads(path.read_text())["sessions"] if path.exists() else []
+    sessions.append({"command": " ".join(sys.argv),
+                     "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+                     "wall_seconds": round(time.time() - started, 1), "jobs_run": jobs_run,
+                     "environment": describe_environment()})
+    path.write_text(json.dumps({"sessions": sessions}, indent=2))
+
+
 def run_study(recipe: Recipe, out: str | Path, *, show_progress: bool = True) -> pd.DataFrame:
     """Train and evaluate every stage of `recipe` for each of its seeds into `out`; returns one row per
-    (stage, seed) and writes it to OUT/runs.csv. A stage whose evaluation exists is not run again."""
+    (stage, seed) and writes it to OUT/runs.csv. A stage whose evaluation exists is not run again.
+    Also writes the resolved recipe, the data check and a record of the session, for the report."""
+    started = time.time()
     out = Path(out)
     order = stage_order(list(recipe.stages))
-    rows = []
-    data = None  # prepared once, on the first stage that needs evaluating; every stage shares it
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RECIPE).write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+    data = prepare(recipe.data, show_progress=show_progress)  # every stage's evaluation shares it
+    if not (out / DATA_CHECK).exists():
+        (out / DATA_CHECK).write_text(json.dumps(check_data(data).to_dict(), indent=2, default=str))
+    rows, jobs_run = [], 0
     jobs = [(seed, stage) for seed in range(recipe.seeds) for stage in order]
     with Progress(disable=not show_progress) as progress:
         task = progress.add_task("study", total=len(jobs))
@@ -80,7 +116,7 @@ def run_study(recipe: Recipe, out: str | Path, *, show_progress: bool = True) ->
                     teachers = [str(run_folder(out, t, seed)) for t in stage.distill.get("teachers", [])]
                     distillation = DistillConfig.model_validate({**stage.distill, "teachers": teachers})
                     distill(recipe.data, settings, distillation, folder, show_progress=show_progress)
-                data = data or prepare(recipe.data, show_progress=False)
+                jobs_run += 1
                 evaluate_run(folder, "val", settings=recipe.evaluation.model_copy(update={"bootstrap_resamples": 0}),
                              data=data, show_progress=False)
                 evaluate_run(folder, "test", settings=recipe.evaluation, efficiency=True, data=data,
@@ -90,7 +126,8 @@ def run_study(recipe: Recipe, out: str | Path, *, show_progress: bool = True) ->
             rows.append(result_row(folder, stage.name, seed))
             progress.advance(task)
     table = pd.DataFrame(rows)
-    table.to_csv(out / "runs.csv", index=False)
+    table.to_csv(out / RUNS, index=False)
+    record_session(out, started, jobs_run)
     return table
 
 
@@ -105,5 +142,7 @@ def result_row(folder: Path, stage: str, seed: int) -> dict:
             row.update({f"test_{name}@argmax": result["at_argmax"][name] for name in ("accuracy", "recall", "specificity")})
             cost = result["efficiency"]
             row.update(parameters=cost["parameters"], macs=cost["macs"], size_mb=cost["checkpoint_bytes"] / 1e6,
-                       latency_ms=cost["latency_ms_median"], throughput=cost["throughput_images_per_s"])
+                       latency_ms=cost["latency_ms_median"], latency_p95_ms=cost["latency_ms_p95"],
+                       throughput=cost["throughput_images_per_s"])
+    row["train_seconds"] = float(pd.read_csv(folder / "metrics.csv")["seconds"].sum())
     return row

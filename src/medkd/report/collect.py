@@ -1,0 +1,87 @@
+"""Everything a study folder holds that its report shows, read once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from medkd.config.recipe import Recipe
+from medkd.evaluation.evaluate import RESULTS
+from medkd.study.runner import DATA_CHECK, RECIPE, RUNS, SESSIONS, matched_controls, run_folder
+from medkd.study.summary import recommend, summarise
+
+
+class ReportError(Exception):
+    """A study folder without what its report needs; the message says what is missing and how to get it."""
+
+
+@dataclass
+class StudyResults:
+    """A finished (or partly finished) study: its recipe, one row per run, and access to each run's files."""
+
+    folder: Path
+    recipe: Recipe
+    runs: pd.DataFrame
+    summary: pd.DataFrame
+    recommended: str
+    controls: dict[str, str]
+    classes: list[str]
+    data_check: dict | None
+    sessions: list[dict]
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def stages(self) -> list[str]:
+        return list(self.summary.index)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(self.runs["seed"].unique().tolist())
+
+    def run(self, stage: str, seed: int) -> Path:
+        return run_folder(self.folder, stage, seed)
+
+    def evaluation(self, stage: str, seed: int, split: str = "test") -> dict:
+        return self._read(self.run(stage, seed) / RESULTS / f"{split}.json", lambda p: json.loads(p.read_text()))
+
+    def predictions(self, stage: str, seed: int, split: str = "test") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Labels, class probabilities and decisions (at the run's validation threshold) of one run."""
+        table = self._read(self.run(stage, seed) / RESULTS / f"{split}_predictions.csv", pd.read_csv)
+        return (table["label"].to_numpy(), table[[f"p_{name}" for name in self.classes]].to_numpy(),
+                table["predicted"].to_numpy())
+
+    def curves(self, stage: str, seed: int) -> pd.DataFrame:
+        """The run's per-epoch table (train loss, validation loss and metrics, seconds)."""
+        return self._read(self.run(stage, seed) / "metrics.csv", pd.read_csv)
+
+    def _read(self, path: Path, reader):
+        if path not in self._cache:
+            if not path.exists():
+                raise ReportError(f"{path} is missing: re-run `medkd run` on this study to finish it")
+            self._cache[path] = reader(path)
+        return self._cache[path]
+
+
+def load_study(folder: str | Path) -> StudyResults:
+    """Read a study folder written by `medkd run`."""
+    folder = Path(folder)
+    for required in (RUNS, RECIPE):
+        if not (folder / required).exists():
+            raise ReportError(f"{folder / required} not found: {folder} is not a study folder written by "
+                              "`medkd run` (or the study has not finished one pass yet)")
+    recipe = Recipe.model_validate(yaml.safe_load((folder / RECIPE).read_text()))
+    runs = pd.read_csv(folder / RUNS)
+    summary = summarise(runs)
+    first = runs.iloc[0]
+    classes = json.loads((run_folder(folder, first["stage"], int(first["seed"])) / RESULTS / "test.json")
+                         .read_text())["classes"]
+    data_check = json.loads((folder / DATA_CHECK).read_text()) if (folder / DATA_CHECK).exists() else None
+    sessions = json.loads((folder / SESSIONS).read_text())["sessions"] if (folder / SESSIONS).exists() else []
+    return StudyResults(folder, recipe, runs, summary,
+                        recommend(summary, recipe.selection.metric, recipe.selection.tolerance),
+                        matched_controls(recipe), classes, data_check, sessions)

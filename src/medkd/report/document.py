@@ -1,0 +1,264 @@
+"""The study report: report.md with its plots as PNG files, and report.html, one self-contained file."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import markdown
+import pandas as pd
+import yaml
+
+from medkd.config.recipe import Recipe
+from medkd.evaluation.compare import delong_test, mcnemar_test
+from medkd.report.collect import StudyResults, load_study
+from medkd.environment import describe_environment
+from medkd.report.figures import (confusion_matrices, efficiency_tradeoff, reliability_diagram, roc_curves,
+                                  training_curves)
+from medkd.study.runner import stage_settings
+
+FIGURE_FOLDER = "report_files"
+FIGURE_DPI = 110
+TEST_METRICS = [("auc", "AUC"), ("average_precision", "AP"), ("accuracy", "accuracy"),
+                ("balanced_accuracy", "bal. accuracy"), ("precision", "precision"), ("recall", "sensitivity"),
+                ("specificity", "specificity"), ("f1", "F1"), ("ece", "ECE")]
+ARGMAX_METRICS = [("accuracy@argmax", "accuracy"), ("recall@argmax", "sensitivity"),
+                  ("specificity@argmax", "specificity")]
+INTERVAL_METRICS = [("auc", "AUC"), ("accuracy", "accuracy"), ("recall", "sensitivity"), ("specificity", "specificity")]
+HTML_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 75em; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f0f0f0; }
+blockquote { border-left: 6px solid #c62828; background: #fdecea; margin: 1em 0; padding: 0.5em 1em; }
+img { max-width: 100%; }
+pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+"""
+
+
+def mean_sd(summary: pd.DataFrame, column: str, digits: int = 3) -> pd.Series:
+    """'mean ± sd' per stage ('mean' alone with one seed)."""
+    return pd.Series([f"{m:.{digits}f}" if pd.isna(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
+                      for m, s in zip(summary[f"{column}_mean"], summary[f"{column}_std"])], index=summary.index)
+
+
+def markdown_table(table: pd.DataFrame, index_name: str = "stage") -> str:
+    """A pipe table; cells are shown as formatted here (tabulate would re-format '0.830' as 0.83)."""
+    return table.rename_axis(index_name).to_markdown(colalign=["left"] + ["right"] * table.shape[1],
+                                                     disable_numparse=True)
+
+
+def p_value(p: float) -> str:
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def untrained_transfer_stages(recipe: Recipe) -> list[str]:
+    """Stages set up for transfer learning (linear or finetune) that start from no pretrained weights."""
+    stages = []
+    for stage in recipe.stages:
+        settings = stage_settings(recipe, stage, 0)
+        if settings.transfer != "scratch" and settings.weights == "none":
+            stages.append(stage.name)
+    return stages
+
+
+def header(results: StudyResults) -> list[str]:
+    recipe, runs = results.recipe, results.runs
+    first = results.evaluation(results.stages[0], results.seeds[0])
+    lines = [f"# {recipe.name}: study report", "",
+             f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from `{results.folder}`: "
+             f"{len(results.stages)} stages x {len(results.seeds)} seed(s) = {len(runs)} runs, "
+             f"classes {', '.join(results.classes)}, test split of {first['images']} images.", ""]
+    stages = untrained_transfer_stages(recipe)
+    if stages:
+        lines += [f"> **Warning: no pretrained weights.** {', '.join(stages)} are transfer-learning stages "
+                  "(`transfer: linear` or `finetune`) but started from random weights (`weights: none`, e.g. "
+                  "`--weights none` where ImageNet weights cannot be fetched). Their figures are those of "
+                  "models trained from scratch, not of transfer learning; a linear probe on random features "
+                  "is expected to be poor.", ""]
+    return lines
+
+
+def recommendation(results: StudyResults) -> list[str]:
+    selection, summary, best = results.recipe.selection, results.summary, results.recommended
+    top = summary[f"val_{selection.metric}_mean"].idxmax()
+    row = summary.loc[best]
+    return ["## Recommended model", "",
+            f"**{best}**: validation {selection.metric} {row[f'val_{selection.metric}_mean']:.3f} (best: {top}, "
+            f"{summary.loc[top, f'val_{selection.metric}_mean']:.3f}), {row['parameters_mean'] / 1e6:.2f} M "
+            f"parameters, {row['latency_ms_mean']:.1f} ms per image on CPU.", "",
+            f"Rule: among the stages whose mean validation {selection.metric} is within {selection.tolerance} of "
+            "the best, the one with the lowest CPU latency. The choice uses validation scores and cost only, "
+            f"never the test split. Its test figures: AUC {row['test_auc_mean']:.3f}, sensitivity "
+            f"{row['test_recall_mean']:.3f}, specificity {row['test_specificity_mean']:.3f}.", ""]
+
+
+def comparison(results: StudyResults) -> list[str]:
+    summary, binary = results.summary, len(results.classes) == 2
+    rule = results.recipe.train.threshold
+    decision = (f"at each model's decision threshold, chosen on validation ({rule.rule})" if binary
+                else "at argmax (multi-class)")
+    test = pd.DataFrame({title: mean_sd(summary, f"test_{name}") for name, title in TEST_METRICS})
+    lines = ["## Comparison on the test split", "",
+             f"Mean ± sd over {len(results.seeds)} seed(s), {decision}. Nothing here was chosen on test.", "",
+             markdown_table(test), ""]
+    if binary:
+        argmax = pd.DataFrame({title: mean_sd(summary, f"test_{name}") for name, title in ARGMAX_METRICS})
+        lines += ["At probability 0.5 instead (argmax):", "", markdown_table(argmax), ""]
+    seed = results.seeds[0]
+    intervals = {}
+    for stage in results.stages:
+        evaluation = results.evaluation(stage, seed)
+        scores = evaluation["at_threshold"] or evaluation["at_argmax"]
+        intervals[stage] = {title: f"{scores[name]:.3f}" + (
+            " ({:.3f}-{:.3f})".format(*evaluation["intervals"][name]) if evaluation["intervals"] else "")
+            for name, title in INTERVAL_METRICS}
+    confidence = results.evaluation(results.stages[0], seed)["confidence"]
+    lines += [f"Seed {seed} alone, with {confidence:.0%} bootstrap confidence intervals "
+              f"({results.recipe.evaluation.bootstrap_resamples} resamples of the test images):", "",
+              markdown_table(pd.DataFrame(intervals).T), ""]
+    cost = pd.DataFrame({
+        "parameters": summary["parameters_mean"].map("{:,.0f}".format),
+        "MACs (M)": (summary["macs_mean"] / 1e6).map("{:,.1f}".format),
+        "size (MB)": summary["size_mb_mean"].map("{:.2f}".format),
+        "latency ms (median)": mean_sd(summary, "latency_ms", 2),
+        "latency ms (p95)": mean_sd(summary, "latency_p95_ms", 2),
+        "images/s (batch 32)": summary["throughput_mean"].map("{:,.0f}".format),
+        "training s": mean_sd(summary, "train_seconds", 0)})
+    threads = results.evaluation(results.stages[0], seed)["efficiency"]["threads"]
+    lines += ["Cost on CPU (this machine, {} torch threads; training seconds: sum of epoch times):".format(threads),
+              "", markdown_table(cost), "",
+              "Validation scores (what the recommendation and the thresholds were chosen on):", "",
+              markdown_table(pd.DataFrame({title: mean_sd(summary, f"val_{name}") for name, title in TEST_METRICS
+                                           if name != "ece"})), ""]
+    return lines
+
+
+def paired_rows(results: StudyResults, first: str, second: str, seeds: list[int]) -> list[dict]:
+    """Per seed: DeLong (AUC, binary tasks) and McNemar (accuracy of the decisions) of `first` vs `second`."""
+    rows = []
+    for seed in seeds:
+        labels, p_first, d_first = results.predictions(first, seed)
+        _, p_second, d_second = results.predictions(second, seed)
+        row = {"seed": seed}
+        if len(results.classes) == 2:
+            auc = delong_test(labels, p_first[:, 1], p_second[:, 1])
+            row.update({f"AUC {first}": f"{auc.statistic_a:.4f}", f"AUC {second}": f"{auc.statistic_b:.4f}",
+                        "ΔAUC": f"{auc.statistic_a - auc.statistic_b:+.4f}", "DeLong p": p_value(auc.p_value)})
+        accuracy = mcnemar_test(labels, d_first, d_second)
+        row.update({f"acc. {first}": f"{accuracy.statistic_a:.4f}", f"acc. {second}": f"{accuracy.statistic_b:.4f}",
+                    "Δacc.": f"{accuracy.statistic_a - accuracy.statistic_b:+.4f}",
+                    "McNemar p": p_value(accuracy.p_value)})
+        rows.append(row)
+    return rows
+
+
+def paired_tests(results: StudyResults) -> list[str]:
+    lines = ["## Paired tests on the test split", "",
+             "Same test images, two models: DeLong's test for AUC, exact McNemar's test for the accuracy of the "
+             "decisions (at the validation threshold). p-values are per seed and not corrected for multiple "
+             "comparisons; a gain is only claimed when it holds across seeds.", ""]
+    if results.controls:
+        lines += ["### Knowledge distillation against its matched control", "",
+                  "Each distilled stage against the stage with the same model, weights, epochs and seeds but no "
+                  "teacher.", ""]
+        for student, control in results.controls.items():
+            table = pd.DataFrame(paired_rows(results, student, control, results.seeds)).set_index("seed")
+            lines += [f"**{student}** vs **{control}**:", "", markdown_table(table, "seed"), ""]
+            if len(table) > 1:
+                deltas = {c: table[c].astype(float) for c in ("ΔAUC", "Δacc.") if c in table}
+                lines += ["Mean ± sd over seeds: " + ", ".join(
+                    f"{c} {d.mean():+.4f} ± {d.std():.4f}" for c, d in deltas.items()) + ".", ""]
+    else:
+        lines += ["No distilled stage of this study has a matched no-KD control (a stage with the same training "
+                  "settings and no teacher), so no KD gain can be measured.", ""]
+    others = [stage for stage in results.stages if stage != results.recommended]
+    if others:
+        seed = results.seeds[0]
+        rows = []
+        for other in others:
+            row = paired_rows(results, results.recommended, other, [seed])[0]
+            rows.append({"other": other, **{k.replace(other, "other").replace(results.recommended, "recommended"): v
+                                            for k, v in row.items() if k != "seed"}})
+        lines += [f"### The recommended model ({results.recommended}) against each other stage, seed {seed}", "",
+                  markdown_table(pd.DataFrame(rows).set_index("other"), "other stage"), ""]
+    return lines
+
+
+def data_summary(results: StudyResults) -> list[str]:
+    check = results.data_check
+    if check is None:
+        return ["## Data", "", "No data check was recorded for this study.", ""]
+    splits = list(check["split_sizes"])
+    table = pd.DataFrame({split: {"images": check["split_sizes"][split],
+                                  **{f"class {name}": check["class_counts"][split].get(name, 0)
+                                     for name in check["classes"]},
+                                  "patients": check["patients"].get(split, "")} for split in splits})
+    lines = ["## Data", "", f"From `{check['origin']}` (`medkd data check` on the same settings). Imbalance ratio "
+             f"(largest / smallest class in train): {check['imbalance_ratio']:.2f}. Splits carved by patient: "
+             f"{', '.join(check['carved']) or 'none'}. Bad files skipped: {len(check['bad_files'])}. "
+             f"Identical images across splits: {len(check['duplicates_across_splits'])}.", "",
+             markdown_table(table.astype(str), ""), ""]
+    for title, items in (("Leaks", check["leaks"]), ("Warnings", check["warnings"]), ("Notes", check["notes"])):
+        if items:
+            lines += [f"{title}:", "", *[f"- {item}" for item in items], ""]
+    return lines
+
+
+def provenance(results: StudyResults) -> list[str]:
+    sessions = results.sessions
+    environment = sessions[-1]["environment"] if sessions else describe_environment()
+    lines = ["## How this study was run", ""]
+    if sessions:
+        lines += ["| started (UTC) | wall time | runs trained | command |", "| --- | ---: | ---: | --- |",
+                  *[f"| {s['started']} | {s['wall_seconds'] / 60:.1f} min | {s['jobs_run']} | `{s['command']}` |"
+                    for s in sessions], ""]
+    lines += [f"Machine: {environment['cpu']}, {environment['cpu_cores']} logical cores, "
+              f"{environment['torch_threads']} torch threads, GPU: {environment['gpu'] or 'none'}; "
+              f"{environment['os']}, Python {environment['python']}.", "",
+              "Packages: " + ", ".join(f"{name} {version}" for name, version in environment["packages"].items()),
+              "", "The resolved recipe (presets and command-line options applied):", "", "```yaml",
+              yaml.safe_dump(results.recipe.model_dump(mode="json"), sort_keys=False).rstrip(), "```", ""]
+    return lines
+
+
+def figures(results: StudyResults, folder: Path) -> list[str]:
+    seed = results.seeds[0]
+    plots = [("tradeoff", efficiency_tradeoff(results), "Accuracy against cost"),
+             ("roc", roc_curves(results, seed), "ROC curves"),
+             ("confusion", confusion_matrices(results, seed), "Confusion matrices"),
+             ("curves", training_curves(results, seed), "Training curves"),
+             ("reliability", reliability_diagram(results, seed), "Calibration")]
+    folder.mkdir(exist_ok=True)
+    lines = ["## Plots", ""]
+    for name, figure, title in plots:
+        figure.savefig(folder / f"{name}.png", dpi=FIGURE_DPI)
+        lines += [f"### {title}", "", f"![{title}]({folder.name}/{name}.png)", ""]
+    return lines
+
+
+def inline_images(html: str, folder: Path) -> str:
+    """Replace <img src="FILE.png"> by data URIs, so the HTML file stands alone."""
+    def embed(match: re.Match) -> str:
+        data = base64.b64encode((folder / match.group(1)).read_bytes()).decode("ascii")
+        return f'src="data:image/png;base64,{data}"'
+    return re.sub(r'src="([^"]+\.png)"', embed, html)
+
+
+def write_report(folder: str | Path) -> tuple[Path, Path]:
+    """Write STUDY/report.md (+ report_files/*.png) and the self-contained STUDY/report.html."""
+    results = load_study(folder)
+    lines = [*header(results), *recommendation(results), *comparison(results), *paired_tests(results),
+             *figures(results, results.folder / FIGURE_FOLDER), *data_summary(results), *provenance(results)]
+    text = "\n".join(lines)
+    markdown_path = results.folder / "report.md"
+    markdown_path.write_text(text)
+    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
+    html = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{results.recipe.name}: study report</title>"
+            f"<style>{HTML_STYLE}</style></head><body>\n{inline_images(body, results.folder)}\n</body></html>\n")
+    html_path = results.folder / "report.html"
+    html_path.write_text(html)
+    return markdown_path, html_path
