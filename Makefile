@@ -8,6 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # Folder holding chest_xray/ and medmnist/; data paths in recipes are looked for under it.
 MEDKD_DATA ?= ../shared/data
 export MEDKD_DATA
+export MEDKD_CHROMIUM = $(CHROMIUM)
 # The main job's options: the quick preset trains from scratch (no model hub needed); with internet, try
 # `make run RUN_ARGS="--preset full"` for ImageNet weights, 224 px and 3 seeds.
 RUN_ARGS ?= --preset quick --weights none
@@ -19,7 +20,13 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
+# The browser test drives the system's Chromium (Debian package) through Playwright; no browser download.
+CHROMIUM ?= /usr/bin/chromium
+
 $(STAMP): pyproject.toml
+	test -x $(CHROMIUM) || apt-get install -y -q chromium >/dev/null 2>&1 || \
+		(apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null) || \
+		echo "could not install chromium (needs root and apt): the browser test will not run"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

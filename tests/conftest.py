@@ -6,8 +6,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from medkd.data import DataConfig
 
@@ -42,6 +45,28 @@ def kermany_like_config(root: Path, patients_per_class: int) -> DataConfig:
     data = write_kermany_like(root / "xray", {"train": 4, "test": 2}, patients_per_class=patients_per_class)
     return DataConfig.model_validate({"path": str(data), "cache_dir": str(root / "cache"),
                                       "preprocessing": {"size": 32, "channels": 1}, "split": {"min_val_size": 1}})
+
+
+def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", bits: int = 12, **attributes) -> None:
+    """A minimal grey DICOM image (explicit VR little endian) with the given pixels and attributes."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.PatientID = path.stem
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits, bits - 1, 0
+    for key, value in attributes.items():
+        setattr(ds, key, value)
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
 
 
 @pytest.fixture

@@ -7,13 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pydicom
 import pytest
 from PIL import Image
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from conftest import class_image, write_kermany_like
+from conftest import class_image, write_dicom, write_kermany_like
 from medkd.data import DataError, prepare
 from medkd.data.sources import medmnist
 
@@ -56,27 +53,6 @@ def test_label_rules_make_three_classes(tmp_path, config_for):
     assert data.classes == ["NORMAL", "BACTERIA", "VIRUS"]
     assert (data.samples["label"] == 2).sum() == 4
     assert data.samples.loc[data.samples["ref"].str.contains("_virus_"), "label"].eq(2).all()
-
-
-def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", bits: int = 12, **attributes) -> None:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.PatientID = path.stem
-    ds.Modality = "DX"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits, bits - 1, 0
-    for key, value in attributes.items():
-        setattr(ds, key, value)
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
 
 
 def test_dicom_monochrome_bit_depth_and_window(tmp_path, config_for):

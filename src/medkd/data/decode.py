@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from medkd.data.errors import BadImageError
+from medkd.data.errors import BadImageError, NotAnImageError, TooManyPixelsError
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"} | DICOM_SUFFIXES
@@ -31,6 +31,11 @@ class DecodedImage:
     content_hash: str
 
 
+def is_image_candidate(path: Path) -> bool:
+    """A file that may be an image: a known suffix, or none (DICOM files often have no extension)."""
+    return path.is_file() and not path.name.startswith(".") and (path.suffix.lower() in IMAGE_SUFFIXES or path.suffix == "")
+
+
 def content_hash(data: bytes) -> str:
     """Hash that identifies exact duplicates (same bytes)."""
     return hashlib.sha1(data).hexdigest()
@@ -48,10 +53,17 @@ def decode_file(path: Path, *, max_pixels: int, draft_size: int | None = None, r
         raise BadImageError(ref, "file not found", "check the path in the manifest") from None
     except OSError as err:
         raise BadImageError(ref, f"cannot read the file: {err.strerror}", "check its permissions") from None
+    return decode_bytes(data, ref, max_pixels=max_pixels, draft_size=draft_size,
+                        dicom=path.suffix.lower() in DICOM_SUFFIXES)
+
+
+def decode_bytes(data: bytes, ref: str, *, max_pixels: int, draft_size: int | None = None,
+                 dicom: bool = False) -> DecodedImage:
+    """Decode an image's bytes (JPEG, PNG, BMP, TIFF, or DICOM: `dicom`, or found by its preamble) to 8 bits."""
     if not data:
-        raise BadImageError(ref, "empty file (0 bytes)", "re-export the image or remove the file")
+        raise NotAnImageError(ref, "empty file (0 bytes)", "re-export the image or remove the file")
     digest = content_hash(data)
-    if path.suffix.lower() in DICOM_SUFFIXES or data[128:132] == b"DICM":
+    if dicom or data[128:132] == b"DICM":
         return _decode_dicom(data, ref, max_pixels, digest)
     return _decode_pil(data, ref, max_pixels, draft_size, digest)
 
@@ -60,7 +72,10 @@ def _decode_pil(data: bytes, ref: str, max_pixels: int, draft_size: int | None, 
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise BadImageError(ref, "not an image file that can be read (unknown format)", "remove it or convert it to PNG/JPEG") from None
+        raise NotAnImageError(ref, "not an image file that can be read (unknown format)",
+                              "remove it or convert it to PNG/JPEG") from None
+    except (OSError, ValueError, SyntaxError) as err:  # a known format whose header is cut or broken
+        raise BadImageError(ref, f"truncated or corrupt image header ({err})", "re-export the image or remove the file") from None
     width, height = image.size
     _check_pixels(ref, width, height, max_pixels)
     mode = image.mode
@@ -75,7 +90,7 @@ def _decode_pil(data: bytes, ref: str, max_pixels: int, draft_size: int | None, 
 
 def _check_pixels(ref: str, width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
-        raise BadImageError(
+        raise TooManyPixelsError(
             ref,
             f"{width} x {height} = {width * height:,} pixels, above the limit of {max_pixels:,} (possible decompression bomb)",
             "raise data.max_pixels if the image is genuine",
@@ -110,9 +125,9 @@ def _decode_dicom(data: bytes, ref: str, max_pixels: int, digest: str) -> Decode
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError) as err:
-        raise BadImageError(ref, f"unreadable DICOM ({err})", "check the file is a complete DICOM image") from None
+        raise NotAnImageError(ref, f"unreadable DICOM ({err})", "check the file is a complete DICOM image") from None
     if "PixelData" not in ds:
-        raise BadImageError(ref, "DICOM file holds no pixel data (not an image object)", "remove it from the image folder")
+        raise NotAnImageError(ref, "DICOM file holds no pixel data (not an image object)", "remove it from the image folder")
     rows, columns = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
     _check_pixels(ref, columns, rows, max_pixels)
     try:

@@ -15,3 +15,11 @@ class BadImageError(DataError):
         self.problem = problem
         self.advice = advice
         super().__init__(f"{ref}: {problem} ({advice})")
+
+
+class NotAnImageError(BadImageError):
+    """Bytes in no image format medkd reads (JPEG, PNG, BMP, TIFF, DICOM with pixel data)."""
+
+
+class TooManyPixelsError(BadImageError):
+    """An image above the pixel limit (a possible decompression bomb)."""

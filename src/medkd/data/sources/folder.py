@@ -8,16 +8,11 @@ from pathlib import Path
 import pandas as pd
 
 from medkd.data.config import DataConfig
-from medkd.data.decode import IMAGE_SUFFIXES
+from medkd.data.decode import is_image_candidate
 from medkd.data.errors import DataError
 from medkd.data.patients import patient_ids
 from medkd.data.sources import register_source
 from medkd.data.table import SPLIT_NAMES, FileReader, SampleTable, class_indices
-
-
-def _is_image_candidate(path: Path) -> bool:
-    # DICOM files often have no extension; anything else unknown (notes, CSVs) is not an image.
-    return path.is_file() and not path.name.startswith(".") and (path.suffix.lower() in IMAGE_SUFFIXES or path.suffix == "")
 
 
 def _subdirs(path: Path) -> list[Path]:
@@ -39,7 +34,7 @@ def load_folder(config: DataConfig, path: str) -> SampleTable:
                 "(one sub-folder per class holding its images)"
             )
         for class_dir in class_dirs:
-            files = sorted(p for p in class_dir.rglob("*") if _is_image_candidate(p))
+            files = sorted(p for p in class_dir.rglob("*") if is_image_candidate(p))
             if not files:
                 message = f"class folder {class_dir} holds no images"
                 if config.on_bad_file == "fail":

@@ -1,0 +1,196 @@
+"""Export a run's model for deployment: ONNX (fp32, optionally int8) or TorchScript, checked against PyTorch.
+
+The exported graph takes uint8 images (N, C, H, W) at the training resolution and returns class probabilities:
+normalisation and softmax are inside, so a deployment only resizes. The model card (classes, preprocessing,
+threshold, id) rides along: ONNX metadata_props, or a JSON file beside a TorchScript file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from medkd.data import PreparedData, prepare
+from medkd.deploy.config import ExportConfig
+from medkd.deploy.runtime import METADATA_KEY, OnnxPredictor, model_card
+from medkd.evaluation.evaluate import run_data_config
+from medkd.evaluation.metrics import classification_metrics, decisions
+from medkd.evaluation.predict import predict_probabilities
+from medkd.models import load_model
+
+log = logging.getLogger(__name__)
+EXPORT_FOLDER = "export"
+
+
+class ExportError(Exception):
+    """An export that failed its checks; the message says which and what to do."""
+
+
+class ProbabilityModel(nn.Module):
+    """uint8 images -> class probabilities: the trained model with its normalisation and softmax."""
+
+    def __init__(self, model: nn.Module, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model((images.float() / 255.0 - self.mean) / self.std).softmax(dim=1)
+
+
+@dataclass
+class ExportReport:
+    """What was written and how closely it matches PyTorch; int8: its test scores against fp32."""
+
+    run: str
+    format: str
+    path: str
+    check_images: int
+    max_abs_difference: float
+    same_decisions: bool
+    int8_path: str | None = None
+    test_scores: dict[str, dict[str, float]] = field(default_factory=dict)  # pytorch / onnx fp32 / onnx int8
+    int8_auc_drop: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evenly_spaced(images: np.ndarray, count: int) -> np.ndarray:
+    """`count` images spread over the whole array (deterministic; both classes when they are grouped)."""
+    index = np.linspace(0, len(images) - 1, min(count, len(images))).round().astype(int)
+    return np.asarray(images[index])
+
+
+def export_onnx(model: ProbabilityModel, example: torch.Tensor, path: Path, card: dict, opset: int | None) -> None:
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation chatter; errors still raise
+        torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["probabilities"],
+                          dynamic_shapes={"images": {0: batch}}, opset_version=opset, external_data=False,
+                          dynamo=True, verbose=False)
+    write_card(path, card)
+
+
+def write_card(path: Path, card: dict) -> None:
+    """Set an ONNX file's medkd metadata (replacing any: the quantiser copies the fp32 model's)."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    kept = {p.key: p.value for p in graph.metadata_props if p.key != METADATA_KEY}
+    del graph.metadata_props[:]
+    onnx.helper.set_model_props(graph, {**kept, METADATA_KEY: json.dumps(card)})
+    onnx.save(graph, str(path))
+
+
+class _Calibration:
+    """onnxruntime's CalibrationDataReader protocol over uint8 training images, a small batch at a time."""
+
+    def __init__(self, images: np.ndarray, batch_size: int = 16) -> None:
+        self.batches = iter([{"images": images[i:i + batch_size]} for i in range(0, len(images), batch_size)])
+
+    def get_next(self) -> dict | None:
+        return next(self.batches, None)
+
+
+def quantise_int8(source: Path, target: Path, calibration: np.ndarray, reduce_range: bool) -> None:
+    """Static int8 quantisation (QDQ, per-channel weights, activation ranges from `calibration`)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    import onnx
+
+    prepared = target.with_suffix(".pre.onnx")
+    quant_pre_process(str(source), str(prepared))
+    # The softmax stays in float: quantised probabilities would move in steps of 1/255 around the threshold.
+    softmax = [node.name for node in onnx.load(str(prepared)).graph.node if node.op_type == "Softmax"]
+    try:
+        quantize_static(str(prepared), str(target), _Calibration(calibration), quant_format=QuantFormat.QDQ,
+                        per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                        reduce_range=reduce_range, nodes_to_exclude=softmax)
+    finally:
+        prepared.unlink(missing_ok=True)
+
+
+def test_scores(labels: np.ndarray, probabilities: np.ndarray, threshold: float | None) -> dict[str, float]:
+    scores = classification_metrics(labels, probabilities, threshold)
+    return {name: float(scores[name]) for name in ("auc", "accuracy", "recall", "specificity")}
+
+
+def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, out: str | Path | None = None,
+               data: PreparedData | None = None, data_path: str | None = None,
+               show_progress: bool = True) -> ExportReport:
+    """Export run `folder` into OUT (default RUN/export), check it against PyTorch on test images, and with
+    settings.int8 quantise and re-evaluate on the test split; writes OUT/export.json."""
+    folder = Path(folder)
+    out = Path(out) if out is not None else folder / EXPORT_FOLDER
+    out.mkdir(parents=True, exist_ok=True)
+    model, sidecar = load_model(folder)
+    wrapped = ProbabilityModel(model, sidecar["normalisation"]["mean"], sidecar["normalisation"]["std"]).eval()
+    card = model_card(folder, sidecar)
+    data = data or prepare(run_data_config(folder, data_path), show_progress=show_progress)
+    test_images, test_labels = data.split("test")
+    test_images = np.asarray(test_images)
+    threshold = card["threshold"] if len(card["classes"]) == 2 else None
+    reference = predict_probabilities(model, test_images, sidecar)
+    checked = evenly_spaced(np.arange(len(test_images)), settings.check_images)
+    example = torch.as_tensor(test_images[:2])
+
+    if settings.format == "torchscript":
+        path = out / "model.torchscript.pt"
+        with torch.no_grad():
+            scripted = torch.jit.trace(wrapped, example)
+        scripted.save(str(path))
+        (out / "model.torchscript.json").write_text(json.dumps(card, indent=2))
+        with torch.no_grad():
+            exported = scripted(torch.as_tensor(test_images[checked])).numpy()
+    else:
+        path = out / "model.onnx"
+        export_onnx(wrapped, example, path, {**card, "precision": "fp32"}, settings.opset)
+        exported = OnnxPredictor(path).probabilities(test_images[checked])
+    report = ExportReport(
+        str(folder), settings.format, str(path), len(checked),
+        max_abs_difference=float(np.abs(exported - reference[checked]).max()),
+        same_decisions=bool((decisions(exported, threshold) == decisions(reference[checked], threshold)).all()))
+    log.info("%s: max |p_export - p_pytorch| = %.2e over %d test images, same decisions: %s", path,
+             report.max_abs_difference, len(checked), report.same_decisions)
+
+    if settings.int8:
+        if settings.format != "onnx":
+            raise ExportError("int8 quantisation is done with ONNX Runtime: use --format onnx with --int8")
+        report.test_scores["pytorch"] = test_scores(test_labels, reference, threshold)
+        fp32 = OnnxPredictor(path).probabilities(test_images)
+        report.test_scores["onnx_fp32"] = test_scores(test_labels, fp32, threshold)
+        train_images, _ = data.split("train")
+        int8_path = out / "model.int8.onnx"
+        quantise_int8(path, int8_path, evenly_spaced(np.asarray(train_images), settings.calibration_images),
+                      settings.int8_reduce_range)
+        write_card(int8_path, {**card, "precision": "int8"})
+        int8 = OnnxPredictor(int8_path).probabilities(test_images)
+        report.test_scores["onnx_int8"] = test_scores(test_labels, int8, threshold)
+        report.int8_auc_drop = report.test_scores["onnx_fp32"]["auc"] - report.test_scores["onnx_int8"]["auc"]
+        report.int8_path = str(int8_path)
+        if report.int8_auc_drop > settings.max_int8_auc_drop:
+            message = (f"int8 model's test AUC is {report.int8_auc_drop:.4f} below fp32's, more than the allowed "
+                       f"{settings.max_int8_auc_drop}: use the fp32 model, calibrate on more images "
+                       "(--calibration-images), or allow it (--on-int8-drop warn)")
+            if settings.on_int8_drop == "fail":
+                int8_path.unlink()
+                report.int8_path = None
+                (out / "export.json").write_text(json.dumps(report.to_dict(), indent=2))
+                raise ExportError(message)
+            log.warning("WARNING: %s", message)
+            report.notes.append(message)
+    (out / "export.json").write_text(json.dumps(report.to_dict(), indent=2))
+    return report
+
+

@@ -1,0 +1,101 @@
+"""Predict on image files (JPEG, PNG, BMP, TIFF, DICOM) with any predictor; optional Grad-CAM overlays."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medkd.data import BadImageError, DecodedImage, decode_file, preprocess
+from medkd.data.config import DEFAULT_MAX_PIXELS
+from medkd.data.decode import is_image_candidate
+from medkd.deploy.heatmap import grad_cam, overlay
+from medkd.deploy.runtime import Predictor
+from medkd.models import ModelError
+
+
+@dataclass
+class FilePrediction:
+    """One input file's result; `error` says why a file could not be used (the others still run)."""
+
+    file: str
+    probabilities: dict[str, float] | None = None
+    label: str | None = None
+    heatmap: str | None = None
+    error: str | None = None
+
+
+def expand_inputs(paths: list[str | Path]) -> list[Path]:
+    """Files as given, and the image files inside folders (recursively, sorted)."""
+    files = []
+    for path in map(Path, paths):
+        files.extend(sorted(p for p in path.rglob("*") if is_image_candidate(p)) if path.is_dir() else [path])
+    return files
+
+
+def predict_decoded(predictor: Predictor, decoded: list[DecodedImage]) -> tuple[np.ndarray, np.ndarray]:
+    """Preprocessed images (N, C, H, W) and their probabilities."""
+    images = np.stack([preprocess(d.image, predictor.preprocessing) for d in decoded])
+    return images, predictor.probabilities(images)
+
+
+def heatmap_overlays(predictor: Predictor, decoded: list[DecodedImage], images: np.ndarray,
+                     probabilities: np.ndarray):
+    """Grad-CAM overlays (PIL images) of the decided class (binary: the positive class), one per input."""
+    target = 1 if len(predictor.classes) == 2 else None
+    overlays = []
+    for index, item in enumerate(decoded):
+        cls = target if target is not None else int(probabilities[index].argmax())
+        heat = grad_cam(predictor.torch_model, images[index:index + 1], predictor.card["normalisation"], cls)[0]
+        overlays.append(overlay(item.image, heat))
+    return overlays
+
+
+def predict_files(predictor: Predictor, paths: list[str | Path], *, heatmap_dir: str | Path | None = None,
+                  max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 32) -> list[FilePrediction]:
+    """Decode, preprocess as the model was trained, predict; unreadable files get an `error` instead."""
+    files = expand_inputs(paths)
+    results = {str(f): FilePrediction(str(f)) for f in files}
+    readable: list[tuple[Path, DecodedImage]] = []
+    for file in files:
+        try:
+            readable.append((file, decode_file(file, max_pixels=max_pixels)))
+        except BadImageError as err:
+            results[str(file)].error = f"{err.problem} ({err.advice})"
+    if heatmap_dir is not None:
+        if predictor.torch_model is None:
+            raise ModelError("heatmaps need the PyTorch model, and the run folder this ONNX file was exported from "
+                             f"({predictor.card.get('run')}) is not here: predict with the run folder, or drop --heatmap")
+        Path(heatmap_dir).mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(readable), batch_size):
+        batch = readable[start:start + batch_size]
+        decoded = [d for _, d in batch]
+        images, probabilities = predict_decoded(predictor, decoded)
+        labels = predictor.labels(probabilities)
+        overlays = heatmap_overlays(predictor, decoded, images, probabilities) if heatmap_dir is not None else []
+        for index, (file, _) in enumerate(batch):
+            result = results[str(file)]
+            result.probabilities = {c: float(p) for c, p in zip(predictor.classes, probabilities[index])}
+            result.label = labels[index]
+            if overlays:
+                target = Path(heatmap_dir) / f"{start + index:05d}_{file.stem}_gradcam.png"
+                overlays[index].save(target)
+                result.heatmap = str(target)
+    return list(results.values())
+
+
+def predictions_table(results: list[FilePrediction], classes: list[str]) -> pd.DataFrame:
+    return pd.DataFrame([{"file": r.file, **{f"p_{c}": (r.probabilities or {}).get(c) for c in classes},
+                          "label": r.label, "heatmap": r.heatmap, "error": r.error} for r in results])
+
+
+def write_predictions(results: list[FilePrediction], classes: list[str], path: str | Path) -> None:
+    """CSV or JSON by the suffix of `path`."""
+    path = Path(path)
+    if path.suffix == ".json":
+        path.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    else:
+        predictions_table(results, classes).to_csv(path, index=False)

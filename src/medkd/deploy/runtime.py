@@ -1,0 +1,102 @@
+"""One interface over a run folder (PyTorch) and an exported ONNX file (ONNX Runtime): uint8 images in,
+class probabilities out, with the metadata (classes, preprocessing, threshold) that travels with the model."""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from medkd import __version__
+from medkd.data import Preprocessing
+from medkd.evaluation.metrics import decisions
+from medkd.evaluation.predict import predict_probabilities
+from medkd.models import ModelError, load_model
+from medkd.models.run_folder import BEST, SIDECAR
+
+METADATA_KEY = "medkd"  # ONNX metadata_props key holding the model card as JSON
+CARD_KEYS = ("architecture", "model_args", "in_chans", "classes", "positive_class", "preprocessing", "normalisation",
+             "threshold")
+
+
+def model_card(folder: Path, sidecar: dict) -> dict:
+    """What a deployed copy needs to know: the sidecar's inference keys, an id from the weights, the version."""
+    digest = hashlib.sha256((folder / BEST).read_bytes()).hexdigest()[:12]
+    return {**{key: sidecar.get(key) for key in CARD_KEYS}, "model_id": f"{sidecar['architecture']}-{digest}",
+            "medkd_version": __version__, "run": str(folder.resolve())}
+
+
+class Predictor(abc.ABC):
+    """Class probabilities for uint8 images (N, C, H, W) preprocessed as `preprocessing` says."""
+
+    def __init__(self, card: dict, engine: str, torch_model: nn.Module | None) -> None:
+        self.card = card
+        self.engine = engine
+        self.torch_model = torch_model  # for heatmaps; None when only the ONNX file is available
+
+    @property
+    def classes(self) -> list[str]:
+        return self.card["classes"]
+
+    @property
+    def threshold(self) -> float | None:
+        return self.card.get("threshold") if len(self.classes) == 2 else None
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing.model_validate(self.card["preprocessing"])
+
+    @abc.abstractmethod
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities (N, classes) for uint8 images (N, C, H, W)."""
+
+    def labels(self, probabilities: np.ndarray) -> list[str]:
+        """Class names decided at the saved threshold (binary) or by argmax."""
+        return [self.classes[i] for i in decisions(probabilities, self.threshold)]
+
+
+class TorchPredictor(Predictor):
+    def __init__(self, folder: Path) -> None:
+        model, sidecar = load_model(folder)
+        super().__init__(model_card(folder, sidecar), "pytorch", model)
+        self.sidecar = sidecar
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        return predict_probabilities(self.torch_model, images, self.sidecar)
+
+
+class OnnxPredictor(Predictor):
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        props = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in props:
+            raise ModelError(f"{path} has no medkd metadata: export it with `medkd export` (an ONNX file from "
+                             "elsewhere does not say its classes and preprocessing)")
+        card = json.loads(props[METADATA_KEY])
+        run = Path(card.get("run", ""))
+        torch_model = load_model(run)[0] if (run / SIDECAR).exists() else None
+        super().__init__(card, f"onnxruntime ({card.get('precision', 'fp32')})", torch_model)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(images, dtype=np.uint8)})[0]
+
+
+def load_predictor(model: str | Path, threads: int | None = None) -> Predictor:
+    """A run folder (PyTorch) or an `.onnx` file written by `medkd export` (ONNX Runtime)."""
+    path = Path(model)
+    if path.is_dir():
+        return TorchPredictor(path)
+    if path.suffix == ".onnx" and path.is_file():
+        return OnnxPredictor(path, threads)
+    raise ModelError(f"{model}: expected a run folder (from medkd train/distill/run) or an .onnx file from "
+                     "`medkd export`")

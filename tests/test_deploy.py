@@ -1,0 +1,265 @@
+"""Deployment: ONNX/TorchScript export checked against PyTorch, int8 with its test re-evaluation, predict on
+JPEG/PNG/DICOM/broken files with Grad-CAM, the HTTP API and its limits, a load test, and the page in a browser."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnx
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from conftest import class_image, kermany_like_config, write_dicom
+from medkd.deploy import (ExportConfig, ExportError, ServeConfig, create_app, export_run, load_predictor,
+                          predict_files, write_predictions)
+from medkd.deploy import export as export_module
+from medkd.deploy.runtime import METADATA_KEY
+from medkd.engine import TrainConfig, fit
+
+CHROMIUM = os.environ.get("MEDKD_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("deploy")
+    config = kermany_like_config(root, patients_per_class=20)
+    return fit(config, TrainConfig(model="compact_cnn", model_args={"width": 8}, epochs=2, batch_size=32),
+               root / "run", show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run) -> dict:
+    report = export_run(trained_run, ExportConfig(int8=True, calibration_images=64), show_progress=False)
+    return report.to_dict()
+
+
+def band_image(label: int, seed: int, size: int = 96) -> np.ndarray:
+    return class_image(label, seed, size=size)
+
+
+def encoded(array: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_onnx_export_matches_pytorch_and_carries_its_card(trained_run, exported):
+    assert exported["max_abs_difference"] < 1e-5 and exported["same_decisions"]
+    graph = onnx.load(exported["path"])
+    card = json.loads({p.key: p.value for p in graph.metadata_props}[METADATA_KEY])
+    sidecar = json.loads((trained_run / "model.json").read_text())
+    assert card["classes"] == sidecar["classes"] and card["threshold"] == sidecar["threshold"]
+    assert card["preprocessing"] == sidecar["preprocessing"] and card["model_id"].startswith("compact_cnn-")
+    assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    onnx_model, torch_model = load_predictor(exported["path"]), load_predictor(trained_run)
+    for batch in (1, 7):  # the batch axis is dynamic
+        images = np.stack([band_image(i % 2, i, 32)[None] for i in range(batch)])
+        np.testing.assert_allclose(onnx_model.probabilities(images), torch_model.probabilities(images), atol=1e-5)
+
+
+def test_int8_model_is_reevaluated_on_test_against_fp32(exported):
+    scores = exported["test_scores"]
+    assert set(scores) == {"pytorch", "onnx_fp32", "onnx_int8"}
+    assert scores["pytorch"]["auc"] == pytest.approx(scores["onnx_fp32"]["auc"], abs=1e-6)
+    assert exported["int8_auc_drop"] == pytest.approx(scores["onnx_fp32"]["auc"] - scores["onnx_int8"]["auc"])
+    assert exported["int8_auc_drop"] <= 0.01  # the generated task is easy: int8 must keep it
+    int8 = load_predictor(exported["int8_path"])
+    assert int8.card["precision"] == "int8" and "int8" in int8.engine
+    assert any(node.op_type == "QuantizeLinear" for node in onnx.load(exported["int8_path"]).graph.node)
+
+
+def test_int8_over_the_allowed_drop_is_refused_or_warned(trained_run, tmp_path, monkeypatch):
+    def swapped_classes(source: Path, target: Path, calibration, reduce_range) -> None:
+        """A 'quantised' model gone wrong: the classifier's rows swapped, so its AUC becomes 1 - AUC."""
+        graph = onnx.load(str(source))
+        gemm = next(node for node in graph.graph.node if node.op_type == "Gemm")
+        for tensor in graph.graph.initializer:
+            if tensor.name in gemm.input[1:]:
+                array = onnx.numpy_helper.to_array(tensor)[::-1].copy()
+                tensor.CopyFrom(onnx.numpy_helper.from_array(array, tensor.name))
+        onnx.save(graph, str(target))
+
+    monkeypatch.setattr(export_module, "quantise_int8", swapped_classes)
+    with pytest.raises(ExportError, match="below fp32's"):
+        export_run(trained_run, ExportConfig(int8=True), out=tmp_path / "fail", show_progress=False)
+    assert not (tmp_path / "fail" / "model.int8.onnx").exists()
+    report = export_run(trained_run, ExportConfig(int8=True, on_int8_drop="warn"), out=tmp_path / "warn",
+                        show_progress=False)
+    assert report.int8_auc_drop > 0.01 and report.notes and (tmp_path / "warn" / "model.int8.onnx").exists()
+
+
+def test_torchscript_export_matches_pytorch(trained_run, tmp_path):
+    report = export_run(trained_run, ExportConfig(format="torchscript"), out=tmp_path, show_progress=False)
+    assert report.max_abs_difference < 1e-5 and report.same_decisions
+    scripted = torch.jit.load(report.path)
+    images = np.stack([band_image(1, 5, 32)[None]])
+    expected = load_predictor(trained_run).probabilities(images)
+    with torch.no_grad():
+        np.testing.assert_allclose(scripted(torch.as_tensor(images)).numpy(), expected, atol=1e-5)
+    assert json.loads((tmp_path / "model.torchscript.json").read_text())["classes"] == ["NORMAL", "PNEUMONIA"]
+
+
+def test_predict_reads_every_format_reports_broken_files_and_draws_heatmaps(trained_run, exported, tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    pneumonia, normal = band_image(1, 101), band_image(0, 102)
+    (inputs / "a_pneumonia.jpg").write_bytes(encoded(pneumonia, "JPEG"))
+    (inputs / "b_normal.png").write_bytes(encoded(normal, "PNG"))
+    twelve_bit = pneumonia.astype(np.uint16) * 16
+    write_dicom(inputs / "c_mono2.dcm", twelve_bit)
+    write_dicom(inputs / "d_mono1.dcm", 4095 - twelve_bit, photometric="MONOCHROME1")  # inverted storage
+    (inputs / "e_broken.jpg").write_bytes(encoded(normal, "JPEG")[:200])  # truncated
+    (inputs / "notes.txt").write_text("not an image, and not picked from a folder")
+
+    for model in (trained_run, exported["path"]):
+        results = {Path(r.file).name: r for r in predict_files(load_predictor(model), [inputs],
+                                                               heatmap_dir=tmp_path / "heat")}
+        assert sorted(results) == ["a_pneumonia.jpg", "b_normal.png", "c_mono2.dcm", "d_mono1.dcm", "e_broken.jpg"]
+        assert "truncated" in results["e_broken.jpg"].error and results["e_broken.jpg"].label is None
+        # a 2-epoch model ranks well but is barely confident: compare its scores, not its labels
+        assert results["a_pneumonia.jpg"].probabilities["PNEUMONIA"] > results["b_normal.png"].probabilities["PNEUMONIA"]
+        threshold = load_predictor(model).threshold
+        for result in (r for r in results.values() if r.probabilities):
+            assert result.label == ("PNEUMONIA" if result.probabilities["PNEUMONIA"] >= threshold else "NORMAL")
+        mono2, mono1 = results["c_mono2.dcm"].probabilities, results["d_mono1.dcm"].probabilities
+        assert mono1["PNEUMONIA"] == pytest.approx(mono2["PNEUMONIA"], abs=1e-4)  # MONOCHROME1 is inverted back
+        heat = Image.open(results["a_pneumonia.jpg"].heatmap)
+        assert heat.size == (96, 96) and heat.mode == "RGB"  # over the original image, at its size
+    write_predictions(list(results.values()), ["NORMAL", "PNEUMONIA"], tmp_path / "out.csv")
+    assert "truncated" in (tmp_path / "out.csv").read_text()
+
+
+@pytest.fixture(scope="module")
+def client(trained_run) -> TestClient:
+    settings = ServeConfig(max_upload_bytes=200_000, max_pixels=1_000_000, token="s3cret")
+    return TestClient(create_app(load_predictor(trained_run), settings))
+
+
+AUTH = {"Authorization": "Bearer s3cret"}
+
+
+def test_api_predicts_and_explains_a_good_image(client):
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["token_required"] and health["classes"] == ["NORMAL", "PNEUMONIA"]
+    answer = client.post("/predict?heatmap=true", headers=AUTH,
+                         files={"file": ("x.png", encoded(band_image(1, 7), "PNG"), "image/png")})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert sum(body["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    positive = body["probabilities"]["PNEUMONIA"] >= health["threshold"]
+    assert body["label"] == ("PNEUMONIA" if positive else "NORMAL")
+    assert body["model_id"] == health["model_id"] and body["latency_ms"] > 0 and body["threshold"] == health["threshold"]
+    import base64
+    assert Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"]))).size == (96, 96)
+    assert "<form" in client.get("/").text
+
+
+@pytest.mark.parametrize("name, payload, status, message", [
+    ("notes.txt", b"hello, not an image", 415, "not an image"),
+    ("cut.jpg", encoded(band_image(0, 3), "JPEG")[:150], 422, "truncated"),
+    ("empty.png", b"", 415, "empty"),
+    ("huge.png", encoded(np.zeros((1200, 1200), dtype=np.uint8), "PNG"), 413, "pixels"),
+    ("big.bin", os.urandom(300_000), 413, "over the limit"),
+])
+def test_api_refuses_bad_uploads_with_a_4xx_that_says_why(client, name, payload, status, message):
+    answer = client.post("/predict", headers=AUTH, files={"file": (name, payload, "application/octet-stream")})
+    assert answer.status_code == status and message in answer.json()["detail"]
+
+
+def test_api_token_is_required_when_set(client):
+    image = {"file": ("x.png", encoded(band_image(0, 9), "PNG"), "image/png")}
+    assert client.post("/predict", files=image).status_code == 401
+    assert client.post("/predict", files=image, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.post("/predict", files=image, headers=AUTH).status_code == 200
+
+
+class LiveServer:
+    """The app under uvicorn on a free loopback port, in a thread."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def test_load_on_loopback_200_requests_8_concurrent(exported):
+    image = encoded(band_image(1, 11), "PNG")
+    with LiveServer(create_app(load_predictor(exported["int8_path"]))) as server, httpx.Client() as http:
+        def one(_) -> tuple[int, float]:
+            started = time.perf_counter()
+            answer = http.post(f"{server.url}/predict", files={"file": ("x.png", image, "image/png")}, timeout=60)
+            return answer.status_code, time.perf_counter() - started
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(one, range(200)))
+    statuses = [status for status, _ in results]
+    latencies = sorted(seconds * 1000 for _, seconds in results)
+    print(f"200 requests, 8 concurrent: p50 {statistics.median(latencies):.1f} ms, "
+          f"p95 {latencies[int(0.95 * len(latencies))]:.1f} ms")
+    assert statuses == [200] * 200
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Headless Chromium from the system (the Makefile's setup installs it). CI must have it."""
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must provide Chromium at {CHROMIUM} (make setup installs the Debian package)")
+    pytest.skip(f"no Chromium at {CHROMIUM}: run `make setup` (installs it) or set MEDKD_CHROMIUM")
+
+
+def test_web_page_uploads_an_xray_and_shows_the_result_and_heatmap(trained_run, chromium, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    upload = tmp_path / "xray.png"
+    upload.write_bytes(encoded(band_image(1, 21), "PNG"))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"definitely not a PNG")
+    with LiveServer(create_app(load_predictor(trained_run))) as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(server.url)
+        page.wait_for_selector("text=compact_cnn-")  # the model line, from /health
+        page.set_input_files("#file", str(upload))
+        page.click("#submit")
+        page.wait_for_selector("#label", timeout=30_000)
+        expected = predict_files(load_predictor(trained_run), [upload])[0].label
+        assert page.inner_text("#label") == expected
+        assert page.eval_on_selector("#heatmap", "img => img.naturalWidth") == 96
+        page.set_input_files("#file", str(broken))
+        page.click("#submit")
+        page.wait_for_selector("#error", timeout=30_000)
+        assert page.inner_text("#error").startswith("415")
+        browser.close()
