@@ -126,6 +126,33 @@ def train(
     console.print(f"run folder: {folder}")
 
 
+@app.command("pretrain")
+def pretrain(
+    recipe: RecipeArg = None,
+    out: Annotated[Path, typer.Option(help="run folder; an unfinished run there is resumed")] = Path("runs/pretrain"),
+    method: Annotated[Optional[str], typer.Option(help="moco (MoCo v2) or simclr")] = None,
+    model: Annotated[Optional[str], typer.Option(help="backbone name (create_model)")] = None,
+    data: DataOpt = None, size: SizeOpt = None, channels: ChannelsOpt = None, weights: WeightsOpt = None,
+    epochs: IntOpt = None, batch_size: IntOpt = None, lr: LrOpt = None, seed: SeedOpt = None,
+    threads: ThreadsOpt = None, cache_dir: CacheOpt = None, progress: ProgressOpt = True,
+) -> None:
+    """Self-supervised pretraining on the data's unlabelled images (never its test split); writes a backbone
+    checkpoint for `--weights RUN/backbone.safetensors`."""
+    from medkd.models import ModelError
+    from medkd.pretrain import BACKBONE
+    from medkd.pretrain import pretrain as run_pretraining
+
+    overrides = {"data": {"path": data, "cache_dir": cache_dir, "preprocessing": {"size": size, "channels": channels}},
+                 "pretrain": {"method": method, "model": model, "weights": weights, "epochs": epochs,
+                              "batch_size": batch_size, "lr": lr, "seed": seed, "threads": threads}}
+    try:
+        config = load_recipe(recipe, overrides)
+        folder = run_pretraining(config.data, config.pretrain, out, show_progress=progress)
+    except (ConfigError, DataError, ModelError) as err:
+        raise fail(err) from None
+    console.print(f"run folder: {folder}\nuse it with: --weights {folder / BACKBONE}")
+
+
 @app.command("distill")
 def distill(
     recipe: RecipeArg = None,

@@ -13,6 +13,7 @@ from medkd.data.config import DataConfig
 from medkd.distillation.config import DistillConfig
 from medkd.engine.config import TrainConfig
 from medkd.evaluation.config import EvaluationConfig
+from medkd.pretrain.config import PretrainConfig
 
 
 class ConfigError(Exception):
@@ -21,7 +22,7 @@ class ConfigError(Exception):
 
 class Recipe(BaseModel):
     """A study: the data it runs on, how to train (defaults of every stage), and the stages `medkd run` trains.
-    `medkd train`/`distill` use data, train and distill; `presets` are named overrides of the whole recipe."""
+    `medkd train`/`distill`/`pretrain` use data, train, distill and pretrain; `presets` are named overrides of the whole recipe."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -29,6 +30,7 @@ class Recipe(BaseModel):
     data: DataConfig
     train: TrainConfig = TrainConfig()
     distill: DistillConfig | None = None
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig, description="medkd pretrain's settings")
     stages: list[StageConfig] = Field(default_factory=list)
     seeds: int = Field(1, ge=1, description="each stage runs with seeds 0..seeds-1")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)

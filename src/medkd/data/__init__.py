@@ -9,11 +9,11 @@ from medkd.data.config import DataConfig, LabelRule, Preprocessing, SplitPolicy
 from medkd.data.decode import DecodedImage, decode_bytes, decode_file
 from medkd.data.errors import BadImageError, DataError, NotAnImageError, TooManyPixelsError
 from medkd.data.preprocess import preprocess
-from medkd.data.prepared import PreparedData, prepare
+from medkd.data.prepared import PreparedData, prepare, unlabelled_images
 from medkd.data.sources import available_sources, open_source, register_source
 
 __all__ = [
     "BadImageError", "DataConfig", "DataError", "DataReport", "DecodedImage", "LabelRule", "NotAnImageError",
     "PreparedData", "Preprocessing", "SplitPolicy", "TooManyPixelsError", "available_sources", "check_data",
-    "decode_bytes", "decode_file", "open_source", "prepare", "preprocess", "register_source",
+    "decode_bytes", "decode_file", "open_source", "prepare", "preprocess", "register_source", "unlabelled_images",
 ]

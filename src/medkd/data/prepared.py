@@ -67,3 +67,19 @@ def prepare(config: DataConfig, *, show_progress: bool = True) -> PreparedData:
     groups = linked_groups(samples["patient"], samples["content_hash"])
     samples, carved, notes = assign_splits(samples, groups, config.split)
     return PreparedData(config, source, decoded, samples, skipped, carved, notes)
+
+
+def unlabelled_images(config: DataConfig, *, exclude_source_splits: tuple[str, ...] = ("test",),
+                      show_progress: bool = True) -> np.ndarray:
+    """Every readable image of the source except those of `exclude_source_splits` (labels ignored), for
+    self-supervised pretraining. Excluded files are never opened: they are dropped before decoding."""
+    source = open_source(config)
+    kept = source.samples[~source.samples["source_split"].isin(exclude_source_splits)]
+    if kept.empty:
+        raise DataError(f"{source.origin}: no images outside the {', '.join(exclude_source_splits)} split(s)")
+    table = SampleTable(kept, source.classes, source.reader, source.origin, source.warnings, source.patients_known)
+    decoded = decode_all(table, config, show_progress=show_progress)
+    ok = decoded.info["ok"].to_numpy()
+    if (~ok).any():
+        log.warning("%d unreadable files skipped (data.on_bad_file: skip)", int((~ok).sum()))
+    return np.asarray(decoded.images[np.flatnonzero(ok)])

@@ -14,9 +14,9 @@ EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "val_acc", "lr", 
 class EpochMetricsCSV(L.Callback):
     """One row per finished epoch in `path`; on resume, rows of epochs not yet re-reached are dropped."""
 
-    def __init__(self, path: Path, extra_columns: tuple[str, ...] = ()) -> None:
+    def __init__(self, path: Path, extra_columns: tuple[str, ...] = (), metric_columns: tuple[str, ...] = tuple(EPOCH_COLUMNS[1:5])) -> None:
         self.path = path
-        self.columns = [*EPOCH_COLUMNS[:5], *extra_columns, *EPOCH_COLUMNS[5:]]
+        self.columns = ["epoch", *metric_columns, *extra_columns, "lr", "seconds"]
         self._started = 0.0
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:

@@ -71,7 +71,10 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
         else:
             raise ModelError(f"{path}: '{key}' has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}")
     result = model.load_state_dict(state, strict=False)
-    report.missing = [k for k in result.missing_keys if not (report.head_skipped and k.startswith(head + "."))]
+    head_missing = [k for k in result.missing_keys if k.startswith(head + ".")]
+    # a backbone checkpoint (e.g. from `medkd pretrain`) has no head: the new head stays as initialised
+    report.head_skipped = report.head_skipped or bool(head_missing)
+    report.missing = [k for k in result.missing_keys if k not in head_missing]
     report.unexpected = list(result.unexpected_keys)
     report.loaded = len(state) - len(report.unexpected)
     if strict and (report.missing or report.unexpected):
@@ -81,5 +84,5 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
             "is it a checkpoint of the same architecture?"
         )
     log.info("loaded %d tensors from %s%s%s", report.loaded, path, f" (prefix '{prefix}' removed)" if prefix else "",
-             "; head left new (other class count)" if report.head_skipped else "")
+             "; head left new (absent, or of another class count)" if report.head_skipped else "")
     return report
