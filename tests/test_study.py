@@ -24,7 +24,7 @@ from medkd.config.stages import StageConfig
 from medkd.report.collect import load_study
 from medkd.report.document import untrained_transfer_stages
 from medkd.study import recommend, stage_order, with_weights
-from medkd.study.runner import matched_controls
+from medkd.study.runner import matched_controls, stage_settings
 
 
 def tiny_recipe(tmp_path: Path) -> Path:
@@ -173,3 +173,39 @@ def test_multiclass_imbalanced_study_and_its_report(tmp_path):
     again = CliRunner().invoke(app, ["report", str(out)])  # the report alone, from the folder
     assert again.exit_code == 0 and "report.html" in again.output
     assert CliRunner().invoke(app, ["report", str(tmp_path)]).exit_code == 2  # not a study folder
+
+
+def test_study_with_a_pretraining_stage_and_fewer_labels(tmp_path):
+    """A label-efficiency study in miniature: a self-supervised backbone, fine-tuned on half the train
+    patients, against the same model from scratch on the same half."""
+    recipe = yaml.safe_load(tiny_recipe(tmp_path).read_text())
+    half = {"split": {"train_fraction": 0.5}}
+    recipe["pretrain"] = {"method": "moco", "epochs": 1, "batch_size": 8, "memory_bank_size": 16,
+                          "model": "compact_cnn", "model_args": {"width": 8}}
+    recipe["stages"] = [{"name": "from_ssl", "weights_from": "ssl", "data": half, "train": {"transfer": "finetune"}},
+                        {"name": "ssl", "pretrain": {}},
+                        {"name": "scratch", "data": half}]
+    path = tmp_path / "ssl.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "study"
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert set(pd.read_csv(out / "runs.csv")["stage"]) == {"from_ssl", "scratch"}  # a backbone has no test scores
+    used = yaml.safe_load((out / "from_ssl" / "seed0" / "config.yaml").read_text())
+    assert used["train"]["weights"] == str(out / "ssl" / "seed0" / "backbone.safetensors")
+    assert used["data"]["split"]["train_fraction"] == 0.5
+    assert (out / "report.html").exists()
+    with pytest.raises(ConfigError, match="pretraining stages"):
+        stage_order([StageConfig(name="ssl", pretrain={}), StageConfig(name="kd", distill={"teachers": ["ssl"]})])
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_and_preset_is_valid(recipe):
+    presets = yaml.safe_load(recipe.read_text()).get("presets", {})
+    for preset in [None, *presets]:
+        config = load_recipe(recipe, preset=preset)
+        order = [stage.name for stage in stage_order(list(config.stages))]
+        assert sorted(order) == sorted(stage.name for stage in config.stages)
+        for stage in config.stages:
+            if stage.pretrain is None:
+                stage_settings(config, stage, 0)

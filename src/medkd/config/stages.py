@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class StageConfig(BaseModel):
@@ -13,6 +13,23 @@ class StageConfig(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="also the stage's folder name")
     train: dict = Field(default_factory=dict, description="keys of the recipe's train section to change")
     distill: dict | None = Field(None, description="distill section; teachers: names of other stages")
+    data: dict = Field(default_factory=dict, description="keys of the recipe's data section to change, e.g. "
+                                                         "split.train_fraction for a label-efficiency study")
+    pretrain: dict | None = Field(None, description="makes this a self-supervised pretraining stage: keys of the "
+                                                    "recipe's pretrain section to change; it has no test scores")
+    weights_from: str | None = Field(None, description="start from another stage's result (same seed): a "
+                                                       "pretraining stage's backbone or a trained stage's model")
+
+    @model_validator(mode="after")
+    def _pretraining_stands_alone(self) -> StageConfig:
+        if self.pretrain is not None and (self.distill is not None or self.weights_from is not None):
+            raise ValueError(f"stage {self.name}: a pretraining stage takes no distill or weights_from section")
+        return self
+
+    @property
+    def needs(self) -> set[str]:
+        """The stages this one waits for: its teachers and the stage its weights come from."""
+        return {*(self.distill or {}).get("teachers", []), *([self.weights_from] if self.weights_from else [])}
 
 
 class SelectionConfig(BaseModel):

@@ -58,7 +58,7 @@ def p_value(p: float) -> str:
 def untrained_transfer_stages(recipe: Recipe) -> list[str]:
     """Stages set up for transfer learning (linear or finetune) that start from no pretrained weights."""
     stages = []
-    for stage in recipe.stages:
+    for stage in (s for s in recipe.stages if s.pretrain is None):
         settings = stage_settings(recipe, stage, 0)
         if settings.transfer != "scratch" and settings.weights == "none":
             stages.append(stage.name)

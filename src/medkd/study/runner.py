@@ -16,10 +16,12 @@ from rich.progress import Progress
 
 from medkd.config.recipe import ConfigError, Recipe, merge
 from medkd.config.stages import StageConfig
-from medkd.data import check_data, prepare
+from medkd.data import DataConfig, PreparedData, check_data, prepare
 from medkd.distillation import DistillConfig, distill
 from medkd.engine import TrainConfig, fit
 from medkd.evaluation import SCALARS, evaluate_run
+from medkd.models.run_folder import BEST
+from medkd.pretrain import BACKBONE, PretrainConfig, pretrain
 from medkd.environment import describe_environment
 
 log = logging.getLogger(__name__)
@@ -33,12 +35,16 @@ def stage_order(stages: list[StageConfig]) -> list[StageConfig]:
         raise ConfigError("stages: two stages have the same name")
     graph = {}
     for stage in stages:
-        teachers = (stage.distill or {}).get("teachers", [])
-        unknown = [t for t in teachers if t not in by_name]
+        unknown = sorted(stage.needs - by_name.keys())
         if unknown:
-            raise ConfigError(f"stages.{stage.name}.distill.teachers: {unknown} are not stages of this study "
+            raise ConfigError(f"stages.{stage.name}: teachers or weights_from {unknown} are not stages of this study "
                               f"(stages: {', '.join(by_name)})")
-        graph[stage.name] = set(teachers)
+        teachers = (stage.distill or {}).get("teachers", [])
+        pretraining = [t for t in teachers if by_name[t].pretrain is not None]
+        if pretraining:
+            raise ConfigError(f"stages.{stage.name}.distill.teachers: {pretraining} are pretraining stages, which "
+                              "have no classifier to teach with; fine-tune one first (weights_from)")
+        graph[stage.name] = stage.needs
     try:
         return [by_name[name] for name in TopologicalSorter(graph).static_order()]
     except CycleError as err:
@@ -53,11 +59,32 @@ def with_weights(recipe: Recipe, weights: str) -> Recipe:
         "stages": [stage.model_copy(update={"train": {**stage.train, "weights": weights}}) for stage in recipe.stages]})
 
 
-def stage_settings(recipe: Recipe, stage: StageConfig, seed: int) -> TrainConfig:
+def stage_settings(recipe: Recipe, stage: StageConfig, seed: int, out: Path | None = None) -> TrainConfig:
+    """The stage's training settings for `seed`; with `out`, weights_from becomes the other stage's file."""
+    overrides = {**stage.train, "seed": seed}
+    if stage.weights_from and out is not None:
+        source = run_folder(out, stage.weights_from, seed)
+        overrides["weights"] = str(source / (BACKBONE if (source / BACKBONE).exists() else BEST))
+    elif stage.weights_from:
+        overrides["weights"] = f"stage:{stage.weights_from}"  # stands for the file, for comparing settings
     try:
-        return TrainConfig.model_validate(merge(recipe.train.model_dump(), {**stage.train, "seed": seed}))
+        return TrainConfig.model_validate(merge(recipe.train.model_dump(), overrides))
     except ValueError as err:
         raise ConfigError(f"stages.{stage.name}.train: {err}") from None
+
+
+def stage_data(recipe: Recipe, stage: StageConfig) -> DataConfig:
+    try:
+        return DataConfig.model_validate(merge(recipe.data.model_dump(), stage.data))
+    except ValueError as err:
+        raise ConfigError(f"stages.{stage.name}.data: {err}") from None
+
+
+def stage_pretraining(recipe: Recipe, stage: StageConfig, seed: int) -> PretrainConfig:
+    try:
+        return PretrainConfig.model_validate(merge(recipe.pretrain.model_dump(), {**stage.pretrain, "seed": seed}))
+    except ValueError as err:
+        raise ConfigError(f"stages.{stage.name}.pretrain: {err}") from None
 
 
 def run_folder(out: Path, stage: str, seed: int) -> Path:
@@ -67,11 +94,12 @@ def run_folder(out: Path, stage: str, seed: int) -> Path:
 def matched_controls(recipe: Recipe) -> dict[str, str]:
     """Each distilled stage's matched no-KD control: the stage without a teacher whose training settings are
     the same (model, weights, transfer, epochs, optimiser, ...); students without one are left out."""
-    plain = [stage for stage in recipe.stages if stage.distill is None]
+    plain = [stage for stage in recipe.stages if stage.distill is None and stage.pretrain is None]
     controls = {}
     for student in (stage for stage in recipe.stages if stage.distill is not None):
-        settings = stage_settings(recipe, student, 0)
-        match = next((stage.name for stage in plain if stage_settings(recipe, stage, 0) == settings), None)
+        settings = (stage_settings(recipe, student, 0), stage_data(recipe, student))
+        match = next((stage.name for stage in plain
+                      if (stage_settings(recipe, stage, 0), stage_data(recipe, stage)) == settings), None)
         if match is not None:
             controls[student.name] = match
     return controls
@@ -98,9 +126,16 @@ def run_study(recipe: Recipe, out: str | Path, *, show_progress: bool = True) ->
     order = stage_order(list(recipe.stages))
     out.mkdir(parents=True, exist_ok=True)
     (out / RECIPE).write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
-    data = prepare(recipe.data, show_progress=show_progress)  # every stage's evaluation shares it
+    prepared = {}  # prepared data per distinct data section, shared by the evaluations of its stages
+
+    def data_for(config: DataConfig) -> PreparedData:
+        key = config.model_dump_json()
+        if key not in prepared:
+            prepared[key] = prepare(config, show_progress=show_progress)
+        return prepared[key]
+
     if not (out / DATA_CHECK).exists():
-        (out / DATA_CHECK).write_text(json.dumps(check_data(data).to_dict(), indent=2, default=str))
+        (out / DATA_CHECK).write_text(json.dumps(check_data(data_for(recipe.data)).to_dict(), indent=2, default=str))
     rows, jobs_run = [], 0
     jobs = [(seed, stage) for seed in range(recipe.seeds) for stage in order]
     with Progress(disable=not show_progress) as progress:
@@ -108,15 +143,23 @@ def run_study(recipe: Recipe, out: str | Path, *, show_progress: bool = True) ->
         for number, (seed, stage) in enumerate(jobs, 1):
             folder = run_folder(out, stage.name, seed)
             progress.update(task, description=f"{stage.name} seed {seed} ({number}/{len(jobs)})")
+            data_config = stage_data(recipe, stage)
+            if stage.pretrain is not None:
+                if not (folder / BACKBONE).exists():
+                    pretrain(data_config, stage_pretraining(recipe, stage, seed), folder, show_progress=show_progress)
+                    jobs_run += 1
+                progress.advance(task)
+                continue  # a backbone has no test scores: it shows through the stages that start from it
             if not ((folder / "evaluation" / "test.json").exists() and (folder / "evaluation" / "val.json").exists()):
-                settings = stage_settings(recipe, stage, seed)
+                settings = stage_settings(recipe, stage, seed, out)
                 if stage.distill is None:
-                    fit(recipe.data, settings, folder, show_progress=show_progress)
+                    fit(data_config, settings, folder, show_progress=show_progress)
                 else:
                     teachers = [str(run_folder(out, t, seed)) for t in stage.distill.get("teachers", [])]
                     distillation = DistillConfig.model_validate({**stage.distill, "teachers": teachers})
-                    distill(recipe.data, settings, distillation, folder, show_progress=show_progress)
+                    distill(data_config, settings, distillation, folder, show_progress=show_progress)
                 jobs_run += 1
+                data = data_for(data_config)
                 evaluate_run(folder, "val", settings=recipe.evaluation.model_copy(update={"bootstrap_resamples": 0}),
                              data=data, show_progress=False)
                 evaluate_run(folder, "test", settings=recipe.evaluation, efficiency=True, data=data,
