@@ -91,11 +91,16 @@ CacheOpt = Annotated[Optional[str], typer.Option(help="decode cache folder")]
 ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]
 
 
+def data_overrides(data, cache_dir, size, channels) -> dict:
+    """The recipe's data section as the data options change it (None: keep the recipe's value)."""
+    return {"path": data, "cache_dir": cache_dir, "preprocessing": {"size": size, "channels": channels}}
+
+
 def training_overrides(*, data, cache_dir, size, channels, model, weights, transfer, epochs, batch_size, lr, seed,
                        threads) -> dict:
     """Recipe overrides from the options every training command shares (None: keep the recipe's value)."""
     return {
-        "data": {"path": data, "cache_dir": cache_dir, "preprocessing": {"size": size, "channels": channels}},
+        "data": data_overrides(data, cache_dir, size, channels),
         "train": {"model": model, "weights": weights, "transfer": transfer, "epochs": epochs, "batch_size": batch_size,
                   "seed": seed, "threads": threads, "optimizer": {"lr": lr}},
     }
@@ -142,7 +147,7 @@ def pretrain(
     from medkd.pretrain import BACKBONE
     from medkd.pretrain import pretrain as run_pretraining
 
-    overrides = {"data": {"path": data, "cache_dir": cache_dir, "preprocessing": {"size": size, "channels": channels}},
+    overrides = {"data": data_overrides(data, cache_dir, size, channels),
                  "pretrain": {"method": method, "model": model, "weights": weights, "epochs": epochs,
                               "batch_size": batch_size, "lr": lr, "seed": seed, "threads": threads}}
     try:
