@@ -117,10 +117,3 @@ def efficiency_tradeoff(results: StudyResults) -> Figure:
              title="Accuracy vs cost (marker area ~ parameters; outlined: recommended)")
     return figure
 
-
-FIGURES = {
-    "roc": (roc_curves, "ROC curves"),
-    "confusion": (confusion_matrices, "Confusion matrices"),
-    "curves": (training_curves, "Training curves"),
-    "reliability": (reliability_diagram, "Reliability diagram"),
-}
