@@ -156,7 +156,8 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
     else:
         path = out / "model.onnx"
         export_onnx(wrapped, example, path, {**card, "precision": "fp32"}, settings.opset)
-        exported = OnnxPredictor(path).probabilities(test_images[checked])
+        onnx_fp32 = OnnxPredictor(path)
+        exported = onnx_fp32.probabilities(test_images[checked])
     report = ExportReport(
         str(folder), settings.format, str(path), len(checked),
         max_abs_difference=float(np.abs(exported - reference[checked]).max()),
@@ -168,7 +169,7 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
         if settings.format != "onnx":
             raise ExportError("int8 quantisation is done with ONNX Runtime: use --format onnx with --int8")
         report.test_scores["pytorch"] = test_scores(test_labels, reference, threshold)
-        fp32 = OnnxPredictor(path).probabilities(test_images)
+        fp32 = onnx_fp32.probabilities(test_images)
         report.test_scores["onnx_fp32"] = test_scores(test_labels, fp32, threshold)
         train_images, _ = data.split("train")
         int8_path = out / "model.int8.onnx"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from PIL import Image
 from torch import nn
 
+from medkd.evaluation.predict import normalise
 from medkd.models import ModelError
 
 
@@ -23,9 +23,7 @@ def grad_cam(model: nn.Module, images: np.ndarray, normalisation: dict, target_c
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    mean = torch.tensor(normalisation["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(normalisation["std"]).view(1, -1, 1, 1)
-    inputs = (torch.as_tensor(images).float() / 255.0 - mean) / std
+    inputs = normalise(images, normalisation["mean"], normalisation["std"])
     with GradCAM(model=model.eval(), target_layers=[default_target_layer(model)]) as cam:
         return cam(input_tensor=inputs, targets=[ClassifierOutputTarget(target_class)] * len(images))
 

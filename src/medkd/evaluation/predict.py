@@ -7,16 +7,20 @@ import torch
 from torch import nn
 
 
+def normalise(images: np.ndarray | torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    """uint8 images (N, C, H, W) -> float inputs scaled to [0, 1] and standardised per channel, as in training."""
+    batch = torch.as_tensor(np.asarray(images)).float() / 255.0
+    return (batch - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, *, mean: list[float], std: list[float],
                    batch_size: int = 64, bf16: bool = False) -> torch.Tensor:
     """Outputs (float32) of `model` in eval mode for uint8 images (N, C, H, W), in batches."""
     model.eval()
-    mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
     outputs = []
     for start in range(0, len(images), batch_size):
-        batch = torch.as_tensor(np.asarray(images[start:start + batch_size]))
-        inputs = ((batch.float() / 255.0 - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
+        inputs = normalise(images[start:start + batch_size], mean, std).contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             outputs.append(model(inputs).float())
     return torch.cat(outputs) if outputs else torch.empty(0)
