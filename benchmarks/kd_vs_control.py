@@ -48,7 +48,8 @@ def main() -> None:
         table = pd.read_csv(folder / "evaluation" / "test_predictions.csv")
         return table.filter(like="p_").to_numpy().argmax(axis=1)
 
-    evaluate_run(args.teacher, "test", settings=EvaluationConfig(bootstrap_resamples=0), show_progress=False)
+    evaluate_run(args.teacher, "test", settings=EvaluationConfig(bootstrap_resamples=0), data_path=args.data,
+                 show_progress=False)
     teacher_decisions = test_decisions(Path(args.teacher))
     rows = []
     for seed in args.seeds:
