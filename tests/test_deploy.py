@@ -67,6 +67,9 @@ def test_onnx_export_matches_pytorch_and_carries_its_card(trained_run, exported)
     for batch in (1, 7):  # the batch axis is dynamic
         images = np.stack([band_image(i % 2, i, 32)[None] for i in range(batch)])
         np.testing.assert_allclose(onnx_model.probabilities(images), torch_model.probabilities(images), atol=1e-5)
+    # the ONNX predictor knows heatmaps are possible (its run folder exists) but loads PyTorch only when asked
+    assert onnx_model.has_heatmaps and "torch_model" not in vars(onnx_model)
+    assert isinstance(onnx_model.torch_model, torch.nn.Module) and "torch_model" in vars(onnx_model)
 
 
 def test_int8_model_is_reevaluated_on_test_against_fp32(exported):

@@ -66,7 +66,7 @@ def predict_files(predictor: Predictor, paths: list[str | Path], *, heatmap_dir:
         except BadImageError as err:
             results[str(file)].error = f"{err.problem} ({err.advice})"
     if heatmap_dir is not None:
-        if predictor.torch_model is None:
+        if not predictor.has_heatmaps:
             raise ModelError("heatmaps need the PyTorch model, and the run folder this ONNX file was exported from "
                              f"({predictor.card.get('run')}) is not here: predict with the run folder, or drop --heatmap")
         Path(heatmap_dir).mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,10 @@ class probabilities out, with the metadata (classes, preprocessing, threshold) t
 from __future__ import annotations
 
 import abc
+import functools
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +35,22 @@ def model_card(folder: Path, sidecar: dict) -> dict:
 class Predictor(abc.ABC):
     """Class probabilities for uint8 images (N, C, H, W) preprocessed as `preprocessing` says."""
 
-    def __init__(self, card: dict, engine: str, torch_model: nn.Module | None) -> None:
+    def __init__(self, card: dict, engine: str, load_torch_model: Callable[[], nn.Module] | None) -> None:
         self.card = card
         self.engine = engine
-        self.torch_model = torch_model  # for heatmaps; None when only the ONNX file is available
+        self._load_torch_model = load_torch_model  # None when only the ONNX file is available
+
+    @property
+    def has_heatmaps(self) -> bool:
+        """Whether Grad-CAM can run: it needs the PyTorch model (the run folder an ONNX file came from)."""
+        return self._load_torch_model is not None
+
+    @functools.cached_property
+    def torch_model(self) -> nn.Module:
+        """The PyTorch model, loaded on first use (an ONNX deployment that never asks for heatmaps skips it)."""
+        if self._load_torch_model is None:
+            raise ModelError("heatmaps need the PyTorch model: its run folder is not beside this ONNX file")
+        return self._load_torch_model()
 
     @property
     def classes(self) -> list[str]:
@@ -62,7 +76,7 @@ class Predictor(abc.ABC):
 class TorchPredictor(Predictor):
     def __init__(self, folder: Path) -> None:
         model, sidecar = load_model(folder)
-        super().__init__(model_card(folder, sidecar), "pytorch", model)
+        super().__init__(model_card(folder, sidecar), "pytorch", lambda: model)
         self.sidecar = sidecar
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
@@ -83,8 +97,8 @@ class OnnxPredictor(Predictor):
                              "elsewhere does not say its classes and preprocessing)")
         card = json.loads(props[METADATA_KEY])
         run = Path(card.get("run", ""))
-        torch_model = load_model(run)[0] if (run / SIDECAR).exists() else None
-        super().__init__(card, f"onnxruntime ({card.get('precision', 'fp32')})", torch_model)
+        load_torch_model = (lambda: load_model(run)[0]) if (run / SIDECAR).exists() else None
+        super().__init__(card, f"onnxruntime ({card.get('precision', 'fp32')})", load_torch_model)
         self.input_name = self.session.get_inputs()[0].name
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:

@@ -49,7 +49,7 @@ def create_app(predictor: Predictor, settings: ServeConfig = ServeConfig()) -> F
         return {"status": "ok", "model_id": predictor.card["model_id"], "engine": predictor.engine,
                 "classes": predictor.classes, "threshold": predictor.threshold, "medkd_version": __version__,
                 "token_required": settings.token is not None,
-                "heatmap": settings.heatmap and predictor.torch_model is not None,
+                "heatmap": settings.heatmap and predictor.has_heatmaps,
                 "max_upload_bytes": settings.max_upload_bytes}
 
     def run_model(data: bytes, name: str, heatmap: bool) -> dict:
@@ -75,7 +75,7 @@ def create_app(predictor: Predictor, settings: ServeConfig = ServeConfig()) -> F
         data = await file.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
             raise HTTPException(413, f"upload is over the limit of {settings.max_upload_bytes:,} bytes")
-        want_heatmap = heatmap and settings.heatmap and predictor.torch_model is not None
+        want_heatmap = heatmap and settings.heatmap and predictor.has_heatmaps
         try:
             return await asyncio.wait_for(run_in_threadpool(run_model, data, file.filename or "upload", want_heatmap),
                                           timeout=settings.timeout_seconds)
