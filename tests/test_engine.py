@@ -138,3 +138,14 @@ def test_auto_precision_uses_bf16_only_where_the_cpu_has_it(monkeypatch):
         assert fit_module.lightning_precision("auto", "auto") == expected
     assert fit_module.lightning_precision("bf16", "cpu") == "bf16-mixed"
     assert fit_module.lightning_precision("32", "auto") == "32-true"
+
+
+def test_min_steps_gives_a_small_training_set_more_epochs(data_config, tmp_path):
+    train_images = len(prepare(data_config, show_progress=False).split("train")[1])
+    steps_per_epoch = -(-train_images // 32)
+    settings = TrainConfig(model="compact_cnn", epochs=1, batch_size=32, min_steps=3 * steps_per_epoch - 1)
+    out = fit(data_config, settings, tmp_path / "run", show_progress=False)
+    assert [int(r["epoch"]) for r in read_metrics(out)] == [0, 1, 2]
+    assert load_model(out)[1]["epochs_trained"] == 3
+    large = settings.model_copy(update={"min_steps": 1, "epochs": 2})  # already more steps than asked: unchanged
+    assert len(read_metrics(fit(data_config, large, tmp_path / "large", show_progress=False))) == 2

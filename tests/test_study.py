@@ -184,17 +184,28 @@ def test_study_with_a_pretraining_stage_and_fewer_labels(tmp_path):
                           "model": "compact_cnn", "model_args": {"width": 8}}
     recipe["stages"] = [{"name": "from_ssl", "weights_from": "ssl", "data": half, "train": {"transfer": "finetune"}},
                         {"name": "ssl", "pretrain": {}},
-                        {"name": "scratch", "data": half}]
+                        {"name": "scratch", "data": half},
+                        {"name": "scratch_all_labels"}]
     path = tmp_path / "ssl.yaml"
     path.write_text(yaml.safe_dump(recipe))
     out = tmp_path / "study"
     result = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert set(pd.read_csv(out / "runs.csv")["stage"]) == {"from_ssl", "scratch"}  # a backbone has no test scores
+    # a backbone has no test scores
+    assert set(pd.read_csv(out / "runs.csv")["stage"]) == {"from_ssl", "scratch", "scratch_all_labels"}
     used = yaml.safe_load((out / "from_ssl" / "seed0" / "config.yaml").read_text())
     assert used["train"]["weights"] == str(out / "ssl" / "seed0" / "backbone.safetensors")
     assert used["data"]["split"]["train_fraction"] == 0.5
     assert (out / "report.html").exists()
+    # scratch ran at two label fractions: the report compares them; from_ssl ran at one and is left out
+    report = (out / "report.md").read_text()
+    section = report.split("## Label efficiency")[1].split("\n## ")[0]
+    runs = pd.read_csv(out / "runs.csv").set_index("stage")
+    row = next(line for line in section.splitlines() if "scratch, random init" in line)
+    assert "50% labels" in section and "100% labels" in section and "from ssl" not in section
+    for stage in ("scratch", "scratch_all_labels"):
+        assert f"{runs.loc[stage, 'test_auc']:.3f} / {runs.loc[stage, 'test_accuracy']:.3f}" in row
+    assert (out / "report_files" / "labels.png").exists()
     with pytest.raises(ConfigError, match="pretraining stages"):
         stage_order([StageConfig(name="ssl", pretrain={}), StageConfig(name="kd", distill={"teachers": ["ssl"]})])
 

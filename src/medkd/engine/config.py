@@ -52,6 +52,8 @@ class TrainConfig(_Strict):
     weights: str = Field("none", description="none, imagenet, or a checkpoint path")
     transfer: Literal["scratch", "linear", "finetune"] = "scratch"
     epochs: int = Field(10, ge=1)
+    min_steps: int | None = Field(None, ge=1, description="at least this many optimiser steps: more epochs for a "
+                                  "small training set (label-efficiency studies)")
     batch_size: int = Field(64, ge=1)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)

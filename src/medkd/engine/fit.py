@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from pathlib import Path
 from typing import Protocol
@@ -98,6 +99,10 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
     mean, std = normalisation(in_chans)
     precision = lightning_precision(settings.precision, settings.accelerator)
     splits = {split: split_tensors(data, split) for split in ("train", "val")}
+    if settings.min_steps:
+        steps_per_epoch = math.ceil(len(splits["train"][1]) / settings.batch_size)
+        settings = settings.model_copy(update={"epochs": max(settings.epochs,
+                                                          math.ceil(settings.min_steps / steps_per_epoch))})
     weight = class_weights(torch.bincount(splits["train"][1], minlength=len(classes)).numpy(), settings.loss.class_weights)
     if settings.transfer == "linear":
         identity = {"model": settings.model, "args": settings.model_args, "in_chans": in_chans,

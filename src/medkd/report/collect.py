@@ -12,7 +12,8 @@ import yaml
 
 from medkd.config.recipe import Recipe
 from medkd.evaluation.evaluate import RESULTS
-from medkd.study.runner import DATA_CHECK, RECIPE, RUNS, SESSIONS, matched_controls, run_folder
+from medkd.study.runner import (DATA_CHECK, RECIPE, RUNS, SESSIONS, matched_controls, run_folder, stage_data,
+                                stage_settings)
 from medkd.study.summary import recommend, summarise
 
 
@@ -65,6 +66,21 @@ class StudyResults:
                 raise ReportError(f"{path} is missing: re-run `medkd run` on this study to finish it")
             self._cache[path] = reader(path)
         return self._cache[path]
+
+
+def label_fractions(recipe: Recipe) -> dict[str, dict[float, str]]:
+    """Stages of a label-efficiency study: {method: {share of the train patients labelled: stage}}, for each
+    method (model, transfer mode, starting weights) trained at two or more label fractions without a teacher."""
+    methods: dict[str, dict[float, str]] = {}
+    for stage in recipe.stages:
+        if stage.pretrain is not None or stage.distill is not None:
+            continue
+        settings = stage_settings(recipe, stage, 0)
+        start = (f"from {stage.weights_from}" if stage.weights_from
+                 else "random init" if settings.weights == "none" else f"weights {settings.weights}")
+        fraction = stage_data(recipe, stage).split.train_fraction
+        methods.setdefault(f"{settings.model} {settings.transfer}, {start}", {})[fraction] = stage.name
+    return {method: stages for method, stages in methods.items() if len(stages) > 1}
 
 
 def load_study(folder: str | Path) -> StudyResults:

@@ -13,10 +13,10 @@ import yaml
 
 from medkd.config.recipe import Recipe
 from medkd.evaluation.compare import delong_test, mcnemar_test
-from medkd.report.collect import StudyResults, load_study
+from medkd.report.collect import StudyResults, label_fractions, load_study
 from medkd.environment import describe_environment
-from medkd.report.figures import (confusion_matrices, efficiency_tradeoff, reliability_diagram, roc_curves,
-                                  training_curves)
+from medkd.report.figures import (confusion_matrices, efficiency_tradeoff, label_efficiency_curves,
+                                  reliability_diagram, roc_curves, training_curves)
 from medkd.study.runner import stage_settings
 
 FIGURE_FOLDER = "report_files"
@@ -137,6 +137,26 @@ def comparison(results: StudyResults) -> list[str]:
     return lines
 
 
+def label_efficiency(results: StudyResults) -> list[str]:
+    """Test AUC and accuracy of each method at each share of labelled train patients (when the study has them)."""
+    methods = label_fractions(results.recipe)
+    if not methods:
+        return []
+    summary = results.summary
+    fractions = sorted({fraction for stages in methods.values() for fraction in stages})
+    cells = {}
+    for method, stages in methods.items():
+        cells[method] = {f"{fraction:.0%} labels": "" for fraction in fractions}
+        for fraction, stage in stages.items():
+            if stage in summary.index:
+                auc, accuracy = mean_sd(summary, "test_auc").loc[stage], mean_sd(summary, "test_accuracy").loc[stage]
+                cells[method][f"{fraction:.0%} labels"] = f"{auc} / {accuracy}"
+    return ["## Label efficiency", "",
+            f"Test AUC / accuracy (at the validation threshold), mean ± sd over {len(results.seeds)} seed(s), for "
+            "each method trained on a share of the train patients' labels (subsampled by patient; validation and "
+            "test unchanged).", "", markdown_table(pd.DataFrame(cells).T, "method"), ""]
+
+
 def paired_rows(results: StudyResults, first: str, second: str, seeds: list[int]) -> list[dict]:
     """Per seed: DeLong (AUC, binary tasks) and McNemar (accuracy of the decisions) of `first` vs `second`."""
     rows = []
@@ -232,6 +252,8 @@ def figures(results: StudyResults, folder: Path) -> list[str]:
              ("confusion", confusion_matrices(results, seed), "Confusion matrices"),
              ("curves", training_curves(results, seed), "Training curves"),
              ("reliability", reliability_diagram(results, seed), "Calibration")]
+    if label_fractions(results.recipe):
+        plots.insert(1, ("labels", label_efficiency_curves(results), "Label efficiency"))
     folder.mkdir(exist_ok=True)
     lines = ["## Plots", ""]
     for name, figure, title in plots:
@@ -251,7 +273,8 @@ def inline_images(html: str, folder: Path) -> str:
 def write_report(folder: str | Path) -> tuple[Path, Path]:
     """Write STUDY/report.md (+ report_files/*.png) and the self-contained STUDY/report.html."""
     results = load_study(folder)
-    lines = [*header(results), *recommendation(results), *comparison(results), *paired_tests(results),
+    lines = [*header(results), *recommendation(results), *comparison(results), *label_efficiency(results),
+             *paired_tests(results),
              *figures(results, results.folder / FIGURE_FOLDER), *data_summary(results), *provenance(results)]
     text = "\n".join(lines)
     markdown_path = results.folder / "report.md"

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, auc, roc_curve
 from sklearn.preprocessing import label_binarize
 
-from medkd.report.collect import StudyResults
+from medkd.report.collect import StudyResults, label_fractions
 
 PANEL_INCHES = 4.2
 SMALLEST_MARKER, LARGEST_MARKER = 30, 900  # marker areas (pt^2) of the smallest and largest model
@@ -117,3 +117,22 @@ def efficiency_tradeoff(results: StudyResults) -> Figure:
              title="Accuracy vs cost (marker area ~ parameters; outlined: recommended)")
     return figure
 
+
+
+def label_efficiency_curves(results: StudyResults) -> Figure:
+    """Mean test AUC (error bars: sd over seeds) against the share of labelled train patients, one line per method."""
+    summary = results.summary
+    figure = Figure(figsize=(PANEL_INCHES * 1.5, PANEL_INCHES * 1.1), layout="constrained")
+    axes = figure.add_subplot()
+    for method, stages in label_fractions(results.recipe).items():
+        points = sorted((fraction, stage) for fraction, stage in stages.items() if stage in summary.index)
+        fractions = [fraction for fraction, _ in points]
+        rows = summary.loc[[stage for _, stage in points]]
+        axes.errorbar(fractions, rows["test_auc_mean"], yerr=np.nan_to_num(rows["test_auc_std"]), marker="o",
+                      capsize=3, label=method)
+    axes.set_xscale("log")
+    axes.xaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
+    axes.set(xlabel="share of train patients labelled (log scale)", ylabel="test AUC (mean over seeds)",
+             title="Label efficiency")
+    axes.legend(loc="lower right", fontsize="small")
+    return figure
