@@ -191,6 +191,7 @@ def test_study_with_a_pretraining_stage_and_fewer_labels(tmp_path):
     out = tmp_path / "study"
     result = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
+    assert "scratch_all_labels" in result.output and "…" not in result.output  # a log keeps whole table cells
     # a backbone has no test scores
     assert set(pd.read_csv(out / "runs.csv")["stage"]) == {"from_ssl", "scratch", "scratch_all_labels"}
     used = yaml.safe_load((out / "from_ssl" / "seed0" / "config.yaml").read_text())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,8 +22,10 @@ app = typer.Typer(help="Small, fast, trustworthy medical image classifiers.", no
                   pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Inspect and prepare data sources.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-console = Console()
-err_console = Console(stderr=True)
+# Written to a file or a pipe (a log), rich assumes 80 columns and cuts table cells to '0.9…'.
+LOG_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+console = Console(width=LOG_WIDTH)
+err_console = Console(stderr=True, width=LOG_WIDTH)
 
 EXIT_LEAK = 1
 EXIT_USAGE = 2
