@@ -31,6 +31,7 @@ class StudyResults:
     summary: pd.DataFrame
     recommended: str
     controls: dict[str, str]
+    label_efficiency: dict[str, dict[float, str]]  # label_fractions(recipe)
     classes: list[str]
     data_check: dict | None
     sessions: list[dict]
@@ -100,4 +101,4 @@ def load_study(folder: str | Path) -> StudyResults:
     sessions = json.loads((folder / SESSIONS).read_text())["sessions"] if (folder / SESSIONS).exists() else []
     return StudyResults(folder, recipe, runs, summary,
                         recommend(summary, recipe.selection.metric, recipe.selection.tolerance),
-                        matched_controls(recipe), classes, data_check, sessions)
+                        matched_controls(recipe), label_fractions(recipe), classes, data_check, sessions)

@@ -13,7 +13,7 @@ import yaml
 
 from medkd.config.recipe import Recipe
 from medkd.evaluation.compare import delong_test, mcnemar_test
-from medkd.report.collect import StudyResults, label_fractions, load_study
+from medkd.report.collect import StudyResults, load_study
 from medkd.environment import describe_environment
 from medkd.report.figures import (confusion_matrices, efficiency_tradeoff, label_efficiency_curves,
                                   reliability_diagram, roc_curves, training_curves)
@@ -139,18 +139,18 @@ def comparison(results: StudyResults) -> list[str]:
 
 def label_efficiency(results: StudyResults) -> list[str]:
     """Test AUC and accuracy of each method at each share of labelled train patients (when the study has them)."""
-    methods = label_fractions(results.recipe)
+    methods = results.label_efficiency
     if not methods:
         return []
     summary = results.summary
+    auc, accuracy = mean_sd(summary, "test_auc"), mean_sd(summary, "test_accuracy")
     fractions = sorted({fraction for stages in methods.values() for fraction in stages})
     cells = {}
     for method, stages in methods.items():
         cells[method] = {f"{fraction:.0%} labels": "" for fraction in fractions}
         for fraction, stage in stages.items():
             if stage in summary.index:
-                auc, accuracy = mean_sd(summary, "test_auc").loc[stage], mean_sd(summary, "test_accuracy").loc[stage]
-                cells[method][f"{fraction:.0%} labels"] = f"{auc} / {accuracy}"
+                cells[method][f"{fraction:.0%} labels"] = f"{auc[stage]} / {accuracy[stage]}"
     return ["## Label efficiency", "",
             f"Test AUC / accuracy (at the validation threshold), mean ± sd over {len(results.seeds)} seed(s), for "
             "each method trained on a share of the train patients' labels (subsampled by patient; validation and "
@@ -252,7 +252,7 @@ def figures(results: StudyResults, folder: Path) -> list[str]:
              ("confusion", confusion_matrices(results, seed), "Confusion matrices"),
              ("curves", training_curves(results, seed), "Training curves"),
              ("reliability", reliability_diagram(results, seed), "Calibration")]
-    if label_fractions(results.recipe):
+    if results.label_efficiency:
         plots.insert(1, ("labels", label_efficiency_curves(results), "Label efficiency"))
     folder.mkdir(exist_ok=True)
     lines = ["## Plots", ""]

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, auc, roc_curve
 from sklearn.preprocessing import label_binarize
 
-from medkd.report.collect import StudyResults, label_fractions
+from medkd.report.collect import StudyResults
 
 PANEL_INCHES = 4.2
 SMALLEST_MARKER, LARGEST_MARKER = 30, 900  # marker areas (pt^2) of the smallest and largest model
@@ -118,13 +118,12 @@ def efficiency_tradeoff(results: StudyResults) -> Figure:
     return figure
 
 
-
 def label_efficiency_curves(results: StudyResults) -> Figure:
     """Mean test AUC (error bars: sd over seeds) against the share of labelled train patients, one line per method."""
     summary = results.summary
     figure = Figure(figsize=(PANEL_INCHES * 1.5, PANEL_INCHES * 1.1), layout="constrained")
     axes = figure.add_subplot()
-    for method, stages in label_fractions(results.recipe).items():
+    for method, stages in results.label_efficiency.items():
         points = sorted((fraction, stage) for fraction, stage in stages.items() if stage in summary.index)
         fractions = [fraction for fraction, _ in points]
         rows = summary.loc[[stage for _, stage in points]]
