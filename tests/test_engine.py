@@ -21,6 +21,7 @@ from medkd.engine import LossConfig, TrainConfig, fit
 from medkd.engine.datamodule import TensorDataModule, build_augmentation
 from medkd.engine.losses import class_weights, classification_loss
 from medkd.engine.module import auroc
+from medkd.evaluation import evaluate_run
 from medkd.models import load_model
 
 
@@ -98,6 +99,13 @@ def test_linear_probe_caches_features_and_trains_fast(data_config, tmp_path, cap
     assert finetune_seconds > 10 * linear_seconds, (linear_seconds, finetune_seconds)
     model, sidecar = load_model(second)  # the full model (frozen backbone + trained head) is in the folder
     assert sidecar["transfer"] == "linear" and model(torch.zeros(1, 1, 32, 32)).shape == (1, 2)
+
+    caplog.clear()  # a random backbone is its seed's own: another seed's cached features would not fit it
+    other_seed = fit(data_config, linear.model_copy(update={"seed": 1}), tmp_path / "seed1", show_progress=False)
+    assert "extracted and cached" in caplog.text
+    best_val_auc = max(float(r["val_auc"]) for r in read_metrics(other_seed))
+    assert evaluate_run(other_seed, "val", data=prepare(data_config, show_progress=False),
+                        show_progress=False).at_argmax["auc"] == pytest.approx(best_val_auc, abs=1e-4)
 
 
 def test_imbalance_tools():

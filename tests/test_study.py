@@ -82,6 +82,11 @@ def test_study_runs_every_stage_and_seed_and_a_killed_study_continues(tmp_path):
     first.wait()
     assert done.exists(), "the first stage must finish before the kill"
     finished_weights = (out / "teacher" / "seed0" / "model.safetensors").stat().st_mtime_ns
+    partial = CliRunner().invoke(app, ["report", str(out)])  # the runs evaluated so far, and what is missing
+    assert partial.exit_code == 0, partial.output
+    markdown = (out / "report.md").read_text()
+    assert "Unfinished study" in markdown and "control seed 1" in markdown and "teacher seed 0," not in markdown
+    assert re.search(r"^\| teacher +\| +[01]\.\d{3} ", markdown, re.MULTILINE)
 
     result = CliRunner().invoke(app, command[3:])
     assert result.exit_code == 0, result.output
@@ -112,7 +117,9 @@ def check_report(out: Path, summary: pd.DataFrame) -> None:
     assert html.count('src="data:image/png;base64,') == 5 and 'src="report_files' not in html
     for plot in ("tradeoff", "roc", "confusion", "curves", "reliability"):
         assert (out / "report_files" / f"{plot}.png").stat().st_size > 10_000
-    assert [session["jobs_run"] for session in study.sessions] == [7]  # the killed session left no record
+    killed, resumed = study.sessions  # the killed session left its record up to its last finished run
+    assert not killed["ended"] and killed["jobs_run"] <= 1 and resumed["ended"] and resumed["jobs_run"] == 7
+    assert "Unfinished study" not in markdown
     assert study.sessions[0]["environment"]["packages"]["torch"] == torch.__version__.split("+")[0]
     assert "Warning: no pretrained weights" not in markdown  # every stage here is meant to train from scratch
 
@@ -157,8 +164,11 @@ def test_multiclass_imbalanced_study_and_its_report(tmp_path):
     path = tmp_path / "three.yaml"
     path.write_text(yaml.safe_dump(recipe))
     out = tmp_path / "study"
-    result = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--no-progress"])
+    # one loader process: augmented batches and cached teacher logits come through a worker
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--no-progress", "--workers", "1"])
     assert result.exit_code == 0, result.output
+    used = yaml.safe_load((out / "student_kd" / "seed0" / "config.yaml").read_text())
+    assert used["train"]["num_workers"] == 1
     study = load_study(out)
     assert len(study.classes) == 3
     assert np.array(study.evaluation("control", 0)["at_argmax"]["confusion_matrix"]).shape == (3, 3)

@@ -91,6 +91,8 @@ IntOpt = Annotated[Optional[int], typer.Option()]
 LrOpt = Annotated[Optional[float], typer.Option(help="learning rate")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="training seed")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads for torch")]
+WorkersOpt = Annotated[Optional[int], typer.Option(help="data loader processes for augmentation (0: in the main "
+                                                        "process; a GPU needs several to be kept busy)")]
 CacheOpt = Annotated[Optional[str], typer.Option(help="decode cache folder")]
 ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]
 
@@ -101,12 +103,12 @@ def data_overrides(data, cache_dir, size, channels) -> dict:
 
 
 def training_overrides(*, data, cache_dir, size, channels, model, weights, transfer, epochs, batch_size, lr, seed,
-                       threads) -> dict:
+                       threads, workers) -> dict:
     """Recipe overrides from the options every training command shares (None: keep the recipe's value)."""
     return {
         "data": data_overrides(data, cache_dir, size, channels),
         "train": {"model": model, "weights": weights, "transfer": transfer, "epochs": epochs, "batch_size": batch_size,
-                  "seed": seed, "threads": threads, "optimizer": {"lr": lr}},
+                  "seed": seed, "threads": threads, "num_workers": workers, "optimizer": {"lr": lr}},
     }
 
 
@@ -117,8 +119,8 @@ def train(
     data: DataOpt = None, size: SizeOpt = None, channels: ChannelsOpt = None,
     model: Annotated[Optional[str], typer.Option(help="model name (create_model): compact_cnn, resnet18, ...")] = None,
     weights: WeightsOpt = None, transfer: TransferOpt = None, epochs: IntOpt = None, batch_size: IntOpt = None,
-    lr: LrOpt = None, seed: SeedOpt = None, threads: ThreadsOpt = None, cache_dir: CacheOpt = None,
-    progress: ProgressOpt = True,
+    lr: LrOpt = None, seed: SeedOpt = None, threads: ThreadsOpt = None, workers: WorkersOpt = None,
+    cache_dir: CacheOpt = None, progress: ProgressOpt = True,
 ) -> None:
     """Train one model into a run folder: config, per-epoch metrics, best (on validation) and last weights."""
     from medkd.engine import fit
@@ -126,7 +128,7 @@ def train(
 
     overrides = training_overrides(data=data, cache_dir=cache_dir, size=size, channels=channels, model=model,
                                    weights=weights, transfer=transfer, epochs=epochs, batch_size=batch_size, lr=lr,
-                                   seed=seed, threads=threads)
+                                   seed=seed, threads=threads, workers=workers)
     try:
         config = load_recipe(recipe, overrides)
         folder = fit(config.data, config.train, out, show_progress=progress)
@@ -177,7 +179,8 @@ def distill(
     sweep: Annotated[bool, typer.Option(help="distil from each teacher alone and from their ensemble; print a table")] = False,
     data: DataOpt = None, size: SizeOpt = None, channels: ChannelsOpt = None, weights: WeightsOpt = None,
     transfer: TransferOpt = None, epochs: IntOpt = None, batch_size: IntOpt = None, lr: LrOpt = None,
-    seed: SeedOpt = None, threads: ThreadsOpt = None, cache_dir: CacheOpt = None, progress: ProgressOpt = True,
+    seed: SeedOpt = None, threads: ThreadsOpt = None, workers: WorkersOpt = None, cache_dir: CacheOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Distil a student from trained teacher run(s) into a run folder, with teacher-student agreement."""
     from medkd.distillation import DistillationError
@@ -187,7 +190,7 @@ def distill(
 
     overrides = training_overrides(data=data, cache_dir=cache_dir, size=size, channels=channels, model=student,
                                    weights=weights, transfer=transfer, epochs=epochs, batch_size=batch_size, lr=lr,
-                                   seed=seed, threads=threads)
+                                   seed=seed, threads=threads, workers=workers)
     hint = {"student_layer": hint_student_layer, "teacher_layer": hint_teacher_layer}
     overrides["distill"] = {"teachers": teacher or None, "loss": loss, "temperature": temperature, "alpha": alpha,
                             "teacher_outputs": teacher_outputs, "hint": hint if any(hint.values()) else None}
@@ -214,7 +217,7 @@ def run(
     data: DataOpt = None, seeds: Annotated[Optional[int], typer.Option(help="seeds per stage")] = None,
     weights: Annotated[Optional[str], typer.Option(help="weights of every stage (e.g. none where ImageNet "
                                                          "weights cannot be fetched)")] = None,
-    cache_dir: CacheOpt = None, progress: ProgressOpt = True,
+    workers: WorkersOpt = None, cache_dir: CacheOpt = None, progress: ProgressOpt = True,
 ) -> None:
     """Run a whole study: every stage and seed, teachers first, finished stages skipped; print the comparison."""
     from medkd.distillation import DistillationError
@@ -222,7 +225,8 @@ def run(
     from medkd.study import print_summary, run_study, summarise, with_weights
 
     try:
-        config = load_recipe(recipe, {"data": {"path": data, "cache_dir": cache_dir}, "seeds": seeds}, preset=preset)
+        config = load_recipe(recipe, {"data": {"path": data, "cache_dir": cache_dir}, "seeds": seeds,
+                                      "train": {"num_workers": workers}}, preset=preset)
         if weights is not None:
             config = with_weights(config, weights)
         if not config.stages:
@@ -234,6 +238,7 @@ def run(
     summary = summarise(runs)
     summary.to_csv(folder / "summary.csv")
     print_summary(summary, config, console)
+    console.print(f"study folder: {folder} (runs.csv, summary.csv)")
     write_study_report(folder)
 
 
@@ -244,7 +249,7 @@ def write_study_report(folder: Path) -> None:
         markdown_path, html_path = write_report(folder)
     except ReportError as err:
         raise fail(err) from None
-    console.print(f"study folder: {folder} (runs.csv, summary.csv)\nreport: {html_path} and {markdown_path}")
+    console.print(f"report: {html_path} and {markdown_path}")
 
 
 @app.command("report")

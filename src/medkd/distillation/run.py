@@ -21,7 +21,7 @@ from medkd.distillation.losses import ensemble_logits, soft_kl
 from medkd.distillation.module import DistillationModule
 from medkd.distillation.teacher import FrozenTeacher, load_teachers
 from medkd.engine import TrainConfig, fit
-from medkd.evaluation import SCALARS, evaluate_run, predict_logits
+from medkd.evaluation import SCALARS, evaluate_run, inference_device, predict_logits
 from medkd.evaluation.config import EvaluationConfig
 from medkd.models.run_folder import BEST
 
@@ -50,7 +50,8 @@ def cached_teacher_logits(teacher: FrozenTeacher, folders: list[str], data: Prep
     logits = {}
     for split in splits:
         images, _ = data.split(split)
-        logits[split] = predict_logits(teacher, images, mean=mean, std=std, batch_size=batch_size).contiguous()
+        logits[split] = predict_logits(teacher, images, mean=mean, std=std, batch_size=batch_size,
+                                       device=inference_device()).contiguous()
         log.info("teacher logits of %s (%d images) computed", split, len(images))
     out.mkdir(parents=True, exist_ok=True)
     save_file(logits, path, metadata=identities)
@@ -102,8 +103,9 @@ class Distillation:
             images, _ = data.split(split)
             if not len(images):
                 continue
-            student = predict_logits(model, images, mean=mean, std=std)
-            stacked = self.val_logits if split == "val" else predict_logits(self.teacher, images, mean=mean, std=std)
+            student = predict_logits(model, images, mean=mean, std=std, device=inference_device())
+            stacked = self.val_logits if split == "val" else predict_logits(self.teacher, images, mean=mean, std=std,
+                                                                             device=inference_device())
             teacher = ensemble_logits(stacked, self.settings.temperature)
             report[split] = {"agreement": float((student.argmax(1) == teacher.argmax(1)).float().mean()),
                              "kl_teacher_student": float(soft_kl(student, teacher, 1.0).mean()), "images": len(images)}

@@ -16,16 +16,19 @@ from torch import nn
 from medkd.data import PreparedData
 from medkd.data.config import cache_root
 from medkd.data.table import file_stat
-from medkd.evaluation import predict_logits
+from medkd.evaluation import inference_device, predict_logits
 from medkd.models import classifier_name
 
 log = logging.getLogger(__name__)
-FEATURE_FORMAT = 1
+FEATURE_FORMAT = 2  # 2: a random backbone's features are its seed's own (1 shared them across seeds)
 
 
-def weights_identity(weights: str) -> list:
-    """What identifies a weights setting: the literal, or a file's path, size and mtime."""
-    if weights in ("none", "imagenet") or not os.path.exists(weights):
+def weights_identity(weights: str, seed: int) -> list:
+    """What identifies a backbone's starting weights: the literal (with the seed, for a random backbone: each
+    seed draws its own), or a file's path, size and mtime."""
+    if weights == "none":
+        return [weights, seed]
+    if weights == "imagenet" or not os.path.exists(weights):
         return [weights]
     return file_stat(Path(weights).resolve())
 
@@ -51,7 +54,7 @@ def cached_features(model: nn.Module, identity: dict, data: PreparedData, split:
         return features, True
     images, _ = data.split(split)
     features = predict_logits(backbone_of(model).to(memory_format=torch.channels_last), images, mean=mean, std=std,
-                              batch_size=batch_size, bf16=precision_bf16)
+                              batch_size=batch_size, bf16=precision_bf16, device=inference_device())
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_suffix(f".tmp-{os.getpid()}.npy")
     np.save(staging, features.numpy())

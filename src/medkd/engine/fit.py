@@ -21,7 +21,7 @@ from medkd.engine.datamodule import TensorDataModule, split_tensors
 from medkd.engine.features import cached_features, weights_identity
 from medkd.engine.losses import class_weights
 from medkd.engine.module import ClassifierModule
-from medkd.evaluation import ThresholdConfig, choose_threshold, predict_probabilities
+from medkd.evaluation import ThresholdConfig, choose_threshold, inference_device, predict_probabilities
 from medkd.models import classifier_name, create_model, normalisation, read_state_dict, save_model
 from medkd.models.run_folder import BEST, LAST
 
@@ -106,7 +106,7 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
     weight = class_weights(torch.bincount(splits["train"][1], minlength=len(classes)).numpy(), settings.loss.class_weights)
     if settings.transfer == "linear":
         identity = {"model": settings.model, "args": settings.model_args, "in_chans": in_chans,
-                    "weights": weights_identity(settings.weights)}
+                    "weights": weights_identity(settings.weights, settings.seed)}
         for split, (_, labels) in list(splits.items()):
             features, _ = cached_features(model, identity, data, split, mean=mean, std=std,
                                           batch_size=settings.batch_size, precision_bf16=precision == "bf16-mixed")
@@ -172,7 +172,7 @@ def validation_threshold(model: torch.nn.Module, data: PreparedData, sidecar: di
                          settings: ThresholdConfig) -> dict:
     """The decision threshold on P(positive) chosen on the validation split (never test), for the sidecar."""
     images, labels = data.split("val")
-    probabilities = predict_probabilities(model, images, sidecar)
+    probabilities = predict_probabilities(model, images, sidecar, device=inference_device())
     threshold = choose_threshold(labels, probabilities[:, 1], settings)
     log.info("decision threshold %.4f chosen on validation (%s)", threshold, settings.rule)
     return {"threshold": threshold, "threshold_rule": settings.model_dump()}

@@ -1,6 +1,6 @@
 """Evaluation: metrics from predicted probabilities, validation-chosen thresholds, bootstrap intervals.
 
-Public API: evaluate_run, Evaluation, classification_metrics, choose_threshold, predict_logits,
+Public API: evaluate_run, Evaluation, classification_metrics, choose_threshold, inference_device, predict_logits,
 predict_probabilities, bootstrap_intervals, delong_test, mcnemar_test, measure_efficiency, count_macs,
 EvaluationConfig, ThresholdConfig, SCALARS.
 """
@@ -11,9 +11,10 @@ from medkd.evaluation.efficiency import Efficiency, count_macs, measure_efficien
 from medkd.evaluation.config import EvaluationConfig, ThresholdConfig
 from medkd.evaluation.evaluate import Evaluation, evaluate_run
 from medkd.evaluation.metrics import SCALARS, classification_metrics
-from medkd.evaluation.predict import predict_logits, predict_probabilities
+from medkd.evaluation.predict import inference_device, predict_logits, predict_probabilities
 from medkd.evaluation.threshold import choose_threshold
 
 __all__ = ["SCALARS", "Efficiency", "Evaluation", "EvaluationConfig", "PairedTest", "ThresholdConfig",
            "bootstrap_intervals", "choose_threshold", "classification_metrics", "count_macs", "delong_test",
-           "evaluate_run", "mcnemar_test", "measure_efficiency", "predict_logits", "predict_probabilities"]
+           "evaluate_run", "inference_device", "mcnemar_test", "measure_efficiency", "predict_logits",
+           "predict_probabilities"]

@@ -15,7 +15,7 @@ from medkd.data import DataConfig, PreparedData, prepare
 from medkd.evaluation.bootstrap import bootstrap_intervals
 from medkd.evaluation.config import EvaluationConfig
 from medkd.evaluation.metrics import classification_metrics
-from medkd.evaluation.predict import predict_probabilities
+from medkd.evaluation.predict import inference_device, predict_probabilities
 from medkd.evaluation.efficiency import measure_efficiency
 from medkd.models import load_model
 from medkd.models.run_folder import BEST
@@ -64,7 +64,7 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
     if data is None:
         data = prepare(run_data_config(folder, data_path, cache_dir), show_progress=show_progress)
     images, labels = data.split(split)
-    probabilities = predict_probabilities(model, images, sidecar)
+    probabilities = predict_probabilities(model, images, sidecar, device=inference_device())
     binary = len(sidecar["classes"]) == 2
     threshold = sidecar.get("threshold") if binary else None
     at_argmax = classification_metrics(labels, probabilities, calibration_bins=settings.calibration_bins)

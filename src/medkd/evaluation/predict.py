@@ -13,22 +13,33 @@ def normalise(images: np.ndarray | torch.Tensor, mean: list[float], std: list[fl
     return (batch - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
 
 
+def inference_device() -> torch.device:
+    """Where batch inference over a data set runs (teacher logits, features, evaluation): the GPU if there is one."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, *, mean: list[float], std: list[float],
-                   batch_size: int = 64, bf16: bool = False) -> torch.Tensor:
-    """Outputs (float32) of `model` in eval mode for uint8 images (N, C, H, W), in batches."""
-    model.eval()
+                   batch_size: int = 64, bf16: bool = False, device: str | torch.device | None = None) -> torch.Tensor:
+    """Outputs (float32, on the CPU) of `model` in eval mode for uint8 images (N, C, H, W), in batches, computed
+    on `device` (default: where the model is); the model is back on its own device afterwards."""
+    home = next(model.parameters(), torch.empty(0)).device
+    device = torch.device(device) if device is not None else home
+    model.eval().to(device)
     outputs = []
-    for start in range(0, len(images), batch_size):
-        inputs = normalise(images[start:start + batch_size], mean, std).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            outputs.append(model(inputs).float())
+    try:
+        for start in range(0, len(images), batch_size):
+            inputs = normalise(images[start:start + batch_size], mean, std).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                outputs.append(model(inputs.contiguous(memory_format=torch.channels_last)).float().cpu())
+    finally:
+        model.to(home)
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 
 def predict_probabilities(model: nn.Module, images: np.ndarray | torch.Tensor, sidecar: dict,
-                          batch_size: int = 64) -> np.ndarray:
+                          batch_size: int = 64, device: str | torch.device | None = None) -> np.ndarray:
     """Class probabilities (N, classes) of a run folder's model, with the normalisation its sidecar records."""
     norm = sidecar["normalisation"]
-    logits = predict_logits(model, images, mean=norm["mean"], std=norm["std"], batch_size=batch_size)
+    logits = predict_logits(model, images, mean=norm["mean"], std=norm["std"], batch_size=batch_size, device=device)
     return logits.softmax(dim=1).numpy()

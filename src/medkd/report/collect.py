@@ -12,8 +12,8 @@ import yaml
 
 from medkd.config.recipe import Recipe
 from medkd.evaluation.evaluate import RESULTS
-from medkd.study.runner import (DATA_CHECK, RECIPE, RUNS, SESSIONS, matched_controls, run_folder, stage_data,
-                                stage_settings)
+from medkd.study.runner import (DATA_CHECK, RECIPE, finished_runs, matched_controls, read_sessions, run_folder,
+                                stage_data, stage_settings)
 from medkd.study.summary import recommend, summarise
 
 
@@ -28,6 +28,7 @@ class StudyResults:
     folder: Path
     recipe: Recipe
     runs: pd.DataFrame
+    missing: list[tuple[str, int]]  # (stage, seed) runs the recipe asks for that have not been evaluated yet
     summary: pd.DataFrame
     recommended: str
     controls: dict[str, str]
@@ -44,6 +45,10 @@ class StudyResults:
     @property
     def seeds(self) -> list[int]:
         return sorted(self.runs["seed"].unique().tolist())
+
+    def seeds_of(self, stage: str) -> list[int]:
+        """The seeds evaluated for `stage` (fewer than the recipe's while the study is unfinished)."""
+        return sorted(self.runs.loc[self.runs["stage"] == stage, "seed"].tolist())
 
     def run(self, stage: str, seed: int) -> Path:
         return run_folder(self.folder, stage, seed)
@@ -85,20 +90,20 @@ def label_fractions(recipe: Recipe) -> dict[str, dict[float, str]]:
 
 
 def load_study(folder: str | Path) -> StudyResults:
-    """Read a study folder written by `medkd run`."""
+    """Read a study folder written by `medkd run`, finished or not: the report shows the runs evaluated so far."""
     folder = Path(folder)
-    for required in (RUNS, RECIPE):
-        if not (folder / required).exists():
-            raise ReportError(f"{folder / required} not found: {folder} is not a study folder written by "
-                              "`medkd run` (or the study has not finished one pass yet)")
+    if not (folder / RECIPE).exists():
+        raise ReportError(f"{folder / RECIPE} not found: {folder} is not a study folder written by `medkd run`")
     recipe = Recipe.model_validate(yaml.safe_load((folder / RECIPE).read_text()))
-    runs = pd.read_csv(folder / RUNS)
+    runs, missing = finished_runs(recipe, folder)
+    if runs.empty:
+        raise ReportError(f"no run of the study in {folder} has been evaluated yet: run `medkd run` on it")
     summary = summarise(runs)
     first = runs.iloc[0]
     classes = json.loads((run_folder(folder, first["stage"], int(first["seed"])) / RESULTS / "test.json")
                          .read_text())["classes"]
     data_check = json.loads((folder / DATA_CHECK).read_text()) if (folder / DATA_CHECK).exists() else None
-    sessions = json.loads((folder / SESSIONS).read_text())["sessions"] if (folder / SESSIONS).exists() else []
-    return StudyResults(folder, recipe, runs, summary,
+    sessions = read_sessions(folder)
+    return StudyResults(folder, recipe, runs, missing, summary,
                         recommend(summary, recipe.selection.metric, recipe.selection.tolerance),
                         matched_controls(recipe), label_fractions(recipe), classes, data_check, sessions)

@@ -72,6 +72,11 @@ def header(results: StudyResults) -> list[str]:
              f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from `{results.folder}`: "
              f"{len(results.stages)} stages x {len(results.seeds)} seed(s) = {len(runs)} runs, "
              f"classes {', '.join(results.classes)}, test split of {first['images']} images.", ""]
+    if results.missing:
+        missing = ", ".join(f"{stage} seed {seed}" for stage, seed in results.missing)
+        lines += [f"> **Unfinished study: {len(runs)} of {len(runs) + len(results.missing)} runs evaluated.** "
+                  f"Not evaluated yet: {missing}. Means, sds and paired tests use the seeds each stage has; "
+                  "`medkd run` with the same recipe and study folder finishes it.", ""]
     stages = untrained_transfer_stages(recipe)
     if stages:
         lines += [f"> **Warning: no pretrained weights.** {', '.join(stages)} are transfer-learning stages "
@@ -129,7 +134,8 @@ def comparison(results: StudyResults) -> list[str]:
         "images/s (batch 32)": summary["throughput_mean"].map("{:,.0f}".format),
         "training s": mean_sd(summary, "train_seconds", 0)})
     threads = results.evaluation(results.stages[0], seed)["efficiency"]["threads"]
-    lines += ["Cost on CPU (this machine, {} torch threads; training seconds: sum of epoch times):".format(threads),
+    lines += [f"Cost on the CPU of the machine that ran the study ({threads} torch threads; see *How this study was "
+              "run*), even where it trained on a GPU; training seconds: sum of epoch times:",
               "", markdown_table(cost), "",
               "Validation scores (what the recommendation and the thresholds were chosen on):", "",
               markdown_table(pd.DataFrame({title: mean_sd(summary, f"val_{name}") for name, title in TEST_METRICS
@@ -186,7 +192,10 @@ def paired_tests(results: StudyResults) -> list[str]:
                   "Each distilled stage against the stage with the same model, weights, epochs and seeds but no "
                   "teacher.", ""]
         for student, control in results.controls.items():
-            table = pd.DataFrame(paired_rows(results, student, control, results.seeds)).set_index("seed")
+            seeds = sorted(set(results.seeds_of(student)) & set(results.seeds_of(control)))
+            if not seeds:
+                continue
+            table = pd.DataFrame(paired_rows(results, student, control, seeds)).set_index("seed")
             lines += [f"**{student}** vs **{control}**:", "", markdown_table(table, "seed"), ""]
             if len(table) > 1:
                 deltas = {c: table[c].astype(float) for c in ("ΔAUC", "Δacc.") if c in table}
@@ -195,9 +204,9 @@ def paired_tests(results: StudyResults) -> list[str]:
     else:
         lines += ["No distilled stage of this study has a matched no-KD control (a stage with the same training "
                   "settings and no teacher), so no KD gain can be measured.", ""]
-    others = [stage for stage in results.stages if stage != results.recommended]
+    seed = results.seeds[0]
+    others = [stage for stage in results.stages if stage != results.recommended and seed in results.seeds_of(stage)]
     if others:
-        seed = results.seeds[0]
         rows = []
         for other in others:
             row = paired_rows(results, results.recommended, other, [seed])[0]
@@ -230,13 +239,19 @@ def data_summary(results: StudyResults) -> list[str]:
 
 def provenance(results: StudyResults) -> list[str]:
     sessions = results.sessions
-    environment = sessions[-1]["environment"] if sessions else describe_environment()
     lines = ["## How this study was run", ""]
     if sessions:
-        lines += ["| started (UTC) | wall time | runs trained | command |", "| --- | ---: | ---: | --- |",
-                  *[f"| {s['started']} | {s['wall_seconds'] / 60:.1f} min | {s['jobs_run']} | `{s['command']}` |"
+        environment = sessions[-1]["environment"]
+        lines += ["| started (UTC) | wall time | runs trained | ended | command |", "| --- | ---: | ---: | --- | --- |",
+                  *[f"| {s['started']} | {s['wall_seconds'] / 60:.1f} min | {s['jobs_run']} | "
+                    f"{'yes' if s.get('ended', True) else 'no (stopped; time up to its last run)'} | `{s['command']}` |"
                     for s in sessions], ""]
-    lines += [f"Machine: {environment['cpu']}, {environment['cpu_cores']} logical cores, "
+        machine = "Machine of the last session"
+    else:
+        environment = describe_environment()
+        machine = ("No session of this study was recorded (a folder from a medkd that recorded sessions only when "
+                   "they ended), so its command, wall time and machine are unknown. This report was written on")
+    lines += [f"{machine}: {environment['cpu']}, {environment['cpu_cores']} logical cores, "
               f"{environment['torch_threads']} torch threads, GPU: {environment['gpu'] or 'none'}; "
               f"{environment['os']}, Python {environment['python']}.", "",
               "Packages: " + ", ".join(f"{name} {version}" for name, version in environment["packages"].items()),

@@ -87,6 +87,30 @@ def stage_pretraining(recipe: Recipe, stage: StageConfig, seed: int) -> Pretrain
         raise ConfigError(f"stages.{stage.name}.pretrain: {err}") from None
 
 
+def study_jobs(recipe: Recipe) -> list[tuple[int, StageConfig]]:
+    """(seed, stage) in the order a study runs them: seed by seed, teachers before students."""
+    order = stage_order(list(recipe.stages))
+    return [(seed, stage) for seed in range(recipe.seeds) for stage in order]
+
+
+def is_evaluated(folder: Path) -> bool:
+    return (folder / "evaluation" / "test.json").exists() and (folder / "evaluation" / "val.json").exists()
+
+
+def finished_runs(recipe: Recipe, out: Path) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
+    """The study's evaluated runs in OUT, one row each, and the (stage, seed) runs not evaluated yet
+    (pretraining stages have no scores and count as neither)."""
+    rows, missing = [], []
+    for seed, stage in study_jobs(recipe):
+        if stage.pretrain is None:
+            folder = run_folder(out, stage.name, seed)
+            if is_evaluated(folder):
+                rows.append(result_row(folder, stage.name, seed))
+            else:
+                missing.append((stage.name, seed))
+    return pd.DataFrame(rows), missing
+
+
 def run_folder(out: Path, stage: str, seed: int) -> Path:
     return out / stage / f"seed{seed}"
 
@@ -105,16 +129,18 @@ def matched_controls(recipe: Recipe) -> dict[str, str]:
     return controls
 
 
-def record_session(out: Path, started: float, jobs_run: int) -> None:
-    """Append this invocation (command, start, wall time, machine) to OUT/study.json: a resumed study keeps
-    the record of every attempt."""
+def read_sessions(out: Path) -> list[dict]:
+    """The record of every `medkd run` invocation on the study folder OUT (oldest first)."""
     path = out / SESSIONS
-    sessions = json.loads(path.read_text())["sessions"] if path.exists() else []
-    sessions.append({"command": " ".join(sys.argv),
-                     "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
-                     "wall_seconds": round(time.time() - started, 1), "jobs_run": jobs_run,
-                     "environment": describe_environment()})
-    path.write_text(json.dumps({"sessions": sessions}, indent=2))
+    return json.loads(path.read_text())["sessions"] if path.exists() else []
+
+
+def session_record(started: float, jobs_run: int, *, ended: bool) -> dict:
+    """This invocation: command, start, wall time so far, runs trained, whether it ended, and the machine."""
+    return {"command": " ".join(sys.argv),
+            "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+            "wall_seconds": round(time.time() - started, 1), "jobs_run": jobs_run, "ended": ended,
+            "environment": describe_environment()}
 
 
 def run_study(recipe: Recipe, out: str | Path, *, show_progress: bool = True) -> pd.DataFrame:
@@ -123,7 +149,7 @@ def run_study(recipe: Recipe, out: str | Path, *, show_progress: bool = True) ->
     Also writes the resolved recipe, the data check and a record of the session, for the report."""
     started = time.time()
     out = Path(out)
-    order = stage_order(list(recipe.stages))
+    jobs = study_jobs(recipe)
     out.mkdir(parents=True, exist_ok=True)
     (out / RECIPE).write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
     prepared = {}  # prepared data per distinct data section, shared by the evaluations of its stages
@@ -136,8 +162,13 @@ def run_study(recipe: Recipe, out: str | Path, *, show_progress: bool = True) ->
 
     if not (out / DATA_CHECK).exists():
         (out / DATA_CHECK).write_text(json.dumps(check_data(data_for(recipe.data)).to_dict(), indent=2, default=str))
-    rows, jobs_run = [], 0
-    jobs = [(seed, stage) for seed in range(recipe.seeds) for stage in order]
+    jobs_run, earlier = 0, read_sessions(out)
+
+    def record_session(ended: bool) -> None:  # at the start and after every run: a killed study keeps its record
+        sessions = [*earlier, session_record(started, jobs_run, ended=ended)]
+        (out / SESSIONS).write_text(json.dumps({"sessions": sessions}, indent=2))
+
+    record_session(ended=False)
     with Progress(disable=not show_progress) as progress:
         task = progress.add_task("study", total=len(jobs))
         for number, (seed, stage) in enumerate(jobs, 1):
@@ -148,9 +179,10 @@ def run_study(recipe: Recipe, out: str | Path, *, show_progress: bool = True) ->
                 if not (folder / BACKBONE).exists():
                     pretrain(data_config, stage_pretraining(recipe, stage, seed), folder, show_progress=show_progress)
                     jobs_run += 1
+                    record_session(ended=False)
                 progress.advance(task)
                 continue  # a backbone has no test scores: it shows through the stages that start from it
-            if not ((folder / "evaluation" / "test.json").exists() and (folder / "evaluation" / "val.json").exists()):
+            if not is_evaluated(folder):
                 settings = stage_settings(recipe, stage, seed, out)
                 if stage.distill is None:
                     fit(data_config, settings, folder, show_progress=show_progress)
@@ -164,13 +196,13 @@ def run_study(recipe: Recipe, out: str | Path, *, show_progress: bool = True) ->
                              data=data, show_progress=False)
                 evaluate_run(folder, "test", settings=recipe.evaluation, efficiency=True, data=data,
                              show_progress=False)
+                record_session(ended=False)
             else:
                 log.info("%s seed %d: finished before, skipped", stage.name, seed)
-            rows.append(result_row(folder, stage.name, seed))
             progress.advance(task)
-    table = pd.DataFrame(rows)
+    table, _ = finished_runs(recipe, out)
     table.to_csv(out / RUNS, index=False)
-    record_session(out, started, jobs_run)
+    record_session(ended=True)
     return table
 
 
