@@ -94,6 +94,7 @@ def study_jobs(recipe: Recipe) -> list[tuple[int, StageConfig]]:
 
 
 def is_evaluated(folder: Path) -> bool:
+    """Whether the run in `folder` is finished: trained and evaluated on val and test."""
     return (folder / "evaluation" / "test.json").exists() and (folder / "evaluation" / "val.json").exists()
 
 
