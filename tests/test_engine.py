@@ -157,3 +157,18 @@ def test_min_steps_gives_a_small_training_set_more_epochs(data_config, tmp_path)
     assert load_model(out)[1]["epochs_trained"] == 3
     large = settings.model_copy(update={"min_steps": 1, "epochs": 2})  # already more steps than asked: unchanged
     assert len(read_metrics(fit(data_config, large, tmp_path / "large", show_progress=False))) == 2
+
+
+def test_auto_loader_workers_only_beside_a_gpu(monkeypatch):
+    from medkd.engine.fit import GPU_LOADER_WORKERS, loader_workers
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert TrainConfig().num_workers == "auto" and loader_workers("auto", "auto") == 0  # the main process reads
+    assert loader_workers(3, "auto") == 3
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert loader_workers("auto", "auto") == GPU_LOADER_WORKERS and loader_workers("auto", "cpu") == 0
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert loader_workers("auto", "auto") == 1  # a core stays with the training process
+    with pytest.raises(ValueError, match="num_workers"):
+        TrainConfig(num_workers=-1)

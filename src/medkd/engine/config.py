@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -70,5 +70,6 @@ class TrainConfig(_Strict):
     accelerator: str = "auto"
     devices: int | str = "auto"
     num_nodes: int = Field(1, ge=1)
-    num_workers: int = Field(0, ge=0, description="data loader processes; 0 reads the in-memory cache directly")
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="data loader processes for augmentation; auto: none on a CPU, several beside a GPU")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +27,7 @@ from medkd.models import classifier_name, create_model, normalisation, read_stat
 from medkd.models.run_folder import BEST, LAST
 
 log = logging.getLogger(__name__)
+GPU_LOADER_WORKERS = 8  # what the full study ran with on an H100 (docs/results.md)
 MONITOR = "val_auc"  # checkpoints are chosen on validation AUC, never on test
 # Lightning notices that say nothing about the user's run.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
@@ -42,16 +44,29 @@ def native_cpu_bf16() -> bool:
     return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
 
 
+def on_gpu(accelerator: str) -> bool:
+    """Whether Lightning's `accelerator` setting trains on a GPU on this machine."""
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def lightning_precision(choice: str, accelerator: str) -> str:
     """Lightning precision for a TrainConfig.precision: auto picks bf16 mixed precision only where it is fast."""
     if choice == "32":
         return "32-true"
     if choice == "bf16":
         return "bf16-mixed"
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if on_gpu:
+    if on_gpu(accelerator):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if native_cpu_bf16() else "32-true"
+
+
+def loader_workers(choice: int | str, accelerator: str) -> int:
+    """Data loader processes for a num_workers setting. auto: none on a CPU, where the main process reads the
+    in-memory cache and workers would take cores from training; beside a GPU, whose steps outpace per-image
+    augmentation in one process, one per spare core up to GPU_LOADER_WORKERS."""
+    if choice != "auto":
+        return int(choice)
+    return min(GPU_LOADER_WORKERS, max(1, (os.cpu_count() or 1) - 1)) if on_gpu(accelerator) else 0
 
 
 class FitExtension(Protocol):
@@ -123,7 +138,7 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
                                             out=out)
         augment = settings.augment
     datamodule = TensorDataModule(splits, settings.batch_size, sampler=settings.sampler, augment=augment,
-                                  num_workers=settings.num_workers)
+                                  num_workers=loader_workers(settings.num_workers, settings.accelerator))
 
     # Lightning's save_last only refreshes last.ckpt when a best checkpoint is saved: keep "last" separately.
     callbacks = [ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=MONITOR, mode="max"),

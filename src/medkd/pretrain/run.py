@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from medkd.data import DataConfig, DataError, unlabelled_images
 from medkd.engine.callbacks import EpochMetricsCSV
-from medkd.engine.fit import lightning_precision
+from medkd.engine.fit import lightning_precision, loader_workers
 from medkd.models import classifier_name, create_model, normalisation
 from medkd.pretrain.config import PretrainConfig
 from medkd.pretrain.methods import SelfSupervised
@@ -62,8 +62,9 @@ def pretrain(data_config: DataConfig, settings: PretrainConfig, out: str | Path,
     module = SelfSupervised(backbone, features, settings)
     mean, std = normalisation(in_chans)
     views = TwoViews(images, view_transform(settings.views, data_config.preprocessing.size, mean, std))
+    workers = loader_workers(settings.num_workers, settings.accelerator)
     loader = DataLoader(views, batch_size=settings.batch_size, shuffle=True, drop_last=True,
-                        num_workers=settings.num_workers, persistent_workers=settings.num_workers > 0)
+                        num_workers=workers, persistent_workers=workers > 0)
     checkpoints = out / "checkpoints"
     callbacks = [ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False),
                  EpochMetricsCSV(out / "metrics.csv", metric_columns=("ssl_loss",))]
