@@ -91,8 +91,8 @@ IntOpt = Annotated[Optional[int], typer.Option()]
 LrOpt = Annotated[Optional[float], typer.Option(help="learning rate")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="training seed")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads for torch")]
-WorkersOpt = Annotated[Optional[int], typer.Option(help="data loader processes for augmentation (0: in the main "
-                                                        "process; a GPU needs several to be kept busy)")]
+WorkersOpt = Annotated[Optional[int], typer.Option(help="data loader processes for augmentation (default: the "
+                                                        "recipe's, auto: none on a CPU, up to 8 beside a GPU)")]
 CacheOpt = Annotated[Optional[str], typer.Option(help="decode cache folder")]
 ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]
 
