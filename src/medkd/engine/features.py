@@ -20,7 +20,7 @@ from medkd.evaluation import inference_device, predict_logits
 from medkd.models import classifier_name
 
 log = logging.getLogger(__name__)
-FEATURE_FORMAT = 2  # 2: a random backbone's features are its seed's own (1 shared them across seeds)
+FEATURE_FORMAT = 1
 
 
 def weights_identity(weights: str, seed: int) -> list:

@@ -44,18 +44,13 @@ def native_cpu_bf16() -> bool:
     return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
 
 
-def on_gpu(accelerator: str) -> bool:
-    """Whether Lightning's `accelerator` setting trains on a GPU on this machine."""
-    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-
-
 def lightning_precision(choice: str, accelerator: str) -> str:
     """Lightning precision for a TrainConfig.precision: auto picks bf16 mixed precision only where it is fast."""
     if choice == "32":
         return "32-true"
     if choice == "bf16":
         return "bf16-mixed"
-    if on_gpu(accelerator):
+    if inference_device(accelerator).type == "cuda":
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if native_cpu_bf16() else "32-true"
 
@@ -66,7 +61,7 @@ def loader_workers(choice: int | str, accelerator: str) -> int:
     augmentation in one process, one per spare core up to GPU_LOADER_WORKERS."""
     if choice != "auto":
         return int(choice)
-    return min(GPU_LOADER_WORKERS, max(1, (os.cpu_count() or 1) - 1)) if on_gpu(accelerator) else 0
+    return min(GPU_LOADER_WORKERS, max(1, (os.cpu_count() or 1) - 1)) if inference_device(accelerator).type == "cuda" else 0
 
 
 class FitExtension(Protocol):

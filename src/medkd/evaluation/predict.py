@@ -13,9 +13,11 @@ def normalise(images: np.ndarray | torch.Tensor, mean: list[float], std: list[fl
     return (batch - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
 
 
-def inference_device() -> torch.device:
-    """Where batch inference over a data set runs (teacher logits, features, evaluation): the GPU if there is one."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def inference_device(accelerator: str = "auto") -> torch.device:
+    """The device a Lightning `accelerator` setting computes on here: the GPU for gpu/cuda, and for auto when
+    there is one. Batch inference over a data set (teacher logits, features, evaluation) runs there."""
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return torch.device("cuda" if on_gpu else "cpu")
 
 
 @torch.no_grad()

@@ -20,6 +20,7 @@ from medkd.data import DataConfig, PreparedData, check_data, prepare
 from medkd.distillation import DistillConfig, distill
 from medkd.engine import TrainConfig, fit
 from medkd.evaluation import SCALARS, evaluate_run
+from medkd.evaluation.evaluate import RESULTS
 from medkd.models.run_folder import BEST
 from medkd.pretrain import BACKBONE, PretrainConfig, pretrain
 from medkd.environment import describe_environment
@@ -95,7 +96,7 @@ def study_jobs(recipe: Recipe) -> list[tuple[int, StageConfig]]:
 
 def is_evaluated(folder: Path) -> bool:
     """Whether the run in `folder` is finished: trained and evaluated on val and test."""
-    return (folder / "evaluation" / "test.json").exists() and (folder / "evaluation" / "val.json").exists()
+    return (folder / RESULTS / "test.json").exists() and (folder / RESULTS / "val.json").exists()
 
 
 def finished_runs(recipe: Recipe, out: Path) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
