@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.accelerators import CUDAAccelerator
 
 from conftest import write_kermany_like
 from medkd.data import DataConfig, prepare
@@ -140,7 +141,7 @@ def test_auto_precision_uses_bf16_only_where_the_cpu_has_it(monkeypatch):
 
     fit_module = importlib.import_module("medkd.engine.fit")  # the module, not the fit() it exports
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(CUDAAccelerator, "is_available", lambda: False)
     for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
         monkeypatch.setattr(fit_module, "native_cpu_bf16", lambda native=native: native)
         assert fit_module.lightning_precision("auto", "auto") == expected
@@ -162,10 +163,10 @@ def test_min_steps_gives_a_small_training_set_more_epochs(data_config, tmp_path)
 def test_auto_loader_workers_only_beside_a_gpu(monkeypatch):
     from medkd.engine.fit import GPU_LOADER_WORKERS, loader_workers
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(CUDAAccelerator, "is_available", lambda: False)
     assert TrainConfig().num_workers == "auto" and loader_workers("auto", "auto") == 0  # the main process reads
     assert loader_workers(3, "auto") == 3
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(CUDAAccelerator, "is_available", lambda: True)
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     assert loader_workers("auto", "auto") == GPU_LOADER_WORKERS and loader_workers("auto", "cpu") == 0
     monkeypatch.setattr(os, "cpu_count", lambda: 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from lightning.pytorch.accelerators import CUDAAccelerator
 from typer.testing import CliRunner
 
 from conftest import class_image, write_kermany_like
@@ -24,7 +26,7 @@ from medkd.config.stages import StageConfig
 from medkd.report.collect import load_study
 from medkd.report.document import untrained_transfer_stages
 from medkd.study import recommend, stage_order, with_weights
-from medkd.study.runner import matched_controls, stage_settings
+from medkd.study.runner import matched_controls, run_study, stage_settings
 
 
 def tiny_recipe(tmp_path: Path) -> Path:
@@ -122,6 +124,43 @@ def check_report(out: Path, summary: pd.DataFrame) -> None:
     assert "Unfinished study" not in markdown
     assert study.sessions[0]["environment"]["packages"]["torch"] == torch.__version__.split("+")[0]
     assert "Warning: no pretrained weights" not in markdown  # every stage here is meant to train from scratch
+
+
+def test_one_stage_runs_with_the_stages_it_needs_and_unknown_stages_are_named(tmp_path):
+    out = tmp_path / "study"
+    command = ["run", str(tiny_recipe(tmp_path)), "--out", str(out), "--no-progress"]
+    result = CliRunner().invoke(app, [*command, "--stage", "student_kd"])
+    assert result.exit_code == 0, result.output
+    trained = {path.parents[2].name for path in out.glob("*/seed*/evaluation/test.json")}
+    assert trained == {"teacher", "student_kd"}  # the teacher it needs, not the stages it does not
+    assert "Unfinished study" in (out / "report.md").read_text()
+
+    # The teacher as if evaluated on another machine, by a session with no record (a medkd before records)
+    evaluation = out / "teacher" / "seed0" / "evaluation" / "test.json"
+    result = json.loads(evaluation.read_text())
+    result["efficiency"]["threads"] = 99
+    evaluation.write_text(json.dumps(result))
+    sessions = json.loads((out / "study.json").read_text())
+    sessions["sessions"][0]["jobs_run"] = 1
+    (out / "study.json").write_text(json.dumps(sessions))
+    assert CliRunner().invoke(app, ["report", str(out)]).exit_code == 0
+    markdown = " ".join((out / "report.md").read_text().split())
+    assert re.search(r"more than one machine, .*: (99 torch threads except \d+ in student_kd seed 0|"
+                     r"\d+ torch threads except 99 in teacher seed 0)", markdown)  # a tie: either is the usual one
+    assert "At least 1 of the 2 evaluated runs were trained by sessions not recorded here" in markdown
+
+    wrong = CliRunner().invoke(app, [*command, "--stage", "nobody"])
+    assert wrong.exit_code != 0 and "--stage nobody: not a stage of tiny" in wrong.output
+    assert "student_kd, teacher, control, baseline" in wrong.output
+
+
+def test_accelerator_cpu_keeps_every_prediction_on_the_cpu_beside_a_gpu(tmp_path, monkeypatch):
+    # With a GPU said to be there, any prediction that ignored `accelerator: cpu` would try CUDA and fail here.
+    recipe = load_recipe(tiny_recipe(tmp_path), {"train": {"accelerator": "cpu"}})
+    recipe = recipe.model_copy(update={"stages": [*recipe.stages, StageConfig(name="probe", train={"transfer": "linear"})]})
+    monkeypatch.setattr(CUDAAccelerator, "is_available", lambda: True)
+    runs = run_study(recipe, tmp_path / "study", stages=["student_kd", "probe"], show_progress=False)
+    assert sorted(runs["stage"]) == ["probe", "student_kd", "teacher"]  # features, teacher logits, thresholds, scores
 
 
 def test_matched_controls_and_the_missing_weights_warning(tmp_path):

@@ -217,6 +217,8 @@ def run(
     data: DataOpt = None, seeds: Annotated[Optional[int], typer.Option(help="seeds per stage")] = None,
     weights: Annotated[Optional[str], typer.Option(help="weights of every stage (e.g. none where ImageNet "
                                                          "weights cannot be fetched)")] = None,
+    stage: Annotated[Optional[list[str]], typer.Option(
+        help="run only this stage, and the stages it needs if unfinished (repeatable); the report covers all")] = None,
     workers: WorkersOpt = None, cache_dir: CacheOpt = None, progress: ProgressOpt = True,
 ) -> None:
     """Run a whole study: every stage and seed, teachers first, finished stages skipped; print the comparison."""
@@ -232,7 +234,7 @@ def run(
         if not config.stages:
             raise ConfigError(f"{recipe} has no stages: list the models to compare under `stages:`")
         folder = out or Path("runs") / config.name
-        runs = run_study(config, folder, show_progress=progress)
+        runs = run_study(config, folder, stages=stage, show_progress=progress)
     except (ConfigError, DataError, ModelError, DistillationError) as err:
         raise fail(err) from None
     summary = summarise(runs)

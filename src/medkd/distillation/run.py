@@ -37,8 +37,10 @@ def teacher_identity(folders: list[str], data: PreparedData, split: str) -> str:
 
 
 def cached_teacher_logits(teacher: FrozenTeacher, folders: list[str], data: PreparedData, splits: list[str], out: Path,
-                          *, mean: list[float], std: list[float], batch_size: int) -> dict[str, torch.Tensor]:
-    """Teacher logits (N, teachers, C) of un-augmented images, computed once and kept in the run folder."""
+                          *, mean: list[float], std: list[float], batch_size: int,
+                          device: torch.device) -> dict[str, torch.Tensor]:
+    """Teacher logits (N, teachers, C) of un-augmented images, computed once on `device` and kept in the run
+    folder."""
     path = out / TEACHER_LOGITS
     identities = {split: teacher_identity(folders, data, split) for split in splits}
     if path.exists():
@@ -51,7 +53,7 @@ def cached_teacher_logits(teacher: FrozenTeacher, folders: list[str], data: Prep
     for split in splits:
         images, _ = data.split(split)
         logits[split] = predict_logits(teacher, images, mean=mean, std=std, batch_size=batch_size,
-                                       device=inference_device()).contiguous()
+                                       device=device).contiguous()
         log.info("teacher logits of %s (%d images) computed", split, len(images))
     out.mkdir(parents=True, exist_ok=True)
     save_file(logits, path, metadata=identities)
@@ -69,6 +71,7 @@ class Distillation:
         self.teacher: FrozenTeacher | None = None
         self.val_logits: torch.Tensor | None = None  # the teacher's, computed once in build_module
         self.normalisation: tuple[list[float], list[float]] = ([], [])
+        self.device = torch.device("cpu")  # where the teacher predicts: the run's accelerator, set in build_module
 
     def settings_dump(self) -> dict:
         return self.settings.model_dump(mode="json")
@@ -78,11 +81,12 @@ class Distillation:
                      out: Path) -> DistillationModule:
         config = data.config.preprocessing
         self.normalisation = (mean, std)
+        self.device = inference_device(settings.accelerator)
         self.teacher, _ = load_teachers(self.settings.teachers, classes=data.classes, in_chans=config.channels,
                                         preprocessing=config.model_dump(), normalisation={"mean": mean, "std": std})
         needed = ["val"] + (["train"] if self.settings.teacher_outputs == "cached" else [])
         logits = cached_teacher_logits(self.teacher, self.settings.teachers, data, needed, out, mean=mean, std=std,
-                                       batch_size=settings.batch_size)
+                                       batch_size=settings.batch_size, device=self.device)
         for split in needed:
             splits[split] = (*splits[split], logits[split])
         self.val_logits = logits["val"]
@@ -103,9 +107,9 @@ class Distillation:
             images, _ = data.split(split)
             if not len(images):
                 continue
-            student = predict_logits(model, images, mean=mean, std=std, device=inference_device())
+            student = predict_logits(model, images, mean=mean, std=std, device=self.device)
             stacked = self.val_logits if split == "val" else predict_logits(self.teacher, images, mean=mean, std=std,
-                                                                             device=inference_device())
+                                                                             device=self.device)
             teacher = ensemble_logits(stacked, self.settings.temperature)
             report[split] = {"agreement": float((student.argmax(1) == teacher.argmax(1)).float().mean()),
                              "kl_teacher_student": float(soft_kl(student, teacher, 1.0).mean()), "images": len(images)}
@@ -132,7 +136,7 @@ def sweep(data_config: DataConfig, settings: TrainConfig, distillation: DistillC
         folder = distill(data_config, settings, distillation.model_copy(update={"teachers": teachers}), out / name,
                          show_progress=show_progress)
         result = evaluate_run(folder, "test", settings=EvaluationConfig(bootstrap_resamples=0),
-                              show_progress=show_progress)
+                              accelerator=settings.accelerator, show_progress=show_progress)
         scores = result.at_threshold or result.at_argmax
         agreement = json.loads((folder / REPORT).read_text())["test"]["agreement"]
         rows.append({"teachers": name, **{k: scores[k] for k in SCALARS}, "test_agreement": agreement})

@@ -16,7 +16,7 @@ from torch import nn
 from medkd.data import PreparedData
 from medkd.data.config import cache_root
 from medkd.data.table import file_stat
-from medkd.evaluation import inference_device, predict_logits
+from medkd.evaluation import predict_logits
 from medkd.models import classifier_name
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,10 @@ def backbone_of(model: nn.Module) -> nn.Module:
 
 
 def cached_features(model: nn.Module, identity: dict, data: PreparedData, split: str, *, mean: list[float],
-                    std: list[float], batch_size: int, precision_bf16: bool) -> tuple[torch.Tensor, bool]:
-    """Features of every image of `split` from `model`'s backbone; (features, True) when read from the cache."""
+                    std: list[float], batch_size: int, precision_bf16: bool,
+                    device: torch.device) -> tuple[torch.Tensor, bool]:
+    """Features of every image of `split` from `model`'s backbone, extracted on `device`; (features, True) when
+    read from the cache."""
     key = hashlib.sha256(json.dumps({
         "format": FEATURE_FORMAT, "model": identity, "images": data.split_fingerprint(split),
         "mean": mean, "std": std, "bf16": precision_bf16,
@@ -54,7 +56,7 @@ def cached_features(model: nn.Module, identity: dict, data: PreparedData, split:
         return features, True
     images, _ = data.split(split)
     features = predict_logits(backbone_of(model).to(memory_format=torch.channels_last), images, mean=mean, std=std,
-                              batch_size=batch_size, bf16=precision_bf16, device=inference_device())
+                              batch_size=batch_size, bf16=precision_bf16, device=device)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_suffix(f".tmp-{os.getpid()}.npy")
     np.save(staging, features.numpy())

@@ -108,6 +108,7 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
                          **settings.model_args)
     mean, std = normalisation(in_chans)
     precision = lightning_precision(settings.precision, settings.accelerator)
+    device = inference_device(settings.accelerator)  # of predictions over a whole split (features, threshold)
     splits = {split: split_tensors(data, split) for split in ("train", "val")}
     if settings.min_steps:
         steps_per_epoch = math.ceil(len(splits["train"][1]) / settings.batch_size)
@@ -119,7 +120,8 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
                     "weights": weights_identity(settings.weights, settings.seed)}
         for split, (_, labels) in list(splits.items()):
             features, _ = cached_features(model, identity, data, split, mean=mean, std=std,
-                                          batch_size=settings.batch_size, precision_bf16=precision == "bf16-mixed")
+                                          batch_size=settings.batch_size, precision_bf16=precision == "bf16-mixed",
+                                          device=device)
             splits[split] = (features, labels)
         module = ClassifierModule(model.get_submodule(classifier_name(model)), settings, class_weight=weight)
         augment = None
@@ -171,7 +173,7 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
         trained.load_state_dict({k.removeprefix("model."): v for k, v in read_state_dict(checkpoint).items()
                                  if k.startswith("model.")})
         if filename == BEST and len(classes) == 2:
-            sidecar.update(validation_threshold(whole, data, sidecar, settings.threshold))
+            sidecar.update(validation_threshold(whole, data, sidecar, settings.threshold, device))
         save_model(out, whole, sidecar, filename)
     if extension is not None:
         extension.finish(out, whole, data)
@@ -179,10 +181,10 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
 
 
 def validation_threshold(model: torch.nn.Module, data: PreparedData, sidecar: dict,
-                         settings: ThresholdConfig) -> dict:
+                         settings: ThresholdConfig, device: torch.device) -> dict:
     """The decision threshold on P(positive) chosen on the validation split (never test), for the sidecar."""
     images, labels = data.split("val")
-    probabilities = predict_probabilities(model, images, sidecar, device=inference_device())
+    probabilities = predict_probabilities(model, images, sidecar, device=device)
     threshold = choose_threshold(labels, probabilities[:, 1], settings)
     log.info("decision threshold %.4f chosen on validation (%s)", threshold, settings.rule)
     return {"threshold": threshold, "threshold_rule": settings.model_dump()}

@@ -55,16 +55,17 @@ def run_data_config(folder: Path, data_path: str | None = None, cache_dir: str |
 
 def evaluate_run(folder: str | Path, split: str = "test", *, settings: EvaluationConfig = EvaluationConfig(),
                  data_path: str | None = None, cache_dir: str | None = None, efficiency: bool = False,
-                 data: PreparedData | None = None, show_progress: bool = True) -> Evaluation:
+                 data: PreparedData | None = None, accelerator: str = "auto", show_progress: bool = True) -> Evaluation:
     """Evaluate run `folder`'s best model on `split` (with `efficiency`: also its CPU cost); writes
-    evaluation/{split}.json and {split}_predictions.csv. `data`: the run's prepared data, when the caller has it."""
+    evaluation/{split}.json and {split}_predictions.csv. `data`: the run's prepared data, when the caller has it;
+    `accelerator`: where it predicts (a Lightning setting, as in training; the CPU cost is always the CPU's)."""
     started = time.perf_counter()
     folder = Path(folder)
     model, sidecar = load_model(folder)
     if data is None:
         data = prepare(run_data_config(folder, data_path, cache_dir), show_progress=show_progress)
     images, labels = data.split(split)
-    probabilities = predict_probabilities(model, images, sidecar, device=inference_device())
+    probabilities = predict_probabilities(model, images, sidecar, device=inference_device(accelerator))
     binary = len(sidecar["classes"]) == 2
     threshold = sidecar.get("threshold") if binary else None
     at_argmax = classification_metrics(labels, probabilities, calibration_bins=settings.calibration_bins)

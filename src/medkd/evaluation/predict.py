@@ -15,8 +15,11 @@ def normalise(images: np.ndarray | torch.Tensor, mean: list[float], std: list[fl
 
 def inference_device(accelerator: str = "auto") -> torch.device:
     """The device a Lightning `accelerator` setting computes on here: the GPU for gpu/cuda, and for auto when
-    there is one. Batch inference over a data set (teacher logits, features, evaluation) runs there."""
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    there is one (Lightning's own test, so that predictions go where training goes). Batch inference over a data
+    set (teacher logits, features, thresholds, evaluation) runs there."""
+    from lightning.pytorch.accelerators import CUDAAccelerator  # here: deployment imports this module, not Lightning
+
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and CUDAAccelerator.is_available())
     return torch.device("cuda" if on_gpu else "cpu")
 
 

@@ -133,14 +133,25 @@ def comparison(results: StudyResults) -> list[str]:
         "latency ms (p95)": mean_sd(summary, "latency_p95_ms", 2),
         "images/s (batch 32)": summary["throughput_mean"].map("{:,.0f}".format),
         "training s": mean_sd(summary, "train_seconds", 0)})
-    threads = results.evaluation(results.stages[0], seed)["efficiency"]["threads"]
-    lines += [f"Cost on the CPU of the machine that ran the study ({threads} torch threads; see *How this study was "
-              "run*), even where it trained on a GPU; training seconds: sum of epoch times:",
+    lines += [f"Cost {cost_machines(results)} (see *How this study was run*), even where it trained on a GPU; "
+              "training seconds: sum of epoch times:",
               "", markdown_table(cost), "",
               "Validation scores (what the recommendation and the thresholds were chosen on):", "",
               markdown_table(pd.DataFrame({title: mean_sd(summary, f"val_{name}") for name, title in TEST_METRICS
                                            if name != "ece"})), ""]
     return lines
+
+
+def cost_machines(results: StudyResults) -> str:
+    """Where the CPU cost was measured: one thread count, or the runs measured with another (another machine)."""
+    threads: dict[int, list[str]] = {}
+    for stage, seed in zip(results.runs["stage"], results.runs["seed"]):
+        threads.setdefault(results.evaluation(stage, seed)["efficiency"]["threads"], []).append(f"{stage} seed {seed}")
+    (usual, _), *others = sorted(threads.items(), key=lambda item: -len(item[1]))
+    if not others:
+        return f"on the CPU of the machine that ran the study ({usual} torch threads)"
+    return (f"on the CPUs of more than one machine, whose latencies do not compare: {usual} torch threads except "
+            + "; ".join(f"{count} in {', '.join(runs)}" for count, runs in others))
 
 
 def label_efficiency(results: StudyResults) -> list[str]:
@@ -247,6 +258,11 @@ def provenance(results: StudyResults) -> list[str]:
                     f"{'yes' if s.get('ended', True) else 'no (stopped; time up to its last run)'} | `{s['command']}` |"
                     for s in sessions], ""]
         machine = "Machine of the last session"
+        unrecorded = len(results.runs) - sum(s["jobs_run"] for s in sessions)
+        if unrecorded > 0:  # at least: jobs_run also counts pretraining runs
+            lines += [f"At least {unrecorded} of the {len(results.runs)} evaluated runs were trained by sessions not "
+                      "recorded here (by a medkd that did not record sessions, or in another folder): their command, "
+                      "time and machine are not in this table.", ""]
     else:
         environment = describe_environment()
         machine = ("No session of this study was recorded (a folder from a medkd that recorded sessions only when "

@@ -8,6 +8,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from graphlib import CycleError, TopologicalSorter
+from collections.abc import Collection
 from pathlib import Path
 
 import pandas as pd
@@ -88,9 +89,29 @@ def stage_pretraining(recipe: Recipe, stage: StageConfig, seed: int) -> Pretrain
         raise ConfigError(f"stages.{stage.name}.pretrain: {err}") from None
 
 
-def study_jobs(recipe: Recipe) -> list[tuple[int, StageConfig]]:
-    """(seed, stage) in the order a study runs them: seed by seed, teachers before students."""
+def with_dependencies(recipe: Recipe, names: Collection[str]) -> set[str]:
+    """The stages `names` and every stage they need (teachers, weights_from), however indirectly."""
+    by_name = {stage.name: stage for stage in recipe.stages}
+    unknown = sorted(set(names) - by_name.keys())
+    if unknown:
+        raise ConfigError(f"--stage {', '.join(unknown)}: not a stage of {recipe.name} "
+                          f"(stages: {', '.join(by_name)})")
+    wanted, pending = set(), list(names)
+    while pending:
+        name = pending.pop()
+        if name not in wanted:
+            wanted.add(name)
+            pending.extend(by_name[name].needs)
+    return wanted
+
+
+def study_jobs(recipe: Recipe, stages: Collection[str] | None = None) -> list[tuple[int, StageConfig]]:
+    """(seed, stage) in the order a study runs them: seed by seed, teachers before students; with `stages`,
+    only those stages and the ones they need."""
     order = stage_order(list(recipe.stages))
+    if stages is not None:
+        wanted = with_dependencies(recipe, stages)
+        order = [stage for stage in order if stage.name in wanted]
     return [(seed, stage) for seed in range(recipe.seeds) for stage in order]
 
 
@@ -145,13 +166,15 @@ def session_record(started: float, jobs_run: int, *, ended: bool) -> dict:
             "environment": describe_environment()}
 
 
-def run_study(recipe: Recipe, out: str | Path, *, show_progress: bool = True) -> pd.DataFrame:
-    """Train and evaluate every stage of `recipe` for each of its seeds into `out`; returns one row per
-    (stage, seed) and writes it to OUT/runs.csv. A stage whose evaluation exists is not run again.
+def run_study(recipe: Recipe, out: str | Path, *, stages: Collection[str] | None = None,
+              show_progress: bool = True) -> pd.DataFrame:
+    """Train and evaluate every stage of `recipe` (or only `stages` and the stages they need) for each of its
+    seeds into `out`; returns one row per finished (stage, seed) of the study and writes it to OUT/runs.csv.
+    A stage whose evaluation exists is not run again: delete a run's folder to run it again.
     Also writes the resolved recipe, the data check and a record of the session, for the report."""
     started = time.time()
     out = Path(out)
-    jobs = study_jobs(recipe)
+    jobs = study_jobs(recipe, stages)
     out.mkdir(parents=True, exist_ok=True)
     (out / RECIPE).write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
     prepared = {}  # prepared data per distinct data section, shared by the evaluations of its stages
@@ -195,9 +218,9 @@ def run_study(recipe: Recipe, out: str | Path, *, show_progress: bool = True) ->
                 jobs_run += 1
                 data = data_for(data_config)
                 evaluate_run(folder, "val", settings=recipe.evaluation.model_copy(update={"bootstrap_resamples": 0}),
-                             data=data, show_progress=False)
+                             data=data, accelerator=settings.accelerator, show_progress=False)
                 evaluate_run(folder, "test", settings=recipe.evaluation, efficiency=True, data=data,
-                             show_progress=False)
+                             accelerator=settings.accelerator, show_progress=False)
                 record_session(ended=False)
             else:
                 log.info("%s seed %d: finished before, skipped", stage.name, seed)
