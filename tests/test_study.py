@@ -150,8 +150,8 @@ def test_one_stage_runs_with_the_stages_it_needs_and_unknown_stages_are_named(tm
     assert "At least 1 of the 2 evaluated runs were trained by sessions not recorded here" in markdown
 
     wrong = CliRunner().invoke(app, [*command, "--stage", "nobody"])
-    assert wrong.exit_code != 0 and "--stage nobody: not a stage of tiny" in wrong.output
-    assert "student_kd, teacher, control, baseline" in wrong.output
+    assert wrong.exit_code != 0 and "nobody: not a stage of the study tiny" in wrong.output
+    assert "pick from student_kd, teacher, control, baseline" in wrong.output
 
 
 def test_accelerator_cpu_keeps_every_prediction_on_the_cpu_beside_a_gpu(tmp_path, monkeypatch):

@@ -6,9 +6,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Collection
 from datetime import datetime, timezone
 from graphlib import CycleError, TopologicalSorter
-from collections.abc import Collection
 from pathlib import Path
 
 import pandas as pd
@@ -94,8 +94,8 @@ def with_dependencies(recipe: Recipe, names: Collection[str]) -> set[str]:
     by_name = {stage.name: stage for stage in recipe.stages}
     unknown = sorted(set(names) - by_name.keys())
     if unknown:
-        raise ConfigError(f"--stage {', '.join(unknown)}: not a stage of {recipe.name} "
-                          f"(stages: {', '.join(by_name)})")
+        raise ConfigError(f"{', '.join(unknown)}: not a stage of the study {recipe.name}; pick from "
+                          f"{', '.join(by_name)}")
     wanted, pending = set(), list(names)
     while pending:
         name = pending.pop()
