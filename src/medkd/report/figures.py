@@ -103,18 +103,21 @@ def efficiency_tradeoff(results: StudyResults) -> Figure:
     summary = results.summary
     parameters = summary["parameters_mean"]
     areas = SMALLEST_MARKER + (LARGEST_MARKER - SMALLEST_MARKER) * parameters / parameters.max()
-    figure = Figure(figsize=(PANEL_INCHES * 1.5, PANEL_INCHES * 1.2), layout="constrained")
+    figure = Figure(figsize=(PANEL_INCHES * 2, PANEL_INCHES * 1.2), layout="constrained")
     axes = figure.add_subplot()
-    for index, ((stage, row), area) in enumerate(zip(summary.iterrows(), areas)):
+    for (stage, row), area in zip(summary.iterrows(), areas):
         axes.errorbar(row["latency_ms_mean"], row["test_auc_mean"], yerr=np.nan_to_num(row["test_auc_std"]),
                       fmt="none", ecolor="grey", capsize=3)
         axes.scatter(row["latency_ms_mean"], row["test_auc_mean"], s=area, alpha=0.6,
-                     edgecolors="black" if stage == results.recommended else "none", linewidths=2)
-        axes.annotate(f"{stage}\n{row['parameters_mean'] / 1e6:.2f} M", (row["latency_ms_mean"], row["test_auc_mean"]),
-                      textcoords="offset points", xytext=(8, 4 if index % 2 else -18), fontsize="small")
+                     edgecolors="black" if stage == results.recommended else "none", linewidths=2,
+                     label=f"{stage} ({row['parameters_mean'] / 1e6:.2f} M)")
     axes.set_xscale("log")
     axes.set(xlabel="CPU latency at batch 1, median (ms, log scale)", ylabel="test AUC (mean over seeds)",
              title="Accuracy vs cost (marker area ~ parameters; outlined: recommended)")
+    # A legend beside the plot, not labels beside the markers: close models' labels would cover each other.
+    legend = axes.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small", title="stage (parameters)")
+    for handle in legend.legend_handles:
+        handle.set_sizes([SMALLEST_MARKER * 2])
     return figure
 
 
