@@ -128,7 +128,7 @@ def check_report(out: Path, summary: pd.DataFrame) -> None:
 
 def test_one_stage_runs_with_the_stages_it_needs_and_unknown_stages_are_named(tmp_path):
     out = tmp_path / "study"
-    command = ["run", str(tiny_recipe(tmp_path)), "--out", str(out), "--no-progress"]
+    command = ["run", str(tiny_recipe(tmp_path)), "--out", str(out)]  # with progress bars, as users run it
     result = CliRunner().invoke(app, [*command, "--stage", "student_kd"])
     assert result.exit_code == 0, result.output
     trained = {path.parents[2].name for path in out.glob("*/seed*/evaluation/test.json")}

@@ -7,13 +7,12 @@ import logging
 import sys
 import time
 from collections.abc import Collection
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import pandas as pd
 import yaml
-from rich.progress import Progress
 
 from medkd.config.recipe import ConfigError, Recipe, merge
 from medkd.config.stages import StageConfig
@@ -194,37 +193,36 @@ def run_study(recipe: Recipe, out: str | Path, *, stages: Collection[str] | None
         (out / SESSIONS).write_text(json.dumps({"sessions": sessions}, indent=2))
 
     record_session(ended=False)
-    with Progress(disable=not show_progress) as progress:
-        task = progress.add_task("study", total=len(jobs))
-        for number, (seed, stage) in enumerate(jobs, 1):
-            folder = run_folder(out, stage.name, seed)
-            progress.update(task, description=f"{stage.name} seed {seed} ({number}/{len(jobs)})")
-            data_config = stage_data(recipe, stage)
-            if stage.pretrain is not None:
-                if not (folder / BACKBONE).exists():
-                    pretrain(data_config, stage_pretraining(recipe, stage, seed), folder, show_progress=show_progress)
-                    jobs_run += 1
-                    record_session(ended=False)
-                progress.advance(task)
-                continue  # a backbone has no test scores: it shows through the stages that start from it
-            if not is_evaluated(folder):
-                settings = stage_settings(recipe, stage, seed, out)
-                if stage.distill is None:
-                    fit(data_config, settings, folder, show_progress=show_progress)
-                else:
-                    teachers = [str(run_folder(out, t, seed)) for t in stage.distill.get("teachers", [])]
-                    distillation = DistillConfig.model_validate({**stage.distill, "teachers": teachers})
-                    distill(data_config, settings, distillation, folder, show_progress=show_progress)
+    for number, (seed, stage) in enumerate(jobs, 1):
+        folder = run_folder(out, stage.name, seed)
+        # Progress across runs as a log line, not a rich Progress around them: Lightning's progress bar clears
+        # the console's live displays when it starts, and an enclosing display then fails when it stops.
+        log.info("run %d of %d: %s seed %d (study time so far %s)", number, len(jobs), stage.name, seed,
+                 timedelta(seconds=round(time.time() - started)))
+        data_config = stage_data(recipe, stage)
+        if stage.pretrain is not None:
+            if not (folder / BACKBONE).exists():
+                pretrain(data_config, stage_pretraining(recipe, stage, seed), folder, show_progress=show_progress)
                 jobs_run += 1
-                data = data_for(data_config)
-                evaluate_run(folder, "val", settings=recipe.evaluation.model_copy(update={"bootstrap_resamples": 0}),
-                             data=data, accelerator=settings.accelerator, show_progress=False)
-                evaluate_run(folder, "test", settings=recipe.evaluation, efficiency=True, data=data,
-                             accelerator=settings.accelerator, show_progress=False)
                 record_session(ended=False)
-            else:
-                log.info("%s seed %d: finished before, skipped", stage.name, seed)
-            progress.advance(task)
+            continue  # a backbone has no test scores: it shows through the stages that start from it
+        if is_evaluated(folder):
+            log.info("%s seed %d: finished before, skipped", stage.name, seed)
+            continue
+        settings = stage_settings(recipe, stage, seed, out)
+        if stage.distill is None:
+            fit(data_config, settings, folder, show_progress=show_progress)
+        else:
+            teachers = [str(run_folder(out, t, seed)) for t in stage.distill.get("teachers", [])]
+            distillation = DistillConfig.model_validate({**stage.distill, "teachers": teachers})
+            distill(data_config, settings, distillation, folder, show_progress=show_progress)
+        jobs_run += 1
+        data = data_for(data_config)
+        evaluate_run(folder, "val", settings=recipe.evaluation.model_copy(update={"bootstrap_resamples": 0}),
+                     data=data, accelerator=settings.accelerator, show_progress=False)
+        evaluate_run(folder, "test", settings=recipe.evaluation, efficiency=True, data=data,
+                     accelerator=settings.accelerator, show_progress=False)
+        record_session(ended=False)
     table, _ = finished_runs(recipe, out)
     table.to_csv(out / RUNS, index=False)
     record_session(ended=True)
