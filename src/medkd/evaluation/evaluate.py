@@ -17,6 +17,7 @@ from medkd.evaluation.config import EvaluationConfig
 from medkd.evaluation.metrics import classification_metrics
 from medkd.evaluation.predict import inference_device, predict_probabilities
 from medkd.evaluation.efficiency import measure_efficiency
+from medkd.files import write_text_atomically
 from medkd.models import load_model
 from medkd.models.run_folder import BEST
 
@@ -81,7 +82,6 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
                         intervals, settings.confidence, time.perf_counter() - started, cost)
     out = folder / RESULTS
     out.mkdir(exist_ok=True)
-    (out / f"{split}.json").write_text(json.dumps(result.to_dict(), indent=2))
     refs = data.samples.loc[data.samples["split"] == split, "ref"].to_numpy()
     table = pd.DataFrame({"ref": refs, "label": labels})
     for index, name in enumerate(sidecar["classes"]):
@@ -89,4 +89,7 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
     table["predicted"] = np.argmax(probabilities, axis=1) if threshold is None else (probabilities[:, 1] >= threshold)
     table["predicted"] = table["predicted"].astype(int)
     table.to_csv(out / f"{split}_predictions.csv", index=False)
+    # The JSON last, and whole: a study takes its presence as "this split is evaluated", so a run killed while
+    # writing must not leave it beside a missing or half-written predictions file.
+    write_text_atomically(out / f"{split}.json", json.dumps(result.to_dict(), indent=2))
     return result

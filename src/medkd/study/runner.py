@@ -21,6 +21,7 @@ from medkd.distillation import DistillConfig, distill
 from medkd.engine import TrainConfig, fit
 from medkd.evaluation import SCALARS, evaluate_run
 from medkd.evaluation.evaluate import RESULTS
+from medkd.files import write_text_atomically
 from medkd.models.run_folder import BEST
 from medkd.pretrain import BACKBONE, PretrainConfig, pretrain
 from medkd.environment import describe_environment
@@ -185,12 +186,13 @@ def run_study(recipe: Recipe, out: str | Path, *, stages: Collection[str] | None
         return prepared[key]
 
     if not (out / DATA_CHECK).exists():
-        (out / DATA_CHECK).write_text(json.dumps(check_data(data_for(recipe.data)).to_dict(), indent=2, default=str))
+        write_text_atomically(out / DATA_CHECK, json.dumps(check_data(data_for(recipe.data)).to_dict(), indent=2,
+                                                           default=str))
     jobs_run, earlier = 0, read_sessions(out)
 
     def record_session(ended: bool) -> None:  # at the start and after every run: a killed study keeps its record
         sessions = [*earlier, session_record(started, jobs_run, ended=ended)]
-        (out / SESSIONS).write_text(json.dumps({"sessions": sessions}, indent=2))
+        write_text_atomically(out / SESSIONS, json.dumps({"sessions": sessions}, indent=2))
 
     record_session(ended=False)
     for number, (seed, stage) in enumerate(jobs, 1):
@@ -233,7 +235,7 @@ def result_row(folder: Path, stage: str, seed: int) -> dict:
     """One run's val and test scores (at its validation threshold) and its cost."""
     row = {"stage": stage, "seed": seed}
     for split in ("val", "test"):
-        result = json.loads((folder / "evaluation" / f"{split}.json").read_text())
+        result = json.loads((folder / RESULTS / f"{split}.json").read_text())
         scores = result["at_threshold"] or result["at_argmax"]
         row.update({f"{split}_{name}": scores[name] for name in SCALARS})
         if split == "test":
