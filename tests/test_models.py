@@ -14,7 +14,7 @@ from medkd.models import ModelError, classifier_name, create_model, load_checkpo
 
 ARCHITECTURES = ["baseline_cnn", "compact_cnn", "resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_b0",
                  "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "mobilenet_v2", "mobilenet_v3_small",
-                 "mobilenet_v3_large", "vgg16"]
+                 "mobilenet_v3_large", "vgg16", "efficientnet_lite0", "efficientnet_lite2"]
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)

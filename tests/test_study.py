@@ -116,6 +116,7 @@ def check_report(out: Path, summary: pd.DataFrame) -> None:
         auc = f"{row['test_auc_mean']:.3f} ± {row['test_auc_std']:.3f}"
         assert re.search(rf"^\| {stage} +\| +{auc} \|", markdown, re.MULTILINE), f"{stage}'s test AUC {auc}"
     assert "**student_kd** vs **control**" in markdown and "DeLong p" in markdown and "McNemar p" in markdown
+    assert re.search(r"^\| student_kd +\| compact_cnn +\| scratch +\| random +\| teacher +\|$", markdown, re.MULTILINE)
     assert html.count('src="data:image/png;base64,') == 5 and 'src="report_files' not in html
     for plot in ("tradeoff", "roc", "confusion", "curves", "reliability"):
         assert (out / "report_files" / f"{plot}.png").stat().st_size > 10_000

@@ -86,7 +86,7 @@ DataOpt = Annotated[Optional[str], typer.Option(help="data path (see `medkd data
 SizeOpt = Annotated[Optional[int], typer.Option(help="working resolution in pixels")]
 ChannelsOpt = Annotated[Optional[int], typer.Option(help="1 (grey) or 3 (RGB)")]
 WeightsOpt = Annotated[Optional[str], typer.Option(help="none, imagenet, or a checkpoint path")]
-TransferOpt = Annotated[Optional[str], typer.Option(help="scratch, linear or finetune")]
+TransferOpt = Annotated[Optional[str], typer.Option(help="scratch, linear, finetune, or lp-ft (linear probe, then all layers)")]
 IntOpt = Annotated[Optional[int], typer.Option()]
 LrOpt = Annotated[Optional[float], typer.Option(help="learning rate")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="training seed")]

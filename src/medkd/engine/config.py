@@ -44,13 +44,24 @@ class AugmentConfig(_Strict):
     horizontal_flip: bool = Field(False, description="off by default: chest X-rays have a left and a right")
 
 
+class ProbeConfig(_Strict):
+    """LP-FT's first step: the head trained alone on the frozen backbone's cached features."""
+
+    epochs: int = Field(20, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+
+
 class TrainConfig(_Strict):
     """One training run."""
 
     model: str = "resnet18"
     model_args: dict = Field(default_factory=dict, description="extra keyword arguments of the model builder")
     weights: str = Field("none", description="none, imagenet, or a checkpoint path")
-    transfer: Literal["scratch", "linear", "finetune"] = "scratch"
+    transfer: Literal["scratch", "linear", "finetune", "lp-ft"] = Field(
+        "scratch", description="scratch; linear: frozen backbone, head on cached features; finetune: all layers; "
+        "lp-ft: the linear head first (probe), then all layers from it (Kumar et al., ICLR 2022)")
+    probe: ProbeConfig = Field(default_factory=ProbeConfig, description="lp-ft: the linear-probe step")
     epochs: int = Field(10, ge=1)
     min_steps: int | None = Field(None, ge=1, description="at least this many optimiser steps: more epochs for a "
                                   "small training set (label-efficiency studies)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -17,27 +16,22 @@ from medkd.data import PreparedData
 from medkd.data.config import cache_root
 from medkd.data.table import file_stat
 from medkd.evaluation import predict_logits
-from medkd.models import classifier_name
+from medkd.models import headless
 
 log = logging.getLogger(__name__)
 FEATURE_FORMAT = 1
 
 
-def weights_identity(weights: str, seed: int) -> list:
+def weights_identity(weights: str, seed: int, source: str | None = None) -> list:
     """What identifies a backbone's starting weights: the literal (with the seed, for a random backbone: each
-    seed draws its own), or a file's path, size and mtime."""
+    seed draws its own; with where they came from, for pretrained ones), or a file's path, size and mtime."""
     if weights == "none":
         return [weights, seed]
-    if weights == "imagenet" or not os.path.exists(weights):
+    if weights == "imagenet":
+        return [weights] if source is None else [weights, source]
+    if not os.path.exists(weights):
         return [weights]
     return file_stat(Path(weights).resolve())
-
-
-def backbone_of(model: nn.Module) -> nn.Module:
-    """A copy of `model` whose classification head is the identity: it outputs pooled features."""
-    backbone = copy.deepcopy(model)
-    backbone.set_submodule(classifier_name(backbone), nn.Identity())
-    return backbone.eval()
 
 
 def cached_features(model: nn.Module, identity: dict, data: PreparedData, split: str, *, mean: list[float],
@@ -55,7 +49,7 @@ def cached_features(model: nn.Module, identity: dict, data: PreparedData, split:
         log.info("features of %s (%d images) read from cache %s: feature extraction skipped", split, len(features), path)
         return features, True
     images, _ = data.split(split)
-    features = predict_logits(backbone_of(model).to(memory_format=torch.channels_last), images, mean=mean, std=std,
+    features = predict_logits(headless(model).to(memory_format=torch.channels_last), images, mean=mean, std=std,
                               batch_size=batch_size, bf16=precision_bf16, device=device)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_suffix(f".tmp-{os.getpid()}.npy")

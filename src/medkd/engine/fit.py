@@ -23,10 +23,12 @@ from medkd.engine.features import cached_features, weights_identity
 from medkd.engine.losses import class_weights
 from medkd.engine.module import ClassifierModule
 from medkd.evaluation import ThresholdConfig, choose_threshold, inference_device, predict_probabilities
-from medkd.models import classifier_name, create_model, normalisation, read_state_dict, save_model
-from medkd.models.run_folder import BEST, LAST
+from medkd.models import (classifier_name, create_model, normalisation, pretrained_config, read_state_dict,
+                          save_model)
+from medkd.models.run_folder import BEST, LAST, read_sidecar
 
 log = logging.getLogger(__name__)
+PROBE = "probe"  # an lp-ft run's linear-probe step: a run folder inside the run folder
 GPU_LOADER_WORKERS = 8  # what the full study ran with on an H100 (docs/results.md)
 MONITOR = "val_auc"  # checkpoints are chosen on validation AUC, never on test
 # Lightning notices that say nothing about the user's run.
@@ -101,12 +103,16 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
         torch.set_num_threads(settings.threads)
     data = prepare(data_config, show_progress=show_progress)
     data.skipped.to_csv(out / "skipped_files.csv", index=False)
+    # before seeding: a resumed run whose probe is finished draws the same random numbers as an unbroken one
+    probe = linear_probe(data_config, settings, out, show_progress=show_progress) if settings.transfer == "lp-ft" else None
     L.seed_everything(settings.seed, workers=True, verbose=False)
 
     in_chans, classes = data_config.preprocessing.channels, data.classes
     model = create_model(settings.model, num_classes=len(classes), in_chans=in_chans, weights=settings.weights,
                          **settings.model_args)
-    mean, std = normalisation(in_chans)
+    mean, std = normalisation(in_chans, settings.model)
+    if probe is not None:
+        model.load_state_dict(read_state_dict(probe / BEST))  # the same backbone, the probe's trained head
     precision = lightning_precision(settings.precision, settings.accelerator)
     device = inference_device(settings.accelerator)  # of predictions over a whole split (features, threshold)
     splits = {split: split_tensors(data, split) for split in ("train", "val")}
@@ -117,7 +123,8 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
     weight = class_weights(torch.bincount(splits["train"][1], minlength=len(classes)).numpy(), settings.loss.class_weights)
     if settings.transfer == "linear":
         identity = {"model": settings.model, "args": settings.model_args, "in_chans": in_chans,
-                    "weights": weights_identity(settings.weights, settings.seed)}
+                    "weights": weights_identity(settings.weights, settings.seed,
+                                                getattr(model, "medkd_weights_source", None))}
         for split, (_, labels) in list(splits.items()):
             features, _ = cached_features(model, identity, data, split, mean=mean, std=std,
                                           batch_size=settings.batch_size, precision_bf16=precision == "bf16-mixed",
@@ -167,6 +174,15 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
         "best_val_auc": float(callbacks[0].best_model_score) if callbacks[0].best_model_score is not None else None,
         **(extension.sidecar() if extension else {}),
     }
+    if settings.weights == "imagenet":
+        config = pretrained_config(settings.model)
+        sidecar["pretrained"] = {"source": model.medkd_weights_source, "input_size": config.input_size,
+                                 "mean": list(config.mean), "std": list(config.std)}
+        if data_config.preprocessing.size != config.input_size:
+            log.info("%s trains at %d px; its ImageNet weights were trained at %d px", settings.model,
+                     data_config.preprocessing.size, config.input_size)
+    if settings.transfer == "lp-ft":
+        sidecar["probe"] = {"folder": PROBE, "best_val_auc": read_sidecar(out / PROBE)["best_val_auc"]}
     trained = module.model
     whole = model if settings.transfer == "linear" else trained  # a linear probe trained only the head of `model`
     for filename, checkpoint in ((LAST, resume), (BEST, best_path)):
@@ -178,6 +194,22 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
     if extension is not None:
         extension.finish(out, whole, data)
     return out
+
+
+def linear_probe(data_config: DataConfig, settings: TrainConfig, out: Path, *, show_progress: bool) -> Path:
+    """LP-FT's first step: the head alone on the frozen backbone's cached features, in run folder OUT/probe
+    (skipped when finished: a killed lp-ft run resumes after it)."""
+    folder = out / PROBE
+    if (folder / BEST).exists():
+        log.info("lp-ft: linear probe finished before (%s)", folder)
+        return folder
+    probe = settings.probe
+    probe_settings = settings.model_copy(update={
+        "transfer": "linear", "epochs": probe.epochs, "min_steps": None, "early_stopping_patience": None,
+        "optimizer": settings.optimizer.model_copy(update={"lr": probe.lr, "weight_decay": probe.weight_decay}),
+        "schedule": settings.schedule.model_copy(update={"warmup_epochs": 0.0})})
+    log.info("lp-ft: training the linear probe (%d epochs on cached features)", probe.epochs)
+    return fit(data_config, probe_settings, folder, show_progress=show_progress)
 
 
 def validation_threshold(model: torch.nn.Module, data: PreparedData, sidecar: dict,

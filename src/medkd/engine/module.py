@@ -82,7 +82,7 @@ class ClassifierModule(L.LightningModule):
         head_params += self.extra_parameters()
         head_ids = {id(p) for p in head_params}
         body_params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
-        scale = optimiser_settings.backbone_lr_scale if self.settings.transfer == "finetune" else 1.0
+        scale = optimiser_settings.backbone_lr_scale if self.settings.transfer in ("finetune", "lp-ft") else 1.0
         groups = [g for g in ({"params": body_params, "lr": optimiser_settings.lr * scale},
                               {"params": head_params, "lr": optimiser_settings.lr}) if g["params"]]
         if optimiser_settings.name == "adamw":

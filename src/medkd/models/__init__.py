@@ -1,14 +1,17 @@
-"""Models: one factory (`create_model`) over medkd's CNNs, torchvision classifiers and timm models.
+"""Models: one factory (`create_model`) over medkd's CNNs, EfficientNet-Lite, torchvision classifiers and timm models.
 
-Public API: create_model, list_models, register_model, load_checkpoint, classifier_name, ModelError.
+Public API: create_model, list_models, register_model, pretrained_config, normalisation, load_model,
+load_checkpoint, classifier_name, headless, ModelError.
 """
 
-from medkd.models import cnn  # noqa: F401  (registers the builtin CNNs)
+from medkd.models import cnn, efficientnet_lite  # noqa: F401  (register their models)
 from medkd.models.errors import ModelError
-from medkd.models.registry import classifier_name, create_model, list_models, normalisation, register_model
+from medkd.models.pretrained import PackagedCheckpoint, PretrainedConfig, TimmHub, TorchvisionHub
+from medkd.models.registry import create_model, list_models, normalisation, pretrained_config, register_model
+from medkd.models.surgery import classifier_name, headless
 from medkd.models.run_folder import load_model, read_sidecar, save_model
 from medkd.models.weights import LoadReport, load_checkpoint, read_state_dict
 
-__all__ = ["LoadReport", "ModelError", "classifier_name", "create_model", "list_models", "load_checkpoint", "load_model",
-           "normalisation", "read_sidecar", "save_model",
-           "read_state_dict", "register_model"]
+__all__ = ["LoadReport", "ModelError", "PackagedCheckpoint", "PretrainedConfig", "TimmHub", "TorchvisionHub",
+           "classifier_name", "create_model", "headless", "list_models", "load_checkpoint", "load_model",
+           "normalisation", "pretrained_config", "read_sidecar", "read_state_dict", "register_model", "save_model"]

@@ -1,22 +1,41 @@
-"""One factory, `create_model`, over a registry of medkd's own models, torchvision's classifiers and timm's."""
+"""One factory, `create_model`, over a registry of medkd's own models, torchvision's classifiers and timm's.
+
+Each registered model may carry a `PretrainedConfig` (where its ImageNet weights come from, its normalisation
+and native resolution); torchvision and `timm/NAME` models get theirs from those libraries.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from medkd.models.errors import ModelError
+from medkd.models.pretrained import IMAGENET, PretrainedConfig, TorchvisionHub
+from medkd.models.surgery import adapt_first_conv, replace_classifier
 
-_BUILTINS: dict[str, Callable[..., nn.Module]] = {}
+log = logging.getLogger(__name__)
 
 
-def register_model(name: str):
-    """Decorator: register `build(num_classes, in_chans, **kwargs) -> nn.Module` as `name`."""
+@dataclass(frozen=True)
+class ModelEntry:
+    build: Callable[..., nn.Module]  # build(num_classes, in_chans, **kwargs) with random weights
+    pretrained: PretrainedConfig | None = None
+
+
+_REGISTERED: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, pretrained: PretrainedConfig | None = None):
+    """Decorator: register `build(num_classes, in_chans, **kwargs) -> nn.Module` as `name`, with where its
+    pretrained weights come from (None: it has none)."""
 
     def decorate(build: Callable[..., nn.Module]):
-        _BUILTINS[name] = build
+        if name in _REGISTERED:
+            log.warning("model %s registered again: the later registration wins", name)
+        _REGISTERED[name] = ModelEntry(build, pretrained)
         return build
 
     return decorate
@@ -37,87 +56,62 @@ def _timm_names() -> list[str]:
 
 
 def list_models() -> list[str]:
-    """Every name `create_model` accepts: builtins, torchvision classifiers, and `timm/NAME` when timm is installed."""
-    return sorted(_BUILTINS) + _torchvision_names() + [f"timm/{n}" for n in _timm_names()]
+    """Every name `create_model` accepts: registered models, torchvision classifiers, and `timm/NAME`."""
+    return sorted(_REGISTERED) + _torchvision_names() + [f"timm/{n}" for n in _timm_names()]
+
+
+def model_entry(name: str) -> ModelEntry:
+    """How to build model `name` and where its pretrained weights come from."""
+    from medkd.models import timm_models, torchvision_models
+
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    if name.startswith("timm/"):
+        timm_name = name.removeprefix("timm/")
+        return ModelEntry(timm_models.builder(timm_name), timm_models.pretrained_config(timm_name))
+    if name in _torchvision_names():
+        return ModelEntry(torchvision_models.builder(name), PretrainedConfig(providers=(TorchvisionHub(name),)))
+    raise ModelError(
+        f"unknown model '{name}'; registered models are {sorted(_REGISTERED)}, any torchvision classifier "
+        "(e.g. resnet18, resnet50, densenet121, efficientnet_b0, mobilenet_v3_small), or timm/NAME"
+    )
+
+
+def pretrained_config(name: str) -> PretrainedConfig:
+    """Model `name`'s pretrained config; ImageNet statistics and no weights for a model that has none."""
+    return model_entry(name).pretrained or IMAGENET
+
+
+def normalisation(in_chans: int, architecture: str | None = None) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of inputs scaled to [0, 1] for `architecture` (its pretrained weights' own;
+    ImageNet's when it has none or none is named), averaged over RGB for grey input."""
+    config = pretrained_config(architecture) if architecture else IMAGENET
+    return config.normalisation(in_chans)
 
 
 def create_model(name: str, num_classes: int, in_chans: int = 3, weights: str | None = None, **kwargs) -> nn.Module:
     """Build model `name` with a `num_classes` head for `in_chans`-channel input.
 
-    weights: None (random init), "imagenet" (the library's own pretrained weights), or a checkpoint path
-    (safetensors, or .pth/.pt loaded with weights_only=True).
+    weights: None/"none" (random init), "imagenet" (the architecture's pretrained weights, from the first of
+    its providers available here; `model.medkd_weights_source` says which), or a checkpoint path (safetensors,
+    or .pth/.pt loaded with weights_only=True).
     """
-    from medkd.models import torchvision_models, timm_models
     from medkd.models.weights import load_checkpoint
 
-    imagenet = weights == "imagenet"
-    if name in _BUILTINS:
-        if imagenet:
-            raise ModelError(f"{name} is medkd's own model and has no ImageNet weights; use weights: none or a checkpoint path")
-        model = _BUILTINS[name](num_classes=num_classes, in_chans=in_chans, **kwargs)
-    elif name.startswith("timm/"):
-        model = timm_models.build(name.removeprefix("timm/"), num_classes, in_chans, imagenet, **kwargs)
-    elif name in _torchvision_names():
-        model = torchvision_models.build(name, num_classes, in_chans, imagenet, **kwargs)
-    else:
-        raise ModelError(
-            f"unknown model '{name}'; builtins are {sorted(_BUILTINS)}, any torchvision classifier "
-            "(e.g. resnet18, resnet50, densenet121, efficientnet_b0, mobilenet_v3_small), or timm/NAME with timm installed"
-        )
-    if weights not in (None, "none", "imagenet"):
-        load_checkpoint(model, weights)
+    entry = model_entry(name)
+    if weights != "imagenet":
+        model = entry.build(num_classes=num_classes, in_chans=in_chans, **kwargs)
+        if weights not in (None, "none"):
+            load_checkpoint(model, weights)
+        return model
+    if entry.pretrained is None or not entry.pretrained.providers:
+        raise ModelError(f"{name} has no ImageNet weights (it is medkd's own model); use weights: none or a "
+                         "checkpoint path")
+    config = entry.pretrained
+    model = entry.build(num_classes=config.num_classes, in_chans=3, **kwargs)
+    source = config.load_into(model, name)
+    if num_classes != config.num_classes:
+        model = replace_classifier(model, num_classes)
+    model = adapt_first_conv(model, in_chans)
+    model.medkd_weights_source = source  # like timm's model.pretrained_cfg: what the run sidecar records
     return model
-
-
-def classifier_name(model: nn.Module) -> str:
-    """Qualified name of the model's final fully-connected layer (its classification head)."""
-    last = None
-    for module_name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            last = module_name
-    if last is None:
-        raise ModelError(f"{type(model).__name__} has no fully-connected classification head")
-    return last
-
-
-def replace_classifier(model: nn.Module, num_classes: int) -> nn.Module:
-    """Swap the final fully-connected layer for a new one with `num_classes` outputs."""
-    name = classifier_name(model)
-    old = model.get_submodule(name)
-    model.set_submodule(name, nn.Linear(old.in_features, num_classes))
-    return model
-
-
-def adapt_first_conv(model: nn.Module, in_chans: int) -> nn.Module:
-    """Make the first convolution take `in_chans` channels; RGB weights are summed into one grey channel
-    (or repeated and rescaled), so pretrained filters respond to grey images as they did to grey RGB ones."""
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
-            if module.in_channels == in_chans:
-                return model
-            new = nn.Conv2d(in_chans, module.out_channels, module.kernel_size, module.stride, module.padding,
-                            module.dilation, module.groups, module.bias is not None, module.padding_mode)
-            with torch.no_grad():
-                weight = module.weight
-                if in_chans == 1:
-                    new.weight.copy_(weight.sum(dim=1, keepdim=True))
-                else:
-                    repeats = -(-in_chans // weight.shape[1])
-                    new.weight.copy_(weight.repeat(1, repeats, 1, 1)[:, :in_chans] * weight.shape[1] / in_chans)
-                if module.bias is not None:
-                    new.bias.copy_(module.bias)
-            model.set_submodule(name, new)
-            return model
-    raise ModelError(f"{type(model).__name__} has no convolution to adapt to {in_chans} input channels")
-
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def normalisation(in_chans: int) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of inputs scaled to [0, 1]: ImageNet's, averaged over RGB for grey input
-    (matching the grey first convolution folded from RGB weights)."""
-    if in_chans == 3:
-        return list(IMAGENET_MEAN), list(IMAGENET_STD)
-    return [sum(IMAGENET_MEAN) / 3] * in_chans, [sum(IMAGENET_STD) / 3] * in_chans

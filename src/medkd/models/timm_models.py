@@ -1,23 +1,44 @@
-"""timm models (`timm/NAME`), when timm is installed: timm builds the head and input stem itself."""
+"""timm models (`timm/NAME`): timm builds the head and input stem itself; its pretrained config gives the
+weights' normalisation and native resolution."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
 
 from torch import nn
 
 from medkd.models.errors import ModelError
+from medkd.models.pretrained import PretrainedConfig, TimmHub
 
 
-def build(name: str, num_classes: int, in_chans: int, imagenet: bool, **kwargs) -> nn.Module:
+def _timm():
     try:
         import timm
     except ImportError:
-        raise ModelError(f"timm/{name} needs timm: pip install timm") from None
-    if name not in timm.list_models(pretrained=imagenet) and name not in timm.list_models():
+        raise ModelError("timm models need timm: pip install timm") from None
+    return timm
+
+
+def build(name: str, num_classes: int, in_chans: int, **kwargs) -> nn.Module:
+    """timm's `name` with random weights."""
+    timm = _timm()
+    if not timm.is_model(name):
         raise ModelError(f"timm has no model '{name}' (timm.list_models() lists them)")
-    try:
-        return timm.create_model(name, pretrained=imagenet, num_classes=num_classes, in_chans=in_chans, **kwargs)
-    except OSError as err:
-        raise ModelError(
-            f"could not fetch pretrained weights for timm/{name} ({err}); offline, set weights to a local "
-            "checkpoint path or weights: none"
-        ) from None
+    return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+
+def builder(name: str) -> Callable[..., nn.Module]:
+    return partial(build, name)
+
+
+def pretrained_config(name: str) -> PretrainedConfig:
+    """timm's pretrained config of `name` as medkd's: weights from timm's hub, timm's normalisation."""
+    timm = _timm()
+    if not timm.is_model(name):
+        raise ModelError(f"timm has no model '{name}' (timm.list_models() lists them)")
+    cfg = timm.get_pretrained_cfg(name)
+    if cfg is None:
+        return PretrainedConfig(providers=())
+    return PretrainedConfig(providers=(TimmHub(name),), mean=tuple(cfg.mean), std=tuple(cfg.std),
+                            input_size=cfg.input_size[-1], num_classes=cfg.num_classes)

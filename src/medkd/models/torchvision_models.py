@@ -1,30 +1,24 @@
-"""torchvision classifiers by name, with their own ImageNet weights API (standard cache, hash-checked download)."""
+"""torchvision classifiers by name; their ImageNet weights come through torchvision's weights API
+(`pretrained.TorchvisionHub`)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from urllib.error import URLError
+from collections.abc import Callable
+from functools import partial
 
-import torch
 import torchvision
 from torch import nn
 
-from medkd.models.errors import ModelError
-from medkd.models.registry import adapt_first_conv, replace_classifier
+from medkd.models.surgery import adapt_first_conv, classifier_name, replace_classifier
 
 
-def build(name: str, num_classes: int, in_chans: int, imagenet: bool, **kwargs) -> nn.Module:
-    weights = torchvision.models.get_model_weights(name).DEFAULT if imagenet else None
-    try:
-        model = torchvision.models.get_model(name, weights=weights, **kwargs)
-    except (URLError, OSError, RuntimeError) as err:
-        if weights is None:
-            raise
-        target = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-        raise ModelError(
-            f"could not fetch ImageNet weights for {name} from {weights.url} ({err}). Offline: download that file "
-            f"elsewhere and place it at {target} (torchvision's cache; $TORCH_HOME moves it), or set weights to a "
-            "local checkpoint path, or weights: none"
-        ) from None
+def build(name: str, num_classes: int, in_chans: int, **kwargs) -> nn.Module:
+    """torchvision's `name` with random weights, its head for `num_classes` and its stem for `in_chans`."""
+    model = torchvision.models.get_model(name, weights=None, **kwargs)
+    if num_classes == model.get_submodule(classifier_name(model)).out_features and in_chans == 3:
+        return model
     return adapt_first_conv(replace_classifier(model, num_classes), in_chans)
+
+
+def builder(name: str) -> Callable[..., nn.Module]:
+    return partial(build, name)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from medkd.models.errors import ModelError
-from medkd.models.registry import classifier_name
+from medkd.models.surgery import classifier_name
 
 log = logging.getLogger(__name__)
 # Wrappers that prefix parameter names: DDP, Lightning modules, SSL backbones.

@@ -60,7 +60,7 @@ def pretrain(data_config: DataConfig, settings: PretrainConfig, out: str | Path,
     if settings.channels_last:
         backbone = backbone.to(memory_format=torch.channels_last)
     module = SelfSupervised(backbone, features, settings)
-    mean, std = normalisation(in_chans)
+    mean, std = normalisation(in_chans, settings.model)
     views = TwoViews(images, view_transform(settings.views, data_config.preprocessing.size, mean, std))
     workers = loader_workers(settings.num_workers, settings.accelerator)
     loader = DataLoader(views, batch_size=settings.batch_size, shuffle=True, drop_last=True,

@@ -12,6 +12,7 @@ import yaml
 
 from medkd.config.recipe import Recipe
 from medkd.evaluation.evaluate import RESULTS
+from medkd.models import read_sidecar
 from medkd.study.runner import (DATA_CHECK, RECIPE, finished_runs, matched_controls, read_sessions, run_folder,
                                 stage_data, stage_settings)
 from medkd.study.summary import recommend, summarise
@@ -52,6 +53,10 @@ class StudyResults:
 
     def run(self, stage: str, seed: int) -> Path:
         return run_folder(self.folder, stage, seed)
+
+    def sidecar(self, stage: str, seed: int) -> dict:
+        """The run's model.json: architecture, preprocessing, where its starting weights came from, ..."""
+        return self._read(self.run(stage, seed), read_sidecar)
 
     def evaluation(self, stage: str, seed: int, split: str = "test") -> dict:
         return self._read(self.run(stage, seed) / RESULTS / f"{split}.json", lambda p: json.loads(p.read_text()))

@@ -80,11 +80,36 @@ def header(results: StudyResults) -> list[str]:
     stages = untrained_transfer_stages(recipe)
     if stages:
         lines += [f"> **Warning: no pretrained weights.** {', '.join(stages)} are transfer-learning stages "
-                  "(`transfer: linear` or `finetune`) but started from random weights (`weights: none`, e.g. "
+                  "(`transfer: linear`, `finetune` or `lp-ft`) but started from random weights (`weights: none`, e.g. "
                   "`--weights none` where ImageNet weights cannot be fetched). Their figures are those of "
                   "models trained from scratch, not of transfer learning; a linear probe on random features "
                   "is expected to be poor.", ""]
     return lines
+
+
+def starting_weights(results: StudyResults, stage: str) -> str:
+    """How a stage's model started: ImageNet weights (and where they came from), random, or another stage's."""
+    config = next(s for s in results.recipe.stages if s.name == stage)
+    if config.weights_from:
+        return f"stage {config.weights_from}"
+    weights = stage_settings(results.recipe, config, 0).weights
+    if weights == "imagenet":
+        source = results.sidecar(stage, results.seeds_of(stage)[0]).get("pretrained", {}).get("source", "?")
+        return f"ImageNet ({source})"
+    return "random" if weights == "none" else f"file {Path(weights).name}"
+
+
+def stage_table(results: StudyResults) -> list[str]:
+    """What each stage is: model, how it trains, where its weights start, its teachers."""
+    rows = {}
+    for stage in results.stages:
+        config = next(s for s in results.recipe.stages if s.name == stage)
+        settings = stage_settings(results.recipe, config, 0)
+        teachers = ", ".join((config.distill or {}).get("teachers", [])) or "-"
+        rows[stage] = {"model": settings.model, "transfer": settings.transfer,
+                       "starting weights": starting_weights(results, stage), "teachers": teachers}
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("stage")
+    return ["## Stages", "", table.to_markdown(disable_numparse=True), ""]
 
 
 def recommendation(results: StudyResults) -> list[str]:
@@ -304,7 +329,8 @@ def inline_images(html: str, folder: Path) -> str:
 def write_report(folder: str | Path) -> tuple[Path, Path]:
     """Write STUDY/report.md (+ report_files/*.png) and the self-contained STUDY/report.html."""
     results = load_study(folder)
-    lines = [*header(results), *recommendation(results), *comparison(results), *label_efficiency(results),
+    lines = [*header(results), *recommendation(results), *stage_table(results), *comparison(results),
+             *label_efficiency(results),
              *paired_tests(results),
              *figures(results, results.folder / FIGURE_FOLDER), *data_summary(results), *provenance(results)]
     text = "\n".join(lines)

@@ -1,0 +1,69 @@
+"""Layer surgery on classifiers: find and replace the head, give the first convolution other input channels,
+take the head off for features."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from medkd.models.errors import ModelError
+
+
+def classifier_name(model: nn.Module) -> str:
+    """Qualified name of the model's final fully-connected layer (its classification head)."""
+    last = None
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = module_name
+    if last is None:
+        raise ModelError(f"{type(model).__name__} has no fully-connected classification head")
+    return last
+
+
+def replace_classifier(model: nn.Module, num_classes: int) -> nn.Module:
+    """Swap the final fully-connected layer for a new one with `num_classes` outputs."""
+    name = classifier_name(model)
+    old = model.get_submodule(name)
+    model.set_submodule(name, nn.Linear(old.in_features, num_classes))
+    return model
+
+
+def folded_weight(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """First-convolution weights (out, 3, k, k) for `in_chans` inputs: RGB summed into one grey channel (a grey
+    image then gives what the RGB filters gave on that image replicated), or repeated and rescaled."""
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = -(-in_chans // weight.shape[1])
+    return weight.repeat(1, repeats, 1, 1)[:, :in_chans] * weight.shape[1] / in_chans
+
+
+def adapt_first_conv(model: nn.Module, in_chans: int) -> nn.Module:
+    """Make the first convolution take `in_chans` channels, its weights folded (`folded_weight`), so pretrained
+    filters respond to grey images as they did to grey RGB ones."""
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Conv2d):
+            continue
+        if module.in_channels == in_chans:
+            return model
+        with torch.no_grad():
+            if type(module) is nn.Conv2d:
+                new = nn.Conv2d(in_chans, module.out_channels, module.kernel_size, module.stride, module.padding,
+                                module.dilation, module.groups, module.bias is not None, module.padding_mode)
+                if module.bias is not None:
+                    new.bias.copy_(module.bias)
+            else:  # a subclass keeps its own forward (timm's Conv2dSame pads the TensorFlow way there)
+                new = copy.deepcopy(module)
+                new.in_channels = in_chans
+            new.weight = nn.Parameter(folded_weight(module.weight, in_chans))
+        model.set_submodule(name, new)
+        return model
+    raise ModelError(f"{type(model).__name__} has no convolution to adapt to {in_chans} input channels")
+
+
+def headless(model: nn.Module) -> nn.Module:
+    """A copy of `model` in eval mode whose classification head is the identity: it outputs pooled features."""
+    backbone = copy.deepcopy(model)
+    backbone.set_submodule(classifier_name(backbone), nn.Identity())
+    return backbone.eval()
