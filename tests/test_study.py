@@ -25,8 +25,7 @@ from medkd.config import ConfigError, load_recipe
 from medkd.config.stages import StageConfig
 from medkd.report.collect import load_study
 from medkd.report.document import untrained_transfer_stages
-from medkd.study import recommend, stage_order, with_weights
-from medkd.study.runner import matched_controls, run_study, stage_settings
+from medkd.study import matched_controls, recommend, run_study, stage_order, with_weights
 
 
 def tiny_recipe(tmp_path: Path) -> Path:
@@ -162,6 +161,11 @@ def test_accelerator_cpu_keeps_every_prediction_on_the_cpu_beside_a_gpu(tmp_path
     monkeypatch.setattr(CUDAAccelerator, "is_available", lambda: True)
     runs = run_study(recipe, tmp_path / "study", stages=["student_kd", "probe"], show_progress=False)
     assert sorted(runs["stage"]) == ["probe", "student_kd", "teacher"]  # features, teacher logits, thresholds, scores
+    # run_study from Python leaves what `medkd run` leaves: the tables and the report
+    summary = pd.read_csv(tmp_path / "study" / "summary.csv", index_col=0)
+    assert set(summary.index) == {"probe", "student_kd", "teacher"}
+    assert "**student_kd** vs" not in (tmp_path / "study" / "report.md").read_text()  # its control did not run
+    assert (tmp_path / "study" / "report.html").exists()
 
 
 def test_matched_controls_and_the_missing_weights_warning(tmp_path):
@@ -268,6 +272,6 @@ def test_every_shipped_recipe_and_preset_is_valid(recipe):
         config = load_recipe(recipe, preset=preset)
         order = [stage.name for stage in stage_order(list(config.stages))]
         assert sorted(order) == sorted(stage.name for stage in config.stages)
-        for stage in config.stages:
+        for stage in config.stages:  # every stage resolves (Recipe checks this when it is read)
             if stage.pretrain is None:
-                stage_settings(config, stage, 0)
+                assert config.stage_train(stage, 0).model

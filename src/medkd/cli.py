@@ -13,10 +13,9 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from medkd.config import ConfigError, load_recipe
-from medkd.config.recipe import describe
-from medkd.data import DataError, check_data, prepare
-from medkd.data.checks import print_report
+from medkd.config import ConfigError, describe, load_recipe
+from medkd.data import check_data, prepare, print_report
+from medkd.errors import MedkdError
 
 app = typer.Typer(help="Small, fast, trustworthy medical image classifiers.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -71,7 +70,7 @@ def data_check(
     try:
         config = load_recipe(recipe, overrides).data
         report = check_data(prepare(config), strict=strict)
-    except (ConfigError, DataError) as err:
+    except MedkdError as err:
         raise fail(err) from None
     print_report(report, console)
     if json_out:
@@ -124,7 +123,6 @@ def train(
 ) -> None:
     """Train one model into a run folder: config, per-epoch metrics, best (on validation) and last weights."""
     from medkd.engine import fit
-    from medkd.models import ModelError
 
     overrides = training_overrides(data=data, cache_dir=cache_dir, size=size, channels=channels, model=model,
                                    weights=weights, transfer=transfer, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -132,7 +130,7 @@ def train(
     try:
         config = load_recipe(recipe, overrides)
         folder = fit(config.data, config.train, out, show_progress=progress)
-    except (ConfigError, DataError, ModelError) as err:
+    except MedkdError as err:
         raise fail(err) from None
     console.print(f"run folder: {folder}")
 
@@ -149,7 +147,6 @@ def pretrain(
 ) -> None:
     """Self-supervised pretraining on the data's unlabelled images (never its test split); writes a backbone
     checkpoint for `--weights RUN/backbone.safetensors`."""
-    from medkd.models import ModelError
     from medkd.pretrain import BACKBONE
     from medkd.pretrain import pretrain as run_pretraining
 
@@ -159,7 +156,7 @@ def pretrain(
     try:
         config = load_recipe(recipe, overrides)
         folder = run_pretraining(config.data, config.pretrain, out, show_progress=progress)
-    except (ConfigError, DataError, ModelError) as err:
+    except MedkdError as err:
         raise fail(err) from None
     console.print(f"run folder: {folder}\nuse it with: --weights {folder / BACKBONE}")
 
@@ -183,10 +180,8 @@ def distill(
     progress: ProgressOpt = True,
 ) -> None:
     """Distil a student from trained teacher run(s) into a run folder, with teacher-student agreement."""
-    from medkd.distillation import DistillationError
     from medkd.distillation import distill as run_distillation
     from medkd.distillation import sweep as run_sweep
-    from medkd.models import ModelError
 
     overrides = training_overrides(data=data, cache_dir=cache_dir, size=size, channels=channels, model=student,
                                    weights=weights, transfer=transfer, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -204,7 +199,7 @@ def distill(
             console.print(f"sweep table: {out / 'sweep.csv'}")
             return
         folder = run_distillation(config.data, config.train, config.distill, out, show_progress=progress)
-    except (ConfigError, DataError, ModelError, DistillationError) as err:
+    except MedkdError as err:
         raise fail(err) from None
     console.print(f"run folder: {folder}")
 
@@ -222,8 +217,6 @@ def run(
     workers: WorkersOpt = None, cache_dir: CacheOpt = None, progress: ProgressOpt = True,
 ) -> None:
     """Run a whole study: every stage and seed, teachers first, finished stages skipped; print the comparison."""
-    from medkd.distillation import DistillationError
-    from medkd.models import ModelError
     from medkd.study import print_summary, run_study, summarise, with_weights
 
     try:
@@ -235,21 +228,19 @@ def run(
             raise ConfigError(f"{recipe} has no stages: list the models to compare under `stages:`")
         folder = out or Path("runs") / config.name
         runs = run_study(config, folder, stages=stage, show_progress=progress)
-    except (ConfigError, DataError, ModelError, DistillationError) as err:
+    except MedkdError as err:
         raise fail(err) from None
-    summary = summarise(runs)
-    summary.to_csv(folder / "summary.csv")
-    print_summary(summary, config, console)
+    print_summary(summarise(runs), config, console)
     console.print(f"study folder: {folder} (runs.csv, summary.csv)")
-    write_study_report(folder)
+    console.print(f"report: {folder / 'report.html'} and {folder / 'report.md'}")
 
 
 def write_study_report(folder: Path) -> None:
-    from medkd.report import ReportError, write_report
+    from medkd.report import write_report
 
     try:
         markdown_path, html_path = write_report(folder)
-    except ReportError as err:
+    except MedkdError as err:
         raise fail(err) from None
     console.print(f"report: {html_path} and {markdown_path}")
 
@@ -272,17 +263,16 @@ def evaluate(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Score a run's best model on one split: metrics at argmax and at its validation-chosen threshold, with CIs."""
-    from medkd.data.table import SPLITS
+    from medkd.data import SPLITS
     from medkd.evaluation import EvaluationConfig, evaluate_run
-    from medkd.evaluation.report import print_evaluation
-    from medkd.models import ModelError
+    from medkd.evaluation import print_evaluation
 
     if split not in SPLITS:
         raise fail(ValueError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}"))
     try:
         result = evaluate_run(run, split, settings=EvaluationConfig(bootstrap_resamples=bootstrap), data_path=data,
                               cache_dir=cache_dir, efficiency=efficiency, show_progress=progress)
-    except (DataError, ModelError, FileNotFoundError) as err:
+    except (MedkdError, FileNotFoundError) as err:
         raise fail(err) from None
     print_evaluation(result, console)
     if json_out:
@@ -304,8 +294,7 @@ def export(
     """Export a run's model (uint8 images in, probabilities out; card in the metadata), checked against PyTorch."""
     from pydantic import ValidationError
 
-    from medkd.deploy import ExportConfig, ExportError, export_run
-    from medkd.models import ModelError
+    from medkd.deploy import ExportConfig, export_run
 
     try:
         settings = ExportConfig(format=format, int8=int8, calibration_images=calibration_images,
@@ -313,7 +302,7 @@ def export(
         report = export_run(run, settings, out=out, data_path=data, show_progress=progress)
     except ValidationError as err:
         raise fail(ConfigError("invalid export options\n" + describe(err))) from None
-    except (DataError, ModelError, ExportError, FileNotFoundError) as err:
+    except (MedkdError, FileNotFoundError) as err:
         raise fail(err) from None
     console.print(f"{report.path}: max |p - p_pytorch| {report.max_abs_difference:.2e} over {report.check_images} "
                   f"test images, same decisions: {report.same_decisions}")
@@ -336,12 +325,11 @@ def predict(
     from rich.table import Table
 
     from medkd.deploy import load_predictor, predict_files, write_predictions
-    from medkd.models import ModelError
 
     try:
         predictor = load_predictor(model)
         results = predict_files(predictor, paths, heatmap_dir=heatmap)
-    except ModelError as err:
+    except MedkdError as err:
         raise fail(err) from None
     table = Table(title=f"{predictor.card['model_id']} ({predictor.engine})")
     for column in ["file", *predictor.classes, "label", "note"]:
@@ -374,7 +362,6 @@ def serve(
 
     from medkd.deploy import ServeConfig, load_predictor
     from medkd.deploy import serve as run_server
-    from medkd.models import ModelError
 
     try:
         settings = ServeConfig(host=host, port=port, token=token, max_upload_bytes=int(max_upload_mb * 1e6),
@@ -382,7 +369,7 @@ def serve(
         predictor = load_predictor(model, threads)
     except ValidationError as err:
         raise fail(ConfigError("invalid serve options\n" + describe(err))) from None
-    except ModelError as err:
+    except MedkdError as err:
         raise fail(err) from None
     run_server(predictor, settings)
 

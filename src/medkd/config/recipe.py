@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from medkd.errors import MedkdError
 from medkd.config.stages import SelectionConfig, StageConfig
 from medkd.data.config import DataConfig
 from medkd.distillation.config import DistillConfig
@@ -16,7 +17,7 @@ from medkd.evaluation.config import EvaluationConfig
 from medkd.pretrain.config import PretrainConfig
 
 
-class ConfigError(Exception):
+class ConfigError(MedkdError):
     """A recipe or option that is not valid; the message names the key and what is allowed."""
 
 
@@ -42,6 +43,52 @@ class Recipe(BaseModel):
         if self.distill is not None and self.train.transfer == "linear":
             raise ValueError("distillation trains the whole student: train.transfer must be scratch or finetune")
         return self
+
+    @model_validator(mode="after")
+    def _every_stage_resolves(self) -> Recipe:
+        """A stage's keys are checked when the recipe is read, not when its turn comes in a long study."""
+        for stage in self.stages:
+            self.stage_data(stage)
+            if stage.pretrain is not None:
+                self.stage_pretrain(stage, seed=0)
+            else:
+                self.stage_train(stage, seed=0)
+                self.stage_distill(stage)
+        return self
+
+    def stage_train(self, stage: StageConfig, seed: int, weights_file: str | Path | None = None) -> TrainConfig:
+        """The stage's training settings for `seed`: the recipe's `train` with the stage's keys changed. A stage
+        with `weights_from` starts from `weights_file` (that stage's result in a study folder); without it, the
+        weights read 'stage:NAME', which stands for the file when settings are compared."""
+        overrides = {**stage.train, "seed": seed}
+        if stage.weights_from:
+            overrides["weights"] = str(weights_file) if weights_file is not None else f"stage:{stage.weights_from}"
+        return _resolved(TrainConfig, self.train.model_dump(), overrides, f"stages.{stage.name}.train")
+
+    def stage_data(self, stage: StageConfig) -> DataConfig:
+        """The stage's data settings: the recipe's `data` with the stage's keys changed."""
+        return _resolved(DataConfig, self.data.model_dump(), stage.data, f"stages.{stage.name}.data")
+
+    def stage_pretrain(self, stage: StageConfig, seed: int) -> PretrainConfig:
+        """A pretraining stage's settings for `seed`: the recipe's `pretrain` with the stage's keys changed."""
+        return _resolved(PretrainConfig, self.pretrain.model_dump(), {**(stage.pretrain or {}), "seed": seed},
+                         f"stages.{stage.name}.pretrain")
+
+    def stage_distill(self, stage: StageConfig, teacher_folders: list[str] | None = None) -> DistillConfig | None:
+        """A student stage's distillation settings (None for other stages); the teachers are stage names, or
+        `teacher_folders` (their run folders in a study) when given."""
+        if stage.distill is None:
+            return None
+        overrides = stage.distill if teacher_folders is None else {**stage.distill, "teachers": teacher_folders}
+        return _resolved(DistillConfig, {}, overrides, f"stages.{stage.name}.distill")
+
+
+def _resolved(model: type[BaseModel], base: dict, overrides: dict, where: str):
+    """`model` validated from `base` deep-merged with `overrides`; an error names the key path `where`."""
+    try:
+        return model.model_validate(merge(base, overrides))
+    except ValidationError as err:
+        raise ConfigError(f"{where}: invalid settings\n" + describe(err)) from None
 
 
 def merge(base: dict, overrides: dict) -> dict:
@@ -82,6 +129,8 @@ def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None
         return Recipe.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(f"{where}: invalid settings\n" + describe(err)) from None
+    except ConfigError as err:  # a stage's settings (see Recipe._every_stage_resolves)
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def describe(err: ValidationError) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from medkd.errors import MedkdError
 
-class DataError(Exception):
+
+class DataError(MedkdError):
     """A problem with the user's data or data settings that the user can fix."""
 
 

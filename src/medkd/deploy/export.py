@@ -17,19 +17,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from medkd.errors import MedkdError
 from medkd.data import PreparedData, prepare
 from medkd.deploy.config import ExportConfig
 from medkd.deploy.runtime import METADATA_KEY, OnnxPredictor, model_card
-from medkd.evaluation.evaluate import run_data_config
-from medkd.evaluation.metrics import classification_metrics, decisions
-from medkd.evaluation.predict import predict_probabilities
+from medkd.evaluation import classification_metrics, decisions, predict_probabilities, run_data_config
 from medkd.models import load_model
 
 log = logging.getLogger(__name__)
 EXPORT_FOLDER = "export"
 
 
-class ExportError(Exception):
+class ExportError(MedkdError):
     """An export that failed its checks; the message says which and what to do."""
 
 

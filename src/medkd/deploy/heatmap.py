@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
-from medkd.evaluation.predict import normalise
+from medkd.evaluation import normalise
 from medkd.models import ModelError
 
 

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 
 from medkd.data import BadImageError, DecodedImage, decode_file, preprocess
-from medkd.data.config import DEFAULT_MAX_PIXELS
-from medkd.data.decode import is_image_candidate
+from medkd.data import DEFAULT_MAX_PIXELS, is_image_candidate
 from medkd.deploy.heatmap import grad_cam, overlay
 from medkd.deploy.runtime import Predictor
 from medkd.models import ModelError

@@ -15,10 +15,9 @@ from torch import nn
 
 from medkd import __version__
 from medkd.data import Preprocessing
-from medkd.evaluation.metrics import decisions
-from medkd.evaluation.predict import predict_probabilities
+from medkd.evaluation import decisions, predict_probabilities
 from medkd.models import ModelError, load_model
-from medkd.models.run_folder import BEST, SIDECAR
+from medkd.models import BEST, SIDECAR
 
 METADATA_KEY = "medkd"  # ONNX metadata_props key holding the model card as JSON
 CARD_KEYS = ("architecture", "model_args", "in_chans", "classes", "positive_class", "preprocessing", "normalisation",

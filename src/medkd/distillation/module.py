@@ -12,7 +12,7 @@ from medkd.distillation.hint import FeatureHint
 from medkd.distillation.losses import LOGIT_LOSSES, ensemble_logits, soft_kl
 from medkd.distillation.teacher import FrozenTeacher
 from medkd.engine import ClassifierModule, TrainConfig
-from medkd.engine.losses import classification_loss
+from medkd.engine import classification_loss
 
 TEACHER = "teacher."
 # Lightning warns about modules in eval mode at the start of training: the frozen teacher is, on purpose.

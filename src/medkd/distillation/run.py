@@ -14,16 +14,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from medkd.data import DataConfig, PreparedData
-from medkd.data.table import file_stat
+from medkd.data import DataConfig, PreparedData, file_stat
 from medkd.distillation.config import DistillConfig
 from medkd.distillation.losses import ensemble_logits, soft_kl
 from medkd.distillation.module import DistillationModule
 from medkd.distillation.teacher import FrozenTeacher, load_teachers
 from medkd.engine import TrainConfig, fit
-from medkd.evaluation import SCALARS, evaluate_run, inference_device, predict_logits
-from medkd.evaluation.config import EvaluationConfig
-from medkd.models.run_folder import BEST
+from medkd.evaluation import SCALARS, EvaluationConfig, evaluate_run, inference_device, predict_logits
+from medkd.models import BEST
 
 log = logging.getLogger(__name__)
 TEACHER_LOGITS = "teacher_logits.safetensors"

@@ -7,10 +7,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from medkd.errors import MedkdError
 from medkd.models import load_model
 
 
-class DistillationError(Exception):
+class DistillationError(MedkdError):
     """A teacher that cannot teach this student on this data; the message says what differs."""
 
 

@@ -12,9 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medkd.data import PreparedData
-from medkd.data.config import cache_root
-from medkd.data.table import file_stat
+from medkd.data import PreparedData, cache_root, file_stat
 from medkd.evaluation import predict_logits
 from medkd.models import headless
 

@@ -23,9 +23,8 @@ from medkd.engine.features import cached_features, weights_identity
 from medkd.engine.losses import class_weights
 from medkd.engine.module import ClassifierModule
 from medkd.evaluation import ThresholdConfig, choose_threshold, inference_device, predict_probabilities
-from medkd.models import (classifier_name, create_model, normalisation, pretrained_config, read_state_dict,
-                          save_model)
-from medkd.models.run_folder import BEST, LAST, read_sidecar
+from medkd.models import (BEST, LAST, classifier_name, create_model, normalisation, pretrained_config, read_sidecar,
+                          read_state_dict, save_model)
 
 log = logging.getLogger(__name__)
 PROBE = "probe"  # an lp-ft run's linear-probe step: a run folder inside the run folder

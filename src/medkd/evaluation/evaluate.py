@@ -19,7 +19,7 @@ from medkd.evaluation.predict import inference_device, predict_probabilities
 from medkd.evaluation.efficiency import measure_efficiency
 from medkd.files import write_text_atomically
 from medkd.models import load_model
-from medkd.models.run_folder import BEST
+from medkd.models import BEST
 
 RESULTS = "evaluation"
 

@@ -9,9 +9,9 @@ from medkd.models.errors import ModelError
 from medkd.models.pretrained import PackagedCheckpoint, PretrainedConfig, TimmHub, TorchvisionHub
 from medkd.models.registry import create_model, list_models, normalisation, pretrained_config, register_model
 from medkd.models.surgery import classifier_name, headless
-from medkd.models.run_folder import load_model, read_sidecar, save_model
+from medkd.models.run_folder import BEST, LAST, SIDECAR, load_model, read_sidecar, save_model
 from medkd.models.weights import LoadReport, load_checkpoint, read_state_dict
 
-__all__ = ["LoadReport", "ModelError", "PackagedCheckpoint", "PretrainedConfig", "TimmHub", "TorchvisionHub",
+__all__ = ["BEST", "LAST", "SIDECAR", "LoadReport", "ModelError", "PackagedCheckpoint", "PretrainedConfig", "TimmHub", "TorchvisionHub",
            "classifier_name", "create_model", "headless", "list_models", "load_checkpoint", "load_model",
            "normalisation", "pretrained_config", "read_sidecar", "read_state_dict", "register_model", "save_model"]

@@ -17,8 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from medkd.data import DataConfig, DataError, unlabelled_images
-from medkd.engine.callbacks import EpochMetricsCSV
-from medkd.engine.fit import lightning_precision, loader_workers
+from medkd.engine import EpochMetricsCSV, lightning_precision, loader_workers
 from medkd.models import classifier_name, create_model, normalisation
 from medkd.pretrain.config import PretrainConfig
 from medkd.pretrain.methods import SelfSupervised

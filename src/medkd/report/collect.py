@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from medkd.config.recipe import Recipe
-from medkd.evaluation.evaluate import RESULTS
+from medkd.errors import MedkdError
+from medkd.config import Recipe
+from medkd.evaluation import RESULTS
 from medkd.models import read_sidecar
-from medkd.study.runner import (DATA_CHECK, RECIPE, finished_runs, matched_controls, read_sessions, run_folder,
-                                stage_data, stage_settings)
-from medkd.study.summary import recommend, summarise
+from medkd.study import (DATA_CHECK, RECIPE, finished_runs, matched_controls, read_sessions, recommend, run_folder,
+                         summarise)
 
 
-class ReportError(Exception):
+class ReportError(MedkdError):
     """A study folder without what its report needs; the message says what is missing and how to get it."""
 
 
@@ -86,10 +86,10 @@ def label_fractions(recipe: Recipe) -> dict[str, dict[float, str]]:
     for stage in recipe.stages:
         if stage.pretrain is not None or stage.distill is not None:
             continue
-        settings = stage_settings(recipe, stage, 0)
+        settings = recipe.stage_train(stage, 0)
         start = (f"from {stage.weights_from}" if stage.weights_from
                  else "random init" if settings.weights == "none" else f"weights {settings.weights}")
-        fraction = stage_data(recipe, stage).split.train_fraction
+        fraction = recipe.stage_data(stage).split.train_fraction
         methods.setdefault(f"{settings.model} {settings.transfer}, {start}", {})[fraction] = stage.name
     return {method: stages for method, stages in methods.items() if len(stages) > 1}
 

@@ -11,13 +11,12 @@ import markdown
 import pandas as pd
 import yaml
 
-from medkd.config.recipe import Recipe
-from medkd.evaluation.compare import delong_test, mcnemar_test
+from medkd.config import Recipe
+from medkd.evaluation import delong_test, mcnemar_test
 from medkd.report.collect import StudyResults, load_study
 from medkd.environment import describe_environment
 from medkd.report.figures import (confusion_matrices, efficiency_tradeoff, label_efficiency_curves,
                                   reliability_diagram, roc_curves, training_curves)
-from medkd.study.runner import stage_settings
 
 FIGURE_FOLDER = "report_files"
 FIGURE_DPI = 110
@@ -59,7 +58,7 @@ def untrained_transfer_stages(recipe: Recipe) -> list[str]:
     """Stages set up for transfer learning (linear or finetune) that start from no pretrained weights."""
     stages = []
     for stage in (s for s in recipe.stages if s.pretrain is None):
-        settings = stage_settings(recipe, stage, 0)
+        settings = recipe.stage_train(stage, 0)
         if settings.transfer != "scratch" and settings.weights == "none":
             stages.append(stage.name)
     return stages
@@ -92,7 +91,7 @@ def starting_weights(results: StudyResults, stage: str) -> str:
     config = next(s for s in results.recipe.stages if s.name == stage)
     if config.weights_from:
         return f"stage {config.weights_from}"
-    weights = stage_settings(results.recipe, config, 0).weights
+    weights = results.recipe.stage_train(config, 0).weights
     if weights == "imagenet":
         source = results.sidecar(stage, results.seeds_of(stage)[0]).get("pretrained", {}).get("source", "?")
         return f"ImageNet ({source})"
@@ -104,7 +103,7 @@ def stage_table(results: StudyResults) -> list[str]:
     rows = {}
     for stage in results.stages:
         config = next(s for s in results.recipe.stages if s.name == stage)
-        settings = stage_settings(results.recipe, config, 0)
+        settings = results.recipe.stage_train(config, 0)
         teachers = ", ".join((config.distill or {}).get("teachers", [])) or "-"
         rows[stage] = {"model": settings.model, "transfer": settings.transfer,
                        "starting weights": starting_weights(results, stage), "teachers": teachers}

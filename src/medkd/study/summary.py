@@ -6,7 +6,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from medkd.config.recipe import Recipe
+from medkd.config import Recipe
 
 COLUMNS = [("val_auc", "val AUC"), ("test_auc", "test AUC"), ("test_accuracy", "accuracy"),
            ("test_recall", "sensitivity"), ("test_specificity", "specificity"), ("test_f1", "F1")]

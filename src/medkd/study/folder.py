@@ -1,0 +1,81 @@
+"""A study folder: the names of its files, where each run lives, which runs are finished, their result rows,
+and the record of every session that worked on it."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from medkd.config import Recipe
+from medkd.environment import describe_environment
+from medkd.evaluation import RESULTS, SCALARS
+from medkd.models import BEST
+from medkd.pretrain import BACKBONE
+from medkd.study.plan import study_jobs
+
+RUNS, SUMMARY, RECIPE, DATA_CHECK, SESSIONS = "runs.csv", "summary.csv", "recipe.yaml", "data_check.json", "study.json"
+
+
+def run_folder(out: Path, stage: str, seed: int) -> Path:
+    return out / stage / f"seed{seed}"
+
+
+def is_evaluated(folder: Path) -> bool:
+    """Whether the run in `folder` is finished: trained and evaluated on val and test."""
+    return (folder / RESULTS / "test.json").exists() and (folder / RESULTS / "val.json").exists()
+
+
+def finished_runs(recipe: Recipe, out: Path) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
+    """The study's evaluated runs in OUT, one row each, and the (stage, seed) runs not evaluated yet
+    (pretraining stages have no scores and count as neither)."""
+    rows, missing = [], []
+    for seed, stage in study_jobs(recipe):
+        if stage.pretrain is None:
+            folder = run_folder(out, stage.name, seed)
+            if is_evaluated(folder):
+                rows.append(result_row(folder, stage.name, seed))
+            else:
+                missing.append((stage.name, seed))
+    return pd.DataFrame(rows), missing
+
+
+def result_row(folder: Path, stage: str, seed: int) -> dict:
+    """One run's val and test scores (at its validation threshold) and its cost."""
+    row = {"stage": stage, "seed": seed}
+    for split in ("val", "test"):
+        result = json.loads((folder / RESULTS / f"{split}.json").read_text())
+        scores = result["at_threshold"] or result["at_argmax"]
+        row.update({f"{split}_{name}": scores[name] for name in SCALARS})
+        if split == "test":
+            row.update({f"test_{name}@argmax": result["at_argmax"][name] for name in ("accuracy", "recall", "specificity")})
+            cost = result["efficiency"]
+            row.update(parameters=cost["parameters"], macs=cost["macs"], size_mb=cost["checkpoint_bytes"] / 1e6,
+                       latency_ms=cost["latency_ms_median"], latency_p95_ms=cost["latency_ms_p95"],
+                       throughput=cost["throughput_images_per_s"])
+    row["train_seconds"] = float(pd.read_csv(folder / "metrics.csv")["seconds"].sum())
+    return row
+
+
+def read_sessions(out: Path) -> list[dict]:
+    """The record of every `medkd run` invocation on the study folder OUT (oldest first)."""
+    path = out / SESSIONS
+    return json.loads(path.read_text())["sessions"] if path.exists() else []
+
+
+def session_record(started: float, jobs_run: int, *, ended: bool) -> dict:
+    """This invocation: command, start, wall time so far, runs trained, whether it ended, and the machine."""
+    return {"command": " ".join(sys.argv),
+            "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+            "wall_seconds": round(time.time() - started, 1), "jobs_run": jobs_run, "ended": ended,
+            "environment": describe_environment()}
+
+
+def starting_weights_file(out: Path, stage: str, seed: int) -> Path:
+    """The file a stage with `weights_from: stage` starts from: that run's backbone (pretraining) or model."""
+    source = run_folder(out, stage, seed)
+    return source / (BACKBONE if (source / BACKBONE).exists() else BEST)
