@@ -16,12 +16,14 @@ from conftest import kermany_like_config
 from medkd.cli import app
 from medkd.config import ConfigError, load_recipe
 from medkd.data import DataConfig, prepare
-from medkd.distillation import (LOGIT_LOSSES, DistillConfig, DistillationError, Distillation, distill, ensemble_logits, load_teachers)
+from medkd.distillation import (LOGIT_LOSSES, DistillConfig, DistillationError, Distillation, LogitLoss, build_logit_loss,
+                                distill, ensemble_logits, load_teachers, register_logit_loss)
 from medkd.distillation.losses import decoupled_parts, soft_kl
 from medkd.engine import TrainConfig, fit
 from medkd.engine.datamodule import TensorDataModule, split_tensors
 from medkd.evaluation import predict_logits
 from medkd.models import create_model, load_model, normalisation
+from medkd.settings import StrictModel
 
 
 def settings(**changes) -> DistillConfig:
@@ -32,8 +34,9 @@ def settings(**changes) -> DistillConfig:
 def test_loss_is_zero_when_the_student_matches_the_teacher(name):
     logits = torch.randn(16, 5)
     labels = torch.randint(0, 5, (16,))
-    assert LOGIT_LOSSES[name](logits, logits.clone(), labels, settings(loss=name)).item() == pytest.approx(0, abs=1e-6)
-    assert LOGIT_LOSSES[name](torch.randn(16, 5), logits, labels, settings(loss=name)).item() > 0.01
+    loss = build_logit_loss(name, 4.0, {})
+    assert loss(logits, logits.clone(), labels).item() == pytest.approx(0, abs=1e-6)
+    assert loss(torch.randn(16, 5), logits, labels).item() > 0.01
 
 
 def test_kd_is_t_squared_times_the_softened_kl():
@@ -41,7 +44,7 @@ def test_kd_is_t_squared_times_the_softened_kl():
     for temperature in (1.0, 4.0):
         expected = F.kl_div(F.log_softmax(student / temperature, 1), F.softmax(teacher / temperature, 1),
                             reduction="batchmean") * temperature**2
-        got = LOGIT_LOSSES["kd"](student, teacher, None, settings(temperature=temperature))
+        got = build_logit_loss("kd", temperature, {})(student, teacher, None)
         assert got.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -50,7 +53,7 @@ def test_t_squared_keeps_gradient_size_independent_of_temperature():
     norms = []
     for temperature in (4.0, 16.0):
         student = (torch.randn(64, 4, generator=torch.Generator().manual_seed(0)) * 0.5).requires_grad_()
-        LOGIT_LOSSES["kd"](student, teacher, None, settings(temperature=temperature)).backward()
+        build_logit_loss("kd", temperature, {})(student, teacher, None).backward()
         norms.append(student.grad.norm().item())
     assert norms[0] == pytest.approx(norms[1], rel=0.1)  # without T^2 they would differ 16-fold
 
@@ -60,17 +63,16 @@ def test_dkd_decomposes_kd_into_its_parts():
     labels = torch.randint(0, 6, (32,))
     tckd, nckd, non_target_mass = decoupled_parts(student, teacher, labels, 2.0)
     assert torch.allclose(soft_kl(student, teacher, 2.0), tckd + non_target_mass * nckd, atol=1e-5)
-    only_target = LOGIT_LOSSES["dkd"](student, teacher, labels, settings(loss="dkd", temperature=2.0, nckd_weight=0))
+    only_target = build_logit_loss("dkd", 2.0, {"nckd_weight": 0})(student, teacher, labels)
     assert only_target.item() == pytest.approx(4 * tckd.mean().item(), rel=1e-5)
-    only_rest = LOGIT_LOSSES["dkd"](student, teacher, labels, settings(loss="dkd", temperature=2.0, tckd_weight=0,
-                                                                      nckd_weight=1))
+    only_rest = build_logit_loss("dkd", 2.0, {"tckd_weight": 0, "nckd_weight": 1})(student, teacher, labels)
     assert only_rest.item() == pytest.approx(4 * nckd.mean().item(), rel=1e-5)
 
 
 def test_lskd_ignores_the_scale_and_shift_of_logits():
     student, teacher = torch.randn(8, 4), torch.randn(8, 4)
-    base = LOGIT_LOSSES["lskd"](student, teacher, None, settings(loss="lskd"))
-    moved = LOGIT_LOSSES["lskd"](3 * student + 1, 0.5 * teacher - 2, None, settings(loss="lskd"))
+    base = build_logit_loss("lskd", 4.0, {})(student, teacher, None)
+    moved = build_logit_loss("lskd", 4.0, {})(3 * student + 1, 0.5 * teacher - 2, None)
     assert moved.item() == pytest.approx(base.item(), rel=1e-4)
 
 
@@ -88,6 +90,36 @@ def test_distill_settings_are_checked():
         settings(loss="hint")
     with pytest.raises(ConfigError, match="scratch or finetune"):
         load_recipe(None, {"data": {"path": "x"}, "train": {"transfer": "linear"}, "distill": {"teachers": ["t"]}})
+    with pytest.raises(ValueError, match=r"unknown loss 'kld'.*\['dkd', 'kd', 'lskd'"):
+        settings(loss="kld")
+    with pytest.raises(ValueError, match="tckd_weigth"):  # a misspelt setting of the loss, named
+        settings(loss="dkd", loss_params={"tckd_weigth": 2})
+    with pytest.raises(ValueError, match="no loss_params"):
+        settings(loss="hint", loss_params={"weight": 1}, hint={"student_layer": "a", "teacher_layer": "b"},
+                 teacher_outputs="online")
+    # a stage's loss is checked when the recipe is read, not when the stage's turn comes
+    with pytest.raises(ConfigError, match=r"(?s)stages.student.distill.*unknown loss"):
+        load_recipe(None, {"data": {"path": "x"}, "stages": [{"name": "teacher"}, {
+            "name": "student", "distill": {"teachers": ["teacher"], "loss": "kld"}}]})
+
+
+def test_a_new_loss_is_one_registered_class_with_its_own_params():
+    class ScaledParams(StrictModel):
+        scale: float = 1.0
+
+    @register_logit_loss("scaled_kd_test")
+    class ScaledKD(LogitLoss):
+        Params = ScaledParams
+
+        def __call__(self, student, teacher, labels):
+            return self.params.scale * (student - teacher).abs().mean()
+
+    try:
+        config = settings(loss="scaled_kd_test", loss_params={"scale": 3.0})  # accepted: the registry is the list
+        loss = build_logit_loss(config.loss, config.temperature, config.loss_params)
+        assert loss(torch.ones(2, 2), torch.zeros(2, 2), None).item() == 3.0
+    finally:
+        del LOGIT_LOSSES["scaled_kd_test"]
 
 
 # ---- runs on generated images ------------------------------------------------------------------------------------

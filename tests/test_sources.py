@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from conftest import class_image, write_dicom, write_kermany_like
-from medkd.data import DataError, prepare
+from medkd.data import DataConfig, DataError, available_sources, prepare
 from medkd.data.sources import medmnist
 
 
@@ -182,3 +182,9 @@ def test_real_pneumoniamnist(real_data, config_for):
     assert data.classes == ["normal", "pneumonia"]
     train = data.samples[data.samples["split"] == "train"]
     assert train["label"].value_counts().to_dict() == {1: 3494, 0: 1214}
+
+
+def test_the_source_setting_is_checked_against_the_registry_in_detection_order():
+    assert available_sources() == ["csv", "medmnist", "numpy", "folder"]  # any folder is tried last
+    with pytest.raises(ValueError, match=r"unknown data source 'dicom'.*\['csv', 'medmnist', 'numpy', 'folder'\]"):
+        DataConfig(path="x", source="dicom")

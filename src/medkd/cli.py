@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from medkd.config import ConfigError, describe, load_recipe
-from medkd.data import check_data, prepare, print_report
+from medkd.data import available_sources, check_data, prepare, print_report
+from medkd.distillation import LOGIT_LOSSES
 from medkd.errors import MedkdError
 
 app = typer.Typer(help="Small, fast, trustworthy medical image classifiers.", no_args_is_help=True,
@@ -48,7 +49,7 @@ def data_check(
     recipe: Annotated[Optional[Path], typer.Argument(help="recipe YAML whose data section is checked")] = None,
     data: Annotated[Optional[str], typer.Option(help="data path (folder, .npz, .csv, NumPy folder, medmnist:NAME[@SIZE]); "
                                                 "relative paths are also looked for under $MEDKD_DATA")] = None,
-    source: Annotated[Optional[str], typer.Option(help="auto, folder, medmnist, numpy or csv")] = None,
+    source: Annotated[Optional[str], typer.Option(help=f"auto, or one of {', '.join(available_sources())}")] = None,
     size: Annotated[Optional[int], typer.Option(help="working resolution in pixels")] = None,
     channels: Annotated[Optional[int], typer.Option(help="1 (grey) or 3 (RGB)")] = None,
     resize: Annotated[Optional[str], typer.Option(help="squash, pad or crop")] = None,
@@ -167,7 +168,7 @@ def distill(
     out: Annotated[Path, typer.Option(help="run folder (with --sweep: a folder of runs)")] = Path("runs/distill"),
     teacher: Annotated[Optional[list[str]], typer.Option(help="teacher run folder; repeat for an ensemble")] = None,
     student: Annotated[Optional[str], typer.Option(help="student model name (create_model)")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="kd, dkd, lskd or hint")] = None,
+    loss: Annotated[Optional[str], typer.Option(help=f"a logit loss ({', '.join(sorted(LOGIT_LOSSES))}) or hint")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="softening temperature T")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="weight of the distillation term (1 - alpha: labels)")] = None,
     teacher_outputs: Annotated[Optional[str], typer.Option(help="cached or online")] = None,

@@ -6,26 +6,25 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from medkd.errors import MedkdError
 from medkd.config.stages import SelectionConfig, StageConfig
 from medkd.data.config import DataConfig
 from medkd.distillation.config import DistillConfig
 from medkd.engine.config import TrainConfig
+from medkd.errors import MedkdError
 from medkd.evaluation.config import EvaluationConfig
 from medkd.pretrain.config import PretrainConfig
+from medkd.settings import StrictModel
 
 
 class ConfigError(MedkdError):
     """A recipe or option that is not valid; the message names the key and what is allowed."""
 
 
-class Recipe(BaseModel):
+class Recipe(StrictModel):
     """A study: the data it runs on, how to train (defaults of every stage), and the stages `medkd run` trains.
     `medkd train`/`distill`/`pretrain` use data, train, distill and pretrain; `presets` are named overrides of the whole recipe."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "study"
     data: DataConfig

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from medkd.settings import StrictModel
 
 
-class StageConfig(BaseModel):
+class StageConfig(StrictModel):
     """One model of the study: `train` overrides the recipe's train section; `distill` makes it a student."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="also the stage's folder name")
     train: dict = Field(default_factory=dict, description="keys of the recipe's train section to change")
@@ -32,10 +32,8 @@ class StageConfig(BaseModel):
         return {*(self.distill or {}).get("teachers", []), *([self.weights_from] if self.weights_from else [])}
 
 
-class SelectionConfig(BaseModel):
+class SelectionConfig(StrictModel):
     """How the recommended model is picked: on validation, never test."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     metric: str = Field("auc", description="a metric of medkd.evaluation.SCALARS, higher is better")
     tolerance: float = Field(0.01, ge=0, description="stages within this of the best val score count as equal; "

@@ -5,12 +5,12 @@ decode_file/decode_bytes and preprocess() for inference, and DataError for probl
 """
 
 from medkd.data.checks import DataReport, check_data
-from medkd.data.config import DEFAULT_MAX_PIXELS, DataConfig, LabelRule, Preprocessing, SplitPolicy, cache_root
 from medkd.data.checks import print_report
+from medkd.data.config import DEFAULT_MAX_PIXELS, DataConfig, LabelRule, Preprocessing, SplitPolicy, cache_root
 from medkd.data.decode import DecodedImage, decode_bytes, decode_file, is_image_candidate
 from medkd.data.errors import BadImageError, DataError, NotAnImageError, TooManyPixelsError
-from medkd.data.preprocess import preprocess
 from medkd.data.prepared import PreparedData, prepare, unlabelled_images
+from medkd.data.preprocess import preprocess
 from medkd.data.sources import available_sources, open_source, register_source
 from medkd.data.table import SPLITS, file_stat
 

@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from medkd.settings import StrictModel
 
 # Kermany / Kaggle chest X-ray names: person123_bacteria_456.jpeg -> person123,
 # IM-0115-0001.jpeg -> IM-0115, NORMAL2-IM-1427-0001.jpeg -> NORMAL2-IM-1427.
@@ -17,11 +19,7 @@ KERMANY_PATIENT_PATTERN = r"^(?P<patient>(?:NORMAL2-)?IM-\d+|person\d+)"
 DEFAULT_MAX_PIXELS = 400_000_000
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Preprocessing(_Strict):
+class Preprocessing(StrictModel):
     """How every image becomes the model's input: one definition for training, evaluation and serving."""
 
     size: int = Field(224, ge=8, le=4096, description="side of the square working resolution, in pixels")
@@ -32,7 +30,7 @@ class Preprocessing(_Strict):
     )
 
 
-class SplitPolicy(_Strict):
+class SplitPolicy(StrictModel):
     """How validation (and, if the source has none, test) splits are made: always by patient."""
 
     seed: int = 0
@@ -63,18 +61,19 @@ class SplitPolicy(_Strict):
         return pattern
 
 
-class LabelRule(_Strict):
+class LabelRule(StrictModel):
     """Relabel files whose name matches `pattern` (a regex) as class `label`."""
 
     pattern: str
     label: str
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     """One data source and everything needed to turn it into arrays."""
 
     path: str = Field(description="folder, .npz, .csv, NumPy folder, or medmnist:NAME[@SIZE]")
-    source: Literal["auto", "folder", "medmnist", "numpy", "csv"] = "auto"
+    source: str = Field("auto", description="auto (detected from the path) or a registered source: folder, medmnist, "
+                                            "numpy, csv, ... (medkd.data.available_sources())")
     classes: list[str] | None = Field(None, description="class names in label order; default: sorted names found")
     label_rules: list[LabelRule] = Field(default_factory=list)
     on_bad_file: Literal["skip", "fail"] = "skip"
@@ -82,6 +81,15 @@ class DataConfig(_Strict):
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     split: SplitPolicy = Field(default_factory=SplitPolicy)
     cache_dir: str | None = Field(None, description="default: $MEDKD_CACHE or ~/.cache/medkd")
+
+    @field_validator("source")
+    @classmethod
+    def _registered(cls, source: str) -> str:
+        from medkd.data.sources import AUTO, available_sources  # the sources import this module
+
+        if source != AUTO and source not in available_sources():
+            raise ValueError(f"unknown data source {source!r}: use {AUTO} or one of {available_sources()}")
+        return source
 
 
 def resolve_data_path(path: str) -> str:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from medkd.settings import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ExportConfig(_Strict):
+class ExportConfig(StrictModel):
     """How a run is exported: ONNX (optionally int8) or TorchScript, and how the copy is checked."""
 
     format: Literal["onnx", "torchscript"] = "onnx"
@@ -25,7 +23,7 @@ class ExportConfig(_Strict):
     on_int8_drop: Literal["fail", "warn"] = Field("fail", description="what a larger fall does: fail keeps no int8 file")
 
 
-class ServeConfig(_Strict):
+class ServeConfig(StrictModel):
     """The HTTP service's limits; every request over one gets a 4xx answer that says which."""
 
     host: str = "127.0.0.1"

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from medkd.errors import MedkdError
 from medkd.data import PreparedData, prepare
 from medkd.deploy.config import ExportConfig
 from medkd.deploy.runtime import METADATA_KEY, OnnxPredictor, model_card
+from medkd.errors import MedkdError
 from medkd.evaluation import classification_metrics, decisions, predict_probabilities, run_data_config
-from medkd.models import load_model
+from medkd.models import channel_statistics, load_model, normalise
 
 log = logging.getLogger(__name__)
 EXPORT_FOLDER = "export"
@@ -38,11 +38,11 @@ class ProbabilityModel(nn.Module):
     def __init__(self, model: nn.Module, mean: list[float], std: list[float]) -> None:
         super().__init__()
         self.model = model
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+        self.register_buffer("mean", channel_statistics(mean))
+        self.register_buffer("std", channel_statistics(std))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model((images.float() / 255.0 - self.mean) / self.std).softmax(dim=1)
+        return self.model(normalise(images, self.mean, self.std)).softmax(dim=1)
 
 
 @dataclass

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
-from medkd.evaluation import normalise
+from medkd.models import normalise
 from medkd.models import ModelError
 
 

@@ -16,8 +16,8 @@ from torch import nn
 from medkd import __version__
 from medkd.data import Preprocessing
 from medkd.evaluation import decisions, predict_probabilities
-from medkd.models import ModelError, load_model
 from medkd.models import BEST, SIDECAR
+from medkd.models import ModelError, load_model
 
 METADATA_KEY = "medkd"  # ONNX metadata_props key holding the model card as JSON
 CARD_KEYS = ("architecture", "model_args", "in_chans", "classes", "positive_class", "preprocessing", "normalisation",

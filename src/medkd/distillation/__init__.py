@@ -5,10 +5,10 @@ FrozenTeacher, load_teachers, LOGIT_LOSSES, register_logit_loss, ensemble_logits
 """
 
 from medkd.distillation.config import DistillConfig, HintConfig
-from medkd.distillation.losses import LOGIT_LOSSES, ensemble_logits, register_logit_loss
+from medkd.distillation.losses import LOGIT_LOSSES, LogitLoss, build_logit_loss, ensemble_logits, register_logit_loss
 from medkd.distillation.module import DistillationModule
 from medkd.distillation.run import Distillation, distill, sweep
 from medkd.distillation.teacher import DistillationError, FrozenTeacher, load_teachers
 
-__all__ = ["LOGIT_LOSSES", "DistillConfig", "Distillation", "DistillationError", "DistillationModule", "FrozenTeacher",
+__all__ = ["LOGIT_LOSSES", "DistillConfig", "LogitLoss", "build_logit_loss", "Distillation", "DistillationError", "DistillationModule", "FrozenTeacher",
            "HintConfig", "distill", "ensemble_logits", "load_teachers", "register_logit_loss", "sweep"]

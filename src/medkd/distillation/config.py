@@ -4,39 +4,53 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from medkd.settings import StrictModel
+
+HINT_ONLY = "hint"  # loss: hint trains on the feature hint alone, without a logit loss
 
 
-class HintConfig(BaseModel):
+class HintConfig(StrictModel):
     """FitNets-style hint: a student feature map, through a learned 1x1 conv, regressed onto a teacher's."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     student_layer: str = Field(description="module name in the student, e.g. layer3 (see model.named_modules())")
     teacher_layer: str = Field(description="module name in the teacher, e.g. layer3")
     weight: float = Field(1.0, gt=0)
 
 
-class DistillConfig(BaseModel):
+class DistillConfig(StrictModel):
     """Distil one student (the recipe's `train` section) from one or more trained teachers."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     teachers: list[str] = Field(min_length=1, description="run folders of trained teachers; several: an ensemble")
-    loss: Literal["kd", "dkd", "lskd", "hint"] = Field(
-        "kd", description="kd: Hinton; dkd: decoupled; lskd: logit-standardised; hint: feature hint only")
+    loss: str = Field("kd", description="a registered logit loss (kd: Hinton; dkd: decoupled; lskd: "
+                                        "logit-standardised; see LOGIT_LOSSES), or hint: feature hint only")
+    loss_params: dict = Field(default_factory=dict, description="the loss's own settings, e.g. dkd: tckd_weight, "
+                                                                "nckd_weight")
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1, description="weight of the logit term; the hard-label loss gets 1 - alpha")
-    tckd_weight: float = Field(1.0, ge=0, description="dkd: weight of the target-class term (the paper's alpha)")
-    nckd_weight: float = Field(8.0, ge=0, description="dkd: weight of the non-target-class term (the paper's beta)")
     hint: HintConfig | None = Field(None, description="adds a feature-hint term (required by loss: hint)")
     teacher_outputs: Literal["cached", "online"] = Field(
         "cached", description="cached: teacher logits computed once on un-augmented train images; "
                               "online: the teacher sees each augmented batch the student sees")
 
     @model_validator(mode="after")
+    def _a_registered_loss_with_its_own_params(self) -> DistillConfig:
+        from medkd.distillation.losses import LOGIT_LOSSES  # the registry imports this module's neighbours
+
+        if self.loss == HINT_ONLY:
+            if self.loss_params:
+                raise ValueError("loss: hint takes no loss_params (the hint's settings are in `hint`)")
+            return self
+        if self.loss not in LOGIT_LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}: registered logit losses are {sorted(LOGIT_LOSSES)}, or "
+                             f"{HINT_ONLY} for a feature hint alone")
+        LOGIT_LOSSES[self.loss].Params.model_validate(self.loss_params)  # its errors name the wrong key
+        return self
+
+    @model_validator(mode="after")
     def _consistent(self) -> DistillConfig:
-        if self.loss == "hint" and self.hint is None:
+        if self.loss == HINT_ONLY and self.hint is None:
             raise ValueError("loss: hint needs a hint section (student_layer, teacher_layer)")
         if self.hint is not None and self.teacher_outputs != "online":
             raise ValueError("a feature hint needs the teacher's feature maps of every batch: set teacher_outputs: online")

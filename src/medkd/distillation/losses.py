@@ -1,28 +1,60 @@
 """Distillation losses on logits, in a registry: Hinton KD, decoupled KD, logit-standardised KD.
 
-Every loss takes student logits, teacher logits (N, C), labels and the DistillConfig, and returns the
-batch mean. Temperatures soften **both** sides, and the T^2 factor keeps gradient sizes comparable
-across temperatures (Hinton et al., 2015): KD = T^2 * KL(softmax(t / T) || softmax(s / T)).
+A loss is one registered class (as in torchdistill): built with the temperature and its own settings
+(`Params`, from the recipe's `distill.loss_params`), called with student logits, teacher logits (N, C) and
+labels (N,), it returns the batch mean. Temperatures soften **both** sides, and the T^2 factor keeps
+gradient sizes comparable across temperatures (Hinton et al., 2015): KD = T^2 * KL(softmax(t / T) || softmax(s / T)).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import logging
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
-from medkd.distillation.config import DistillConfig
+from medkd.settings import StrictModel
 
-LogitLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, DistillConfig], torch.Tensor]
-LOGIT_LOSSES: dict[str, LogitLoss] = {}
+log = logging.getLogger(__name__)
 
 
-def register_logit_loss(name: str) -> Callable[[LogitLoss], LogitLoss]:
-    def add(loss: LogitLoss) -> LogitLoss:
+class NoParams(StrictModel):
+    """A loss without settings of its own."""
+
+
+class LogitLoss:
+    """Base of the KD losses on logits."""
+
+    Params: type[StrictModel] = NoParams
+
+    def __init__(self, temperature: float, params: StrictModel | None = None) -> None:
+        self.temperature = temperature
+        self.params = params if params is not None else self.Params()
+
+    def __call__(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+LOGIT_LOSSES: dict[str, type[LogitLoss]] = {}
+
+
+def register_logit_loss(name: str) -> Callable[[type[LogitLoss]], type[LogitLoss]]:
+    """Class decorator: register a LogitLoss as `distill.loss: name`."""
+
+    def add(loss: type[LogitLoss]) -> type[LogitLoss]:
+        if name in LOGIT_LOSSES:
+            log.warning("KD loss %s registered again: the later registration wins", name)
         LOGIT_LOSSES[name] = loss
         return loss
     return add
+
+
+def build_logit_loss(name: str, temperature: float, params: dict) -> LogitLoss:
+    """The registered loss `name` at `temperature` with its own settings `params` (validated by its Params)."""
+    loss = LOGIT_LOSSES[name]
+    return loss(temperature, loss.Params.model_validate(params))
 
 
 def soft_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -33,8 +65,9 @@ def soft_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) ->
 
 
 @register_logit_loss("kd")
-def hinton_kd(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, settings: DistillConfig) -> torch.Tensor:
-    return settings.temperature**2 * soft_kl(student, teacher, settings.temperature).mean()
+class HintonKD(LogitLoss):
+    def __call__(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return self.temperature**2 * soft_kl(student, teacher, self.temperature).mean()
 
 
 def decoupled_parts(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
@@ -58,10 +91,19 @@ def decoupled_parts(student: torch.Tensor, teacher: torch.Tensor, labels: torch.
     return tckd, nckd, b_teacher[:, 1]
 
 
+class DecoupledParams(StrictModel):
+    tckd_weight: float = Field(1.0, ge=0, description="weight of the target-class term (the paper's alpha)")
+    nckd_weight: float = Field(8.0, ge=0, description="weight of the non-target-class term (the paper's beta)")
+
+
 @register_logit_loss("dkd")
-def decoupled_kd(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, settings: DistillConfig) -> torch.Tensor:
-    tckd, nckd, _ = decoupled_parts(student, teacher, labels, settings.temperature)
-    return settings.temperature**2 * (settings.tckd_weight * tckd + settings.nckd_weight * nckd).mean()
+class DecoupledKD(LogitLoss):
+    Params = DecoupledParams
+
+    def __call__(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        tckd, nckd, _ = decoupled_parts(student, teacher, labels, self.temperature)
+        weights = self.params
+        return self.temperature**2 * (weights.tckd_weight * tckd + weights.nckd_weight * nckd).mean()
 
 
 def standardise(logits: torch.Tensor) -> torch.Tensor:
@@ -71,9 +113,9 @@ def standardise(logits: torch.Tensor) -> torch.Tensor:
 
 
 @register_logit_loss("lskd")
-def standardised_kd(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
-                    settings: DistillConfig) -> torch.Tensor:
-    return hinton_kd(standardise(student), standardise(teacher), labels, settings)
+class StandardisedKD(HintonKD):
+    def __call__(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return super().__call__(standardise(student), standardise(teacher), labels)
 
 
 def ensemble_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -9,7 +9,8 @@ from torch import nn
 
 from medkd.distillation.config import DistillConfig
 from medkd.distillation.hint import FeatureHint
-from medkd.distillation.losses import LOGIT_LOSSES, ensemble_logits, soft_kl
+from medkd.distillation.config import HINT_ONLY
+from medkd.distillation.losses import build_logit_loss, ensemble_logits, soft_kl
 from medkd.distillation.teacher import FrozenTeacher
 from medkd.engine import ClassifierModule, TrainConfig
 from medkd.engine import classification_loss
@@ -28,7 +29,8 @@ class DistillationModule(ClassifierModule):
                  example: torch.Tensor | None = None) -> None:
         super().__init__(model, settings, mean=mean, std=std, class_weight=class_weight)
         self.teacher, self.distill = teacher, distill
-        self.logit_loss = LOGIT_LOSSES.get(distill.loss)  # None for loss: hint
+        self.logit_loss = (None if distill.loss == HINT_ONLY
+                           else build_logit_loss(distill.loss, distill.temperature, distill.loss_params))
         self.hint = None if distill.hint is None else FeatureHint(model, teacher.models[0], distill.hint, example)
 
     def teacher_targets(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -43,7 +45,7 @@ class DistillationModule(ClassifierModule):
         hard = classification_loss(logits, labels, self.settings.loss, self.class_weight)
         loss = hard
         if self.logit_loss is not None:
-            distilled = self.logit_loss(logits, teacher, labels, self.distill)
+            distilled = self.logit_loss(logits, teacher, labels)
             loss = (1 - self.distill.alpha) * hard + self.distill.alpha * distilled
             self.log("train_kd_loss", distilled, on_step=False, on_epoch=True, batch_size=len(labels))
         if self.hint is not None:

@@ -21,7 +21,7 @@ from medkd.distillation.module import DistillationModule
 from medkd.distillation.teacher import FrozenTeacher, load_teachers
 from medkd.engine import TrainConfig, fit
 from medkd.evaluation import SCALARS, EvaluationConfig, evaluate_run, inference_device, predict_logits
-from medkd.models import BEST
+from medkd.models import BEST, normalise
 
 log = logging.getLogger(__name__)
 TEACHER_LOGITS = "teacher_logits.safetensors"
@@ -88,7 +88,7 @@ class Distillation:
         for split in needed:
             splits[split] = (*splits[split], logits[split])
         self.val_logits = logits["val"]
-        example = (splits["train"][0][:2].float() / 255 - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+        example = normalise(splits["train"][0][:2], mean, std)
         return DistillationModule(model, self.teacher, settings, self.settings, mean=mean, std=std,
                                   class_weight=class_weight, example=example)
 

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from medkd.evaluation.config import ThresholdConfig
+from medkd.settings import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OptimizerConfig(_Strict):
+class OptimizerConfig(StrictModel):
     name: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
@@ -21,19 +18,19 @@ class OptimizerConfig(_Strict):
     backbone_lr_scale: float = Field(1.0, gt=0, le=1, description="finetune: backbone lr = lr x this")
 
 
-class ScheduleConfig(_Strict):
+class ScheduleConfig(StrictModel):
     name: Literal["cosine", "onecycle", "constant"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up before cosine/constant")
 
 
-class LossConfig(_Strict):
+class LossConfig(StrictModel):
     name: Literal["cross_entropy", "focal"] = "cross_entropy"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     class_weights: Literal["none", "balanced"] = Field("none", description="balanced: n / (k * count of the class)")
     focal_gamma: float = Field(2.0, ge=0)
 
 
-class AugmentConfig(_Strict):
+class AugmentConfig(StrictModel):
     """Random transforms of training images (torchvision transforms v2); off when all are zero."""
 
     rotation_degrees: float = Field(5.0, ge=0, le=180)
@@ -44,7 +41,7 @@ class AugmentConfig(_Strict):
     horizontal_flip: bool = Field(False, description="off by default: chest X-rays have a left and a right")
 
 
-class ProbeConfig(_Strict):
+class ProbeConfig(StrictModel):
     """LP-FT's first step: the head trained alone on the frozen backbone's cached features."""
 
     epochs: int = Field(20, ge=1)
@@ -52,7 +49,7 @@ class ProbeConfig(_Strict):
     weight_decay: float = Field(1e-4, ge=0)
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     """One training run."""
 
     model: str = "resnet18"

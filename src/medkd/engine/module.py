@@ -11,7 +11,7 @@ from torchmetrics.functional.classification import binary_auroc, multiclass_auro
 
 from medkd.engine.config import TrainConfig
 from medkd.engine.losses import classification_loss
-from medkd.models import classifier_name
+from medkd.models import channel_statistics, classifier_name, normalise
 
 
 def auroc(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -31,8 +31,8 @@ class ClassifierModule(L.LightningModule):
         self.model, self.settings = model, settings
         self.normalise = mean is not None
         if self.normalise:
-            self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
-            self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+            self.register_buffer("mean", channel_statistics(mean), persistent=False)
+            self.register_buffer("std", channel_statistics(std), persistent=False)
         self.register_buffer("class_weight", class_weight, persistent=False)
         self._val_outputs: list[tuple[torch.Tensor, ...]] = []  # (logits, labels, *targets) per batch
 
@@ -42,7 +42,7 @@ class ClassifierModule(L.LightningModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         inputs, *rest = batch
         if self.normalise:
-            inputs = (inputs.float() / 255.0 - self.mean) / self.std
+            inputs = normalise(inputs, self.mean, self.std)
             if self.settings.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
         return (inputs, *rest)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from medkd.settings import StrictModel
 
 
-class ThresholdConfig(BaseModel):
+class ThresholdConfig(StrictModel):
     """How a binary model's decision threshold on P(positive) is chosen, always on the validation split."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     rule: Literal["youden", "sensitivity", "fixed"] = Field(
         "youden", description="youden: max sensitivity + specificity - 1 (= best balanced accuracy); "
@@ -19,8 +19,7 @@ class ThresholdConfig(BaseModel):
     value: float = Field(0.5, ge=0, le=1, description="the threshold of rule: fixed")
 
 
-class EvaluationConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class EvaluationConfig(StrictModel):
 
     bootstrap_resamples: int = Field(1000, ge=0, description="0 switches confidence intervals off")
     confidence: float = Field(0.95, gt=0, lt=1)

@@ -6,11 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-
-def normalise(images: np.ndarray | torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
-    """uint8 images (N, C, H, W) -> float inputs scaled to [0, 1] and standardised per channel, as in training."""
-    batch = torch.as_tensor(np.asarray(images)).float() / 255.0
-    return (batch - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+from medkd.models import normalise
 
 
 def inference_device(accelerator: str = "auto") -> torch.device:

@@ -6,12 +6,13 @@ load_checkpoint, classifier_name, headless, ModelError.
 
 from medkd.models import cnn, efficientnet_lite  # noqa: F401  (register their models)
 from medkd.models.errors import ModelError
+from medkd.models.inputs import channel_statistics, normalise
 from medkd.models.pretrained import PackagedCheckpoint, PretrainedConfig, TimmHub, TorchvisionHub
 from medkd.models.registry import create_model, list_models, normalisation, pretrained_config, register_model
-from medkd.models.surgery import classifier_name, headless
 from medkd.models.run_folder import BEST, LAST, SIDECAR, load_model, read_sidecar, save_model
+from medkd.models.surgery import classifier_name, headless
 from medkd.models.weights import LoadReport, load_checkpoint, read_state_dict
 
 __all__ = ["BEST", "LAST", "SIDECAR", "LoadReport", "ModelError", "PackagedCheckpoint", "PretrainedConfig", "TimmHub", "TorchvisionHub",
-           "classifier_name", "create_model", "headless", "list_models", "load_checkpoint", "load_model",
-           "normalisation", "pretrained_config", "read_sidecar", "read_state_dict", "register_model", "save_model"]
+           "channel_statistics", "classifier_name", "create_model", "headless", "list_models", "load_checkpoint", "load_model",
+           "normalisation", "normalise", "pretrained_config", "read_sidecar", "read_state_dict", "register_model", "save_model"]

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from medkd.settings import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ViewConfig(_Strict):
+class ViewConfig(StrictModel):
     """Random views of one X-ray: crops, small rotations, brightness/contrast, blur; no colour jitter or flips
     (grey images, and chest X-rays have a left and a right)."""
 
@@ -23,7 +21,7 @@ class ViewConfig(_Strict):
     blur_sigma: tuple[float, float] = (0.1, 2.0)
 
 
-class PretrainConfig(_Strict):
+class PretrainConfig(StrictModel):
     """One pretraining run: a factory backbone, an SSL method from lightly, and its optimisation."""
 
     method: Literal["moco", "simclr"] = Field("moco", description="moco: MoCo v2 (momentum encoder, memory bank: "

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from medkd.errors import MedkdError
 from medkd.config import Recipe
+from medkd.errors import MedkdError
 from medkd.evaluation import RESULTS
 from medkd.models import read_sidecar
 from medkd.study import (DATA_CHECK, RECIPE, finished_runs, matched_controls, read_sessions, recommend, run_folder,

@@ -12,9 +12,9 @@ import pandas as pd
 import yaml
 
 from medkd.config import Recipe
+from medkd.environment import describe_environment
 from medkd.evaluation import delong_test, mcnemar_test
 from medkd.report.collect import StudyResults, load_study
-from medkd.environment import describe_environment
 from medkd.report.figures import (confusion_matrices, efficiency_tradeoff, label_efficiency_curves,
                                   reliability_diagram, roc_curves, training_curves)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,28 +12,37 @@ from medkd.data.errors import DataError
 from medkd.data.table import SampleTable
 
 
+log = logging.getLogger(__name__)
+AUTO = "auto"  # data.source: auto asks each source's detect(path), in detect_order
+
+
 @dataclass(frozen=True)
 class Source:
     name: str
     detect: Callable[[str], bool]
     load: Callable[[DataConfig, str], SampleTable]
+    detect_order: int  # source: auto tries the lowest first: the most specific layouts before a plain folder
 
 
 _REGISTRY: dict[str, Source] = {}
 
 
-def register_source(name: str, detect: Callable[[str], bool]):
-    """Decorator: register `load(config, path) -> SampleTable` under `name`; `detect(path)` drives source: auto."""
+def register_source(name: str, detect: Callable[[str], bool], detect_order: int):
+    """Decorator: register `load(config, path) -> SampleTable` under `name`; `detect(path)`, tried in
+    `detect_order` (lowest first), drives source: auto."""
 
     def decorate(load: Callable[[DataConfig, str], SampleTable]):
-        _REGISTRY[name] = Source(name, detect, load)
+        if name in _REGISTRY:
+            log.warning("data source %s registered again: the later registration wins", name)
+        _REGISTRY[name] = Source(name, detect, load, detect_order)
         return load
 
     return decorate
 
 
 def available_sources() -> list[str]:
-    return list(_REGISTRY)
+    """The registered source names, in detection order."""
+    return [source.name for source in sorted(_REGISTRY.values(), key=lambda source: source.detect_order)]
 
 
 def open_source(config: DataConfig) -> SampleTable:
@@ -43,9 +53,9 @@ def open_source(config: DataConfig) -> SampleTable:
             f"data path '{config.path}' does not exist (looked in the working folder and under $MEDKD_DATA); "
             "pass --data PATH or set MEDKD_DATA to the folder that holds it"
         )
-    if config.source != "auto":
+    if config.source != AUTO:
         return _REGISTRY[config.source].load(config, path)
-    for source in _REGISTRY.values():
+    for source in sorted(_REGISTRY.values(), key=lambda source: source.detect_order):
         if source.detect(path):
             return source.load(config, path)
     raise DataError(
@@ -54,5 +64,4 @@ def open_source(config: DataConfig) -> SampleTable:
     )
 
 
-# Registration order is detection order: the most specific layouts first.
-from medkd.data.sources import csv_manifest, medmnist, numpy_arrays, folder  # noqa: E402,F401
+from medkd.data.sources import csv_manifest, folder, medmnist, numpy_arrays  # noqa: E402,F401  (register them)

@@ -13,7 +13,7 @@ from medkd.data.sources import register_source
 from medkd.data.table import SPLIT_NAMES, FileReader, SampleTable, class_indices
 
 
-@register_source("csv", detect=lambda path: path.lower().endswith(".csv"))
+@register_source("csv", detect=lambda path: path.lower().endswith(".csv"), detect_order=10)
 def load_csv(config: DataConfig, path: str) -> SampleTable:
     manifest = Path(path).resolve()
     try:

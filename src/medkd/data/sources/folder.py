@@ -19,7 +19,7 @@ def _subdirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-@register_source("folder", detect=lambda path: Path(path).is_dir())
+@register_source("folder", detect=lambda path: Path(path).is_dir(), detect_order=90)  # any folder: last
 def load_folder(config: DataConfig, path: str) -> SampleTable:
     root = Path(path).resolve()
     split_dirs = {SPLIT_NAMES[d.name.lower()]: d for d in _subdirs(root) if d.name.lower() in SPLIT_NAMES}

@@ -37,7 +37,7 @@ def _detect(path: str) -> bool:
     return path.startswith("medmnist:") or path.lower().endswith(".npz")
 
 
-@register_source("medmnist", detect=_detect)
+@register_source("medmnist", detect=_detect, detect_order=20)
 def load_medmnist(config: DataConfig, path: str) -> SampleTable:
     file = fetch(path, cache_root(config)) if path.startswith("medmnist:") else Path(path).resolve()
     try:

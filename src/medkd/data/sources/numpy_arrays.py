@@ -17,7 +17,7 @@ def _is_numpy_folder(path: str) -> bool:
     return Path(path).is_dir() and (Path(path) / "X_train.npy").exists()
 
 
-@register_source("numpy", detect=_is_numpy_folder)
+@register_source("numpy", detect=_is_numpy_folder, detect_order=30)
 def load_numpy(config: DataConfig, path: str) -> SampleTable:
     root = Path(path).resolve()
     images, labels, patients, files = {}, {}, {}, []
