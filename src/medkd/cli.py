@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -31,6 +32,16 @@ EXIT_LEAK = 1
 EXIT_USAGE = 2
 
 
+@contextmanager
+def user_errors():
+    """A MedkdError (bad settings or data, a model that cannot load, ...) inside becomes its message on stderr and
+    exit code 2, without a traceback."""
+    try:
+        yield
+    except MedkdError as err:
+        raise fail(err) from None
+
+
 def fail(err: Exception) -> typer.Exit:
     """Print `err` for the user; the caller raises the returned exit (code 2: bad settings or data)."""
     err_console.print(f"[bold red]error:[/bold red] {err}")
@@ -44,14 +55,31 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show d
     logging.getLogger("medkd").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+# Options shared by several commands.
+RecipeArg = Annotated[Optional[Path], typer.Argument(help="recipe YAML (data, train, distill sections)")]
+RunFolderOpt = Annotated[Path, typer.Option(help="run folder; an unfinished run there is resumed")]
+DataOpt = Annotated[Optional[str], typer.Option(help="data path (see `medkd data check --help`)")]
+SizeOpt = Annotated[Optional[int], typer.Option(help="working resolution in pixels")]
+ChannelsOpt = Annotated[Optional[int], typer.Option(help="1 (grey) or 3 (RGB)")]
+WeightsOpt = Annotated[Optional[str], typer.Option(help="none, imagenet, or a checkpoint path")]
+TransferOpt = Annotated[Optional[str], typer.Option(help="scratch, linear, finetune, or lp-ft (linear probe, then all layers)")]
+IntOpt = Annotated[Optional[int], typer.Option()]
+LrOpt = Annotated[Optional[float], typer.Option(help="learning rate")]
+SeedOpt = Annotated[Optional[int], typer.Option(help="training seed")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads for torch")]
+WorkersOpt = Annotated[Optional[int], typer.Option(help="data loader processes for augmentation (default: the "
+                                                        "recipe's, auto: none on a CPU, up to 8 beside a GPU)")]
+CacheOpt = Annotated[Optional[str], typer.Option(help="decode cache folder")]
+ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]
+
+
 @data_app.command("check")
 def data_check(
     recipe: Annotated[Optional[Path], typer.Argument(help="recipe YAML whose data section is checked")] = None,
     data: Annotated[Optional[str], typer.Option(help="data path (folder, .npz, .csv, NumPy folder, medmnist:NAME[@SIZE]); "
                                                 "relative paths are also looked for under $MEDKD_DATA")] = None,
     source: Annotated[Optional[str], typer.Option(help=f"auto, or one of {', '.join(available_sources())}")] = None,
-    size: Annotated[Optional[int], typer.Option(help="working resolution in pixels")] = None,
-    channels: Annotated[Optional[int], typer.Option(help="1 (grey) or 3 (RGB)")] = None,
+    size: SizeOpt = None, channels: ChannelsOpt = None,
     resize: Annotated[Optional[str], typer.Option(help="squash, pad or crop")] = None,
     seed: Annotated[Optional[int], typer.Option(help="seed of the patient-level split")] = None,
     on_bad_file: Annotated[Optional[str], typer.Option(help="skip (list them) or fail")] = None,
@@ -68,33 +96,14 @@ def data_check(
         "preprocessing": {"size": size, "channels": channels, "resize": resize},
         "split": {"seed": seed},
     }}
-    try:
+    with user_errors():
         config = load_recipe(recipe, overrides).data
         report = check_data(prepare(config), strict=strict)
-    except MedkdError as err:
-        raise fail(err) from None
     print_report(report, console)
     if json_out:
         json_out.write_text(json.dumps(report.to_dict(), indent=2))
     if report.leaks:
         raise typer.Exit(EXIT_LEAK)
-
-
-# Options shared by the commands that train (train, distill).
-RecipeArg = Annotated[Optional[Path], typer.Argument(help="recipe YAML (data, train, distill sections)")]
-DataOpt = Annotated[Optional[str], typer.Option(help="data path (see `medkd data check --help`)")]
-SizeOpt = Annotated[Optional[int], typer.Option(help="working resolution in pixels")]
-ChannelsOpt = Annotated[Optional[int], typer.Option(help="1 (grey) or 3 (RGB)")]
-WeightsOpt = Annotated[Optional[str], typer.Option(help="none, imagenet, or a checkpoint path")]
-TransferOpt = Annotated[Optional[str], typer.Option(help="scratch, linear, finetune, or lp-ft (linear probe, then all layers)")]
-IntOpt = Annotated[Optional[int], typer.Option()]
-LrOpt = Annotated[Optional[float], typer.Option(help="learning rate")]
-SeedOpt = Annotated[Optional[int], typer.Option(help="training seed")]
-ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads for torch")]
-WorkersOpt = Annotated[Optional[int], typer.Option(help="data loader processes for augmentation (default: the "
-                                                        "recipe's, auto: none on a CPU, up to 8 beside a GPU)")]
-CacheOpt = Annotated[Optional[str], typer.Option(help="decode cache folder")]
-ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]
 
 
 def data_overrides(data, cache_dir, size, channels) -> dict:
@@ -115,7 +124,7 @@ def training_overrides(*, data, cache_dir, size, channels, model, weights, trans
 @app.command("train")
 def train(
     recipe: RecipeArg = None,
-    out: Annotated[Path, typer.Option(help="run folder; an unfinished run there is resumed")] = Path("runs/train"),
+    out: RunFolderOpt = Path("runs/train"),
     data: DataOpt = None, size: SizeOpt = None, channels: ChannelsOpt = None,
     model: Annotated[Optional[str], typer.Option(help="model name (create_model): compact_cnn, resnet18, ...")] = None,
     weights: WeightsOpt = None, transfer: TransferOpt = None, epochs: IntOpt = None, batch_size: IntOpt = None,
@@ -128,18 +137,16 @@ def train(
     overrides = training_overrides(data=data, cache_dir=cache_dir, size=size, channels=channels, model=model,
                                    weights=weights, transfer=transfer, epochs=epochs, batch_size=batch_size, lr=lr,
                                    seed=seed, threads=threads, workers=workers)
-    try:
+    with user_errors():
         config = load_recipe(recipe, overrides)
         folder = fit(config.data, config.train, out, show_progress=progress)
-    except MedkdError as err:
-        raise fail(err) from None
     console.print(f"run folder: {folder}")
 
 
 @app.command("pretrain")
 def pretrain(
     recipe: RecipeArg = None,
-    out: Annotated[Path, typer.Option(help="run folder; an unfinished run there is resumed")] = Path("runs/pretrain"),
+    out: RunFolderOpt = Path("runs/pretrain"),
     method: Annotated[Optional[str], typer.Option(help="moco (MoCo v2) or simclr")] = None,
     model: Annotated[Optional[str], typer.Option(help="backbone name (create_model)")] = None,
     data: DataOpt = None, size: SizeOpt = None, channels: ChannelsOpt = None, weights: WeightsOpt = None,
@@ -151,14 +158,11 @@ def pretrain(
     from medkd.pretrain import BACKBONE
     from medkd.pretrain import pretrain as run_pretraining
 
-    overrides = {"data": data_overrides(data, cache_dir, size, channels),
-                 "pretrain": {"method": method, "model": model, "weights": weights, "epochs": epochs,
-                              "batch_size": batch_size, "lr": lr, "seed": seed, "threads": threads}}
-    try:
-        config = load_recipe(recipe, overrides)
+    with user_errors():
+        config = load_recipe(recipe, {"data": data_overrides(data, cache_dir, size, channels), "pretrain": {
+            "method": method, "model": model, "weights": weights, "epochs": epochs, "batch_size": batch_size,
+            "lr": lr, "seed": seed, "threads": threads}})
         folder = run_pretraining(config.data, config.pretrain, out, show_progress=progress)
-    except MedkdError as err:
-        raise fail(err) from None
     console.print(f"run folder: {folder}\nuse it with: --weights {folder / BACKBONE}")
 
 
@@ -190,7 +194,7 @@ def distill(
     hint = {"student_layer": hint_student_layer, "teacher_layer": hint_teacher_layer}
     overrides["distill"] = {"teachers": teacher or None, "loss": loss, "temperature": temperature, "alpha": alpha,
                             "teacher_outputs": teacher_outputs, "hint": hint if any(hint.values()) else None}
-    try:
+    with user_errors():
         config = load_recipe(recipe, overrides)
         if config.distill is None:
             raise ConfigError("no teacher: give --teacher RUN_FOLDER (repeat for several) or a distill section")
@@ -200,8 +204,6 @@ def distill(
             console.print(f"sweep table: {out / 'sweep.csv'}")
             return
         folder = run_distillation(config.data, config.train, config.distill, out, show_progress=progress)
-    except MedkdError as err:
-        raise fail(err) from None
     console.print(f"run folder: {folder}")
 
 
@@ -220,7 +222,7 @@ def run(
     """Run a whole study: every stage and seed, teachers first, finished stages skipped; print the comparison."""
     from medkd.study import print_summary, run_study, summarise, with_weights
 
-    try:
+    with user_errors():
         config = load_recipe(recipe, {"data": {"path": data, "cache_dir": cache_dir}, "seeds": seeds,
                                       "train": {"num_workers": workers}}, preset=preset)
         if weights is not None:
@@ -229,8 +231,6 @@ def run(
             raise ConfigError(f"{recipe} has no stages: list the models to compare under `stages:`")
         folder = out or Path("runs") / config.name
         runs = run_study(config, folder, stages=stage, show_progress=progress)
-    except MedkdError as err:
-        raise fail(err) from None
     print_summary(summarise(runs), config, console)
     console.print(f"study folder: {folder} (runs.csv, summary.csv)")
     console.print(f"report: {folder / 'report.html'} and {folder / 'report.md'}")
@@ -239,10 +239,8 @@ def run(
 def write_study_report(folder: Path) -> None:
     from medkd.report import write_report
 
-    try:
+    with user_errors():
         markdown_path, html_path = write_report(folder)
-    except MedkdError as err:
-        raise fail(err) from None
     console.print(f"report: {html_path} and {markdown_path}")
 
 
@@ -327,11 +325,9 @@ def predict(
 
     from medkd.deploy import load_predictor, predict_files, write_predictions
 
-    try:
+    with user_errors():
         predictor = load_predictor(model)
         results = predict_files(predictor, paths, heatmap_dir=heatmap)
-    except MedkdError as err:
-        raise fail(err) from None
     table = Table(title=f"{predictor.card['model_id']} ({predictor.engine})")
     for column in ["file", *predictor.classes, "label", "note"]:
         table.add_column(column, justify="left" if column in ("file", "label", "note") else "right")

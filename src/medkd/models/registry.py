@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from medkd.models import timm_models, torchvision_models
 from medkd.models.errors import ModelError
 from medkd.models.pretrained import IMAGENET, PretrainedConfig, TorchvisionHub
 from medkd.models.surgery import adapt_first_conv, replace_classifier
+from medkd.models.weights import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +64,6 @@ def list_models() -> list[str]:
 
 def model_entry(name: str) -> ModelEntry:
     """How to build model `name` and where its pretrained weights come from."""
-    from medkd.models import timm_models, torchvision_models
-
     if name in _REGISTERED:
         return _REGISTERED[name]
     if name.startswith("timm/"):
@@ -96,8 +96,6 @@ def create_model(name: str, num_classes: int, in_chans: int = 3, weights: str | 
     its providers available here; `model.medkd_weights_source` says which), or a checkpoint path (safetensors,
     or .pth/.pt loaded with weights_only=True).
     """
-    from medkd.models.weights import load_checkpoint
-
     entry = model_entry(name)
     if weights != "imagenet":
         model = entry.build(num_classes=num_classes, in_chans=in_chans, **kwargs)
