@@ -19,7 +19,8 @@ import torch
 
 from medkd.data import DataConfig, prepare
 from medkd.distillation import DistillConfig, DistillationModule, FrozenTeacher
-from medkd.engine import ClassifierModule, TrainConfig, lightning_precision
+from medkd.device import lightning_precision
+from medkd.engine import ClassifierModule, TrainConfig
 from medkd.engine.datamodule import TensorDataModule
 from medkd.evaluation import predict_logits
 from medkd.models import create_model, normalisation

@@ -15,7 +15,8 @@ import time
 import torch
 
 from medkd.data import DataConfig, prepare
-from medkd.engine import AugmentConfig, native_cpu_bf16
+from medkd.device import native_cpu_bf16
+from medkd.engine import AugmentConfig
 from medkd.engine.datamodule import TensorDataModule, split_tensors
 from medkd.models import create_model
 

@@ -139,14 +139,14 @@ def test_augmentation_changes_pixels_not_shape():
 def test_auto_precision_uses_bf16_only_where_the_cpu_has_it(monkeypatch):
     import importlib
 
-    fit_module = importlib.import_module("medkd.engine.fit")  # the module, not the fit() it exports
+    policy = importlib.import_module("medkd.device")
 
     monkeypatch.setattr(CUDAAccelerator, "is_available", lambda: False)
     for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
-        monkeypatch.setattr(fit_module, "native_cpu_bf16", lambda native=native: native)
-        assert fit_module.lightning_precision("auto", "auto") == expected
-    assert fit_module.lightning_precision("bf16", "cpu") == "bf16-mixed"
-    assert fit_module.lightning_precision("32", "auto") == "32-true"
+        monkeypatch.setattr(policy, "native_cpu_bf16", lambda native=native: native)
+        assert policy.lightning_precision("auto", "auto") == expected
+    assert policy.lightning_precision("bf16", "cpu") == "bf16-mixed"
+    assert policy.lightning_precision("32", "auto") == "32-true"
 
 
 def test_min_steps_gives_a_small_training_set_more_epochs(data_config, tmp_path):
@@ -161,7 +161,7 @@ def test_min_steps_gives_a_small_training_set_more_epochs(data_config, tmp_path)
 
 
 def test_auto_loader_workers_only_beside_a_gpu(monkeypatch):
-    from medkd.engine.fit import GPU_LOADER_WORKERS, loader_workers
+    from medkd.device import GPU_LOADER_WORKERS, loader_workers
 
     monkeypatch.setattr(CUDAAccelerator, "is_available", lambda: False)
     assert TrainConfig().num_workers == "auto" and loader_workers("auto", "auto") == 0  # the main process reads

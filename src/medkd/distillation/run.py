@@ -20,7 +20,8 @@ from medkd.distillation.losses import ensemble_logits, soft_kl
 from medkd.distillation.module import DistillationModule
 from medkd.distillation.teacher import FrozenTeacher, load_teachers
 from medkd.engine import TrainConfig, fit
-from medkd.evaluation import SCALARS, EvaluationConfig, evaluate_run, inference_device, predict_logits
+from medkd.device import inference_device
+from medkd.evaluation import SCALARS, EvaluationConfig, evaluate_run, predict_logits
 from medkd.models import BEST, normalise
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,10 @@ Public API: TrainConfig (and its parts), fit(), ClassifierModule, TensorDataModu
 from medkd.engine.callbacks import EpochMetricsCSV
 from medkd.engine.config import AugmentConfig, LossConfig, OptimizerConfig, ScheduleConfig, TrainConfig
 from medkd.engine.datamodule import TensorDataModule
-from medkd.engine.fit import fit, lightning_precision, loader_workers, native_cpu_bf16
+from medkd.engine.fit import fit
 from medkd.engine.losses import classification_loss
 from medkd.engine.module import ClassifierModule
+from medkd.engine.trainer import build_trainer
 
 __all__ = ["AugmentConfig", "ClassifierModule", "EpochMetricsCSV", "LossConfig", "OptimizerConfig", "ScheduleConfig", "TensorDataModule",
-           "TrainConfig", "classification_loss", "fit", "lightning_precision", "loader_workers", "native_cpu_bf16"]
+           "TrainConfig", "build_trainer", "classification_loss", "fit"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import Protocol
@@ -12,8 +11,7 @@ from typing import Protocol
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from medkd.data import DataConfig, PreparedData, prepare
 from medkd.engine.callbacks import EpochMetricsCSV
@@ -22,13 +20,14 @@ from medkd.engine.datamodule import TensorDataModule, split_tensors
 from medkd.engine.features import cached_features, weights_identity
 from medkd.engine.losses import class_weights
 from medkd.engine.module import ClassifierModule
-from medkd.evaluation import ThresholdConfig, choose_threshold, inference_device, predict_probabilities
+from medkd.engine.trainer import build_trainer
+from medkd.device import inference_device, lightning_precision, loader_workers
+from medkd.evaluation import ThresholdConfig, choose_threshold, predict_probabilities
 from medkd.models import (BEST, LAST, classifier_name, create_model, normalisation, pretrained_config, read_sidecar,
                           read_state_dict, save_model)
 
 log = logging.getLogger(__name__)
 PROBE = "probe"  # an lp-ft run's linear-probe step: a run folder inside the run folder
-GPU_LOADER_WORKERS = 8  # what the full study ran with on an H100 (docs/results.md)
 MONITOR = "val_auc"  # checkpoints are chosen on validation AUC, never on test
 # Lightning notices that say nothing about the user's run.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
@@ -37,32 +36,6 @@ warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.
 # The sanity check scores two validation batches, which may hold one class only: its AUC means nothing.
 warnings.filterwarnings("ignore", message=r".*No (positive|negative) samples in targets.*")
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
-
-
-def native_cpu_bf16() -> bool:
-    """True where the CPU computes bf16 in hardware (AMX or AVX512-BF16). Elsewhere (e.g. AVX2-only CPUs)
-    torch emulates bf16 and trains several times slower than fp32 (measured: docs/performance.md)."""
-    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
-
-
-def lightning_precision(choice: str, accelerator: str) -> str:
-    """Lightning precision for a TrainConfig.precision: auto picks bf16 mixed precision only where it is fast."""
-    if choice == "32":
-        return "32-true"
-    if choice == "bf16":
-        return "bf16-mixed"
-    if inference_device(accelerator).type == "cuda":
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if native_cpu_bf16() else "32-true"
-
-
-def loader_workers(choice: int | str, accelerator: str) -> int:
-    """Data loader processes for a num_workers setting. auto: none on a CPU, where the main process reads the
-    in-memory cache and workers would take cores from training; beside a GPU, whose steps outpace per-image
-    augmentation in one process, one per spare core up to GPU_LOADER_WORKERS."""
-    if choice != "auto":
-        return int(choice)
-    return min(GPU_LOADER_WORKERS, max(1, (os.cpu_count() or 1) - 1)) if inference_device(accelerator).type == "cuda" else 0
 
 
 class FitExtension(Protocol):
@@ -149,15 +122,7 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
                  EpochMetricsCSV(out / "metrics.csv", extension.metric_columns if extension else ())]
     if settings.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=settings.early_stopping_patience))
-    if show_progress:
-        callbacks.append(RichProgressBar())
-    trainer = L.Trainer(
-        max_epochs=settings.epochs, accelerator=settings.accelerator, devices=settings.devices,
-        num_nodes=settings.num_nodes, precision=precision, callbacks=callbacks,
-        # one CSV log per attempt (a resumed run adds one), the per-epoch table is metrics.csv
-        logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tensorboard", version="")],
-        enable_progress_bar=show_progress, enable_model_summary=False, log_every_n_steps=10,
-    )
+    trainer = build_trainer(settings, out, callbacks, show_progress=show_progress)  # the per-epoch table: metrics.csv
     resume = checkpoints / "last.ckpt"
     if resume.exists():
         log.info("resuming %s from %s", out, resume)

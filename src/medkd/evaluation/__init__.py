@@ -1,6 +1,6 @@
 """Evaluation: metrics from predicted probabilities, validation-chosen thresholds, bootstrap intervals.
 
-Public API: evaluate_run, Evaluation, classification_metrics, choose_threshold, inference_device, predict_logits,
+Public API: evaluate_run, Evaluation, classification_metrics, choose_threshold, predict_logits,
 predict_probabilities, bootstrap_intervals, delong_test, mcnemar_test, measure_efficiency, count_macs,
 EvaluationConfig, ThresholdConfig, SCALARS.
 """
@@ -12,10 +12,10 @@ from medkd.evaluation.console import print_evaluation
 from medkd.evaluation.efficiency import Efficiency, count_macs, measure_efficiency
 from medkd.evaluation.evaluate import RESULTS, Evaluation, evaluate_run, run_data_config
 from medkd.evaluation.metrics import SCALARS, classification_metrics, decisions
-from medkd.evaluation.predict import inference_device, predict_logits, predict_probabilities
+from medkd.evaluation.predict import predict_logits, predict_probabilities
 from medkd.evaluation.threshold import choose_threshold
 
 __all__ = ["RESULTS", "SCALARS", "Efficiency", "Evaluation", "EvaluationConfig", "PairedTest", "ThresholdConfig",
            "bootstrap_intervals", "choose_threshold", "classification_metrics", "count_macs", "decisions", "delong_test",
-           "evaluate_run", "inference_device", "mcnemar_test", "measure_efficiency", "predict_logits",
+           "evaluate_run", "mcnemar_test", "measure_efficiency", "predict_logits",
            "predict_probabilities", "print_evaluation", "run_data_config"]

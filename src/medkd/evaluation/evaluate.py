@@ -16,7 +16,8 @@ from medkd.evaluation.bootstrap import bootstrap_intervals
 from medkd.evaluation.config import EvaluationConfig
 from medkd.evaluation.efficiency import measure_efficiency
 from medkd.evaluation.metrics import classification_metrics
-from medkd.evaluation.predict import inference_device, predict_probabilities
+from medkd.device import inference_device
+from medkd.evaluation.predict import predict_probabilities
 from medkd.files import write_text_atomically
 from medkd.models import BEST
 from medkd.models import load_model

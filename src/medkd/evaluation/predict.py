@@ -9,16 +9,6 @@ from torch import nn
 from medkd.models import normalise
 
 
-def inference_device(accelerator: str = "auto") -> torch.device:
-    """The device a Lightning `accelerator` setting computes on here: the GPU for gpu/cuda, and for auto when
-    there is one (Lightning's own test, so that predictions go where training goes). Batch inference over a data
-    set (teacher logits, features, thresholds, evaluation) runs there."""
-    from lightning.pytorch.accelerators import CUDAAccelerator  # here: deployment imports this module, not Lightning
-
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and CUDAAccelerator.is_available())
-    return torch.device("cuda" if on_gpu else "cpu")
-
-
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, *, mean: list[float], std: list[float],
                    batch_size: int = 64, bf16: bool = False, device: str | torch.device | None = None) -> torch.Tensor:

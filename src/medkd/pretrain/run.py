@@ -10,14 +10,14 @@ from pathlib import Path
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.callbacks import ModelCheckpoint
 from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader
 
 from medkd.data import DataConfig, DataError, unlabelled_images
-from medkd.engine import EpochMetricsCSV, lightning_precision, loader_workers
+from medkd.device import loader_workers
+from medkd.engine import EpochMetricsCSV, build_trainer
 from medkd.models import classifier_name, create_model, normalisation
 from medkd.pretrain.config import PretrainConfig
 from medkd.pretrain.methods import SelfSupervised
@@ -67,13 +67,7 @@ def pretrain(data_config: DataConfig, settings: PretrainConfig, out: str | Path,
     checkpoints = out / "checkpoints"
     callbacks = [ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False),
                  EpochMetricsCSV(out / "metrics.csv", metric_columns=("ssl_loss",))]
-    if show_progress:
-        callbacks.append(RichProgressBar())
-    trainer = L.Trainer(
-        max_epochs=settings.epochs, accelerator=settings.accelerator, devices=settings.devices,
-        num_nodes=settings.num_nodes, precision=lightning_precision(settings.precision, settings.accelerator),
-        callbacks=callbacks, logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tensorboard", version="")],
-        enable_progress_bar=show_progress, enable_model_summary=False, log_every_n_steps=10)
+    trainer = build_trainer(settings, out, callbacks, show_progress=show_progress)
     resume = checkpoints / "last.ckpt"
     trainer.fit(module, train_dataloaders=loader, ckpt_path=resume if resume.exists() else None)
 
