@@ -27,13 +27,19 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from pydicom.uid import (JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLosslessSV1,
                          JPEGLSLossless, JPEGLSNearLossless, RLELossless)
+from typer.testing import CliRunner
 
-from conftest import class_image, kermany_like_config, write_dicom
+from conftest import class_image, kermany_like_config, write_dicom, write_kermany_like
+from medkd.cli import app
+from medkd.data import DataConfig, DataError
+from medkd.data.location import LOCATION_FILE
 from medkd.deploy import (ExportConfig, ExportError, ServeConfig, create_app, export_run, load_predictor,
                           predict_files, write_predictions)
 from medkd.deploy import export as export_module
 from medkd.deploy.runtime import METADATA_KEY
 from medkd.engine import TrainConfig, fit
+from medkd.evaluation import EvaluationConfig, evaluate_run
+from medkd.evaluation.evaluate import run_data_config
 
 CHROMIUM = os.environ.get("MEDKD_CHROMIUM", "/usr/bin/chromium")
 
@@ -216,6 +222,43 @@ def test_predict_command_shows_names_whole_and_one_line_per_unreadable_file(trai
     assert done.stderr.splitlines() == [f"{len(unreadable)} of 168 file(s) could not be read:",
                                         *(f"  {name}: {error}" for name, error in zip(unreadable["name"],
                                                                                       unreadable["error"]))]
+
+
+def test_a_run_finds_its_data_from_any_shell_and_says_where_it_was_when_it_moved(tmp_path, monkeypatch):
+    shared, project, elsewhere = tmp_path / "shared", tmp_path / "project", tmp_path / "elsewhere"
+    write_kermany_like(shared / "xray", {"train": 4, "test": 2}, patients_per_class=20)
+    project.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MEDKD_DATA", "../shared")  # relative, as the Makefile sets it
+    config = DataConfig.model_validate({"path": "xray", "cache_dir": str(tmp_path / "cache"),
+                                        "preprocessing": {"size": 32, "channels": 1}, "split": {"min_val_size": 1}})
+    run = fit(config, TrainConfig(model="compact_cnn", model_args={"width": 8}, epochs=2, batch_size=32),
+              project / "runs" / "tiny" / "seed0", show_progress=False)
+    data = str((shared / "xray").resolve())
+    assert json.loads((run / LOCATION_FILE).read_text()) == {
+        "path": "xray", "resolved": data, "relative_to": "$MEDKD_DATA", "base": str(shared)}
+
+    monkeypatch.chdir(elsewhere)  # as a new shell: another working folder, no MEDKD_DATA
+    monkeypatch.delenv("MEDKD_DATA")
+    done = CliRunner().invoke(app, ["export", str(run), "--int8", "--calibration-images", "64", "--no-progress"])
+    assert done.exit_code == 0, done.output
+    assert json.loads((run / "export" / "export.json").read_text())["int8_path"] == str(run / "export" / "model.int8.onnx")
+    assert run_data_config(run).path == data
+    assert evaluate_run(run, "test", settings=EvaluationConfig(bootstrap_resamples=0)).images == 80
+
+    (shared / "xray").rename(shared / "moved")
+    with pytest.raises(DataError) as moved:
+        run_data_config(run)
+    assert f"when run {run} was trained it was {data} ($MEDKD_DATA: {shared}), which no longer exists" in str(moved.value)
+    assert "pass --data PATH, or set MEDKD_DATA to the folder that holds 'xray'" in str(moved.value)
+    assert run_data_config(run, str(shared / "moved")).path == str(shared / "moved")  # --data
+    (shared / "moved").rename(elsewhere / "xray")  # the recipe's path is found again as usual: here
+    assert run_data_config(run).path == str((elsewhere / "xray").resolve())
+    (run / LOCATION_FILE).unlink()  # a run from before medkd recorded its data
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=f"run {run} does not record where its data was"):
+        run_data_config(run)
 
 
 @pytest.fixture(scope="module")

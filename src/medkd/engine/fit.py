@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProg
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from medkd.data import DataConfig, PreparedData, prepare
+from medkd.data.location import record_data_location
 from medkd.engine.callbacks import EpochMetricsCSV
 from medkd.engine.config import TrainConfig
 from medkd.engine.datamodule import TensorDataModule, split_tensors
@@ -99,6 +100,7 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
     if extension is not None:
         resolved[extension.section] = extension.settings_dump()
     (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    record_data_location(out, data_config.path)  # evaluate and export find the data from any working folder
     if settings.threads:
         torch.set_num_threads(settings.threads)
     data = prepare(data_config, show_progress=show_progress)

@@ -12,6 +12,7 @@ import pandas as pd
 import yaml
 
 from medkd.data import DataConfig, PreparedData, prepare
+from medkd.data.location import run_data_path
 from medkd.evaluation.bootstrap import bootstrap_intervals
 from medkd.evaluation.config import EvaluationConfig
 from medkd.evaluation.metrics import classification_metrics
@@ -45,12 +46,15 @@ class Evaluation:
 
 
 def run_data_config(folder: Path, data_path: str | None = None, cache_dir: str | None = None) -> DataConfig:
-    """The data settings a run was trained with, optionally pointed at another copy of the data or cache."""
+    """The data settings a run was trained with, its data where the run found it (from any working folder), or
+    pointed at another copy of the data or cache."""
     config_file = folder / "config.yaml"
     if not config_file.exists():
         raise FileNotFoundError(f"{folder} has no config.yaml: not a run folder written by medkd train/distill")
     data = yaml.safe_load(config_file.read_text())["data"]
-    data.update({key: value for key, value in (("path", data_path), ("cache_dir", cache_dir)) if value is not None})
+    data["path"] = data_path if data_path is not None else run_data_path(folder, data["path"])
+    if cache_dir is not None:
+        data["cache_dir"] = cache_dir
     return DataConfig.model_validate(data)
 
 

@@ -17,6 +17,7 @@ import yaml
 from medkd.config.recipe import ConfigError, Recipe, merge
 from medkd.config.stages import StageConfig
 from medkd.data import DataConfig, PreparedData, check_data, prepare
+from medkd.data.location import LOCATION_FILE, record_data_location
 from medkd.distillation import DistillConfig, distill
 from medkd.engine import TrainConfig, fit
 from medkd.evaluation import SCALARS, evaluate_run
@@ -210,6 +211,8 @@ def run_study(recipe: Recipe, out: str | Path, *, stages: Collection[str] | None
             continue  # a backbone has no test scores: it shows through the stages that start from it
         if is_evaluated(folder):
             log.info("%s seed %d: finished before, skipped", stage.name, seed)
+            if not (folder / LOCATION_FILE).exists():  # finished before medkd recorded where a run's data is
+                record_data_location(folder, data_config.path)
             continue
         settings = stage_settings(recipe, stage, seed, out)
         if stage.distill is None:
