@@ -187,7 +187,7 @@ def test_predict_on_every_file_pydicom_ships_predicts_what_pydicom_decodes_and_n
     refused = {file: result.error for file, result in by_file.items() if result.error is not None}
     assert predicted.isdisjoint(refused) and predicted | set(refused) == set(files)
     assert predicted == {file for file in files if pydicom_decodes(file)}  # everything pydicom decodes
-    # pydicom 3.0's test files; a pydicom release that changes them changes these numbers
+    # pydicom 3.0.2's test files; a pydicom release that changes them changes these numbers
     assert (len(files), len(predicted), len(refused)) == (176, 89, 87)
     assert Counter(map(reason_kind, refused.values())) == {
         "no pixel data": 68, "not an image": 9, "not DICOM": 4, "damaged pixel data": 4, "bad header": 1,
