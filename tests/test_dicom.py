@@ -119,6 +119,7 @@ class Records(logging.Handler):
 
 def test_decoder_failures_go_to_the_debug_log_not_the_console(caplog):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="medkd")  # the medkd command may have set it to INFO in this process
     console = Records()
     logging.getLogger().addHandler(console)
     try:
