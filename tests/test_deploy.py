@@ -8,25 +8,38 @@ import json
 import os
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
 import onnx
+import pandas as pd
+import pydicom
 import pytest
 import torch
 from fastapi.testclient import TestClient
 from PIL import Image
+from pydicom.uid import (JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLosslessSV1,
+                         JPEGLSLossless, JPEGLSNearLossless, RLELossless)
+from typer.testing import CliRunner
 
-from conftest import class_image, kermany_like_config, write_dicom
+from conftest import class_image, kermany_like_config, write_dicom, write_kermany_like
+from medkd.cli import app
+from medkd.data import DataConfig, DataError
+from medkd.data.location import LOCATION_FILE
 from medkd.deploy import (ExportConfig, ExportError, ServeConfig, create_app, export_run, load_predictor,
                           predict_files, write_predictions)
 from medkd.deploy import export as export_module
 from medkd.deploy.runtime import METADATA_KEY
 from medkd.engine import TrainConfig, fit
+from medkd.evaluation import EvaluationConfig, evaluate_run
+from medkd.evaluation.evaluate import run_data_config
 
 CHROMIUM = os.environ.get("MEDKD_CHROMIUM", "/usr/bin/chromium")
 
@@ -144,6 +157,110 @@ def test_predict_reads_every_format_reports_broken_files_and_draws_heatmaps(trai
     assert "truncated" in (tmp_path / "out.csv").read_text()
 
 
+PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"  # the test files pydicom ships
+
+
+def pydicom_decodes(path: Path) -> bool:
+    """Whether pydicom itself, with the installed plugins, decodes the file's pixel data."""
+    try:
+        pydicom.dcmread(path).pixel_array
+    except Exception:  # anything: not DICOM, no pixel data, no decoder, damaged
+        return False
+    return True
+
+
+def reason_kind(error: str) -> str:
+    """The kind of a refusal, from the start of its reason."""
+    kinds = {"not an image file": "not an image", "not a DICOM file": "not DICOM",
+             "DICOM file holds no pixel data": "no pixel data", "invalid DICOM image header": "bad header",
+             "DICOM file does not say how its pixel data is encoded": "no transfer syntax",
+             "cannot decode DICOM pixel data": "damaged pixel data", "no decoder installed": "no decoder"}
+    return next(kind for start, kind in kinds.items() if error.startswith(start))
+
+
+def test_predict_on_every_file_pydicom_ships_predicts_what_pydicom_decodes_and_names_why_not(trained_run):
+    files = sorted(path for path in PYDICOM_FILES.rglob("*") if path.is_file())
+    results = predict_files(load_predictor(trained_run), files)  # each file passed by name: none is skipped
+    by_file = {Path(result.file): result for result in results}
+    assert sorted(by_file) == files and all(Path(result.file).is_absolute() for result in results)
+    predicted = {file for file, result in by_file.items() if result.probabilities is not None}
+    refused = {file: result.error for file, result in by_file.items() if result.error is not None}
+    assert predicted.isdisjoint(refused) and predicted | set(refused) == set(files)
+    assert predicted == {file for file in files if pydicom_decodes(file)}  # everything pydicom decodes
+    # pydicom 3.0.2's test files; a pydicom release that changes them changes these numbers
+    assert (len(files), len(predicted), len(refused)) == (176, 89, 87)
+    assert Counter(map(reason_kind, refused.values())) == {
+        "no pixel data": 68, "not an image": 9, "not DICOM": 4, "damaged pixel data": 4, "bad header": 1,
+        "no transfer syntax": 1}
+    assert all("\n" not in error and error.endswith(")") for error in refused.values())  # one line, with advice
+    syntaxes = Counter(pydicom.dcmread(file, stop_before_pixels=True).file_meta.TransferSyntaxUID for file in predicted)
+    # the two compressed files refused (a 12-bit JPEG and a JPEG 2000 with damaged data) pydicom refuses too
+    assert {uid: count for uid, count in syntaxes.items() if uid.is_compressed} == {
+        JPEGBaseline8Bit: 14, JPEGExtended12Bit: 1, JPEGLosslessSV1: 1, JPEGLSLossless: 1, JPEGLSNearLossless: 4,
+        JPEG2000Lossless: 4, JPEG2000: 3, RLELossless: 9}
+    notes = {file.name: result.note for file, result in by_file.items() if result.note}
+    assert notes["examples_ybr_color.dcm"] == "multi-frame DICOM (30 frames): the first frame was used"
+    assert len(notes) == 7  # every multi-frame file
+    assert by_file[PYDICOM_FILES / "dicomdirtests/77654033/CR1/6154"].name == "dicomdirtests/77654033/CR1/6154"
+
+
+def test_predict_command_shows_names_whole_and_one_line_per_unreadable_file(trained_run, tmp_path):
+    out = tmp_path / "predictions.csv"
+    done = subprocess.run([sys.executable, "-m", "medkd.cli", "predict", str(trained_run), str(PYDICOM_FILES),
+                           "--out", str(out)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out)
+    assert len(table) == 168  # the folder's files named as images, or with no suffix (as DICOM often is)
+    assert table["file"].map(lambda file: Path(file).is_absolute() and Path(file).is_file()).all()
+    assert (table["file"] == [str(PYDICOM_FILES / name) for name in table["name"]]).all()
+    readable, unreadable = table[table["error"].isna()], table[table["error"].notna()]
+    assert len(readable) == 89
+    for name in readable["name"]:  # whole, relative to the folder passed
+        assert f"│ {name} " in done.stdout
+    assert f"files in {PYDICOM_FILES}" in done.stdout and "…" not in done.stdout
+    assert done.stderr.splitlines() == [f"{len(unreadable)} of 168 file(s) could not be read:",
+                                        *(f"  {name}: {error}" for name, error in zip(unreadable["name"],
+                                                                                      unreadable["error"]))]
+
+
+def test_a_run_finds_its_data_from_any_shell_and_says_where_it_was_when_it_moved(tmp_path, monkeypatch):
+    shared, project, elsewhere = tmp_path / "shared", tmp_path / "project", tmp_path / "elsewhere"
+    write_kermany_like(shared / "xray", {"train": 4, "test": 2}, patients_per_class=20)
+    project.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MEDKD_DATA", "../shared")  # relative, as the Makefile sets it
+    config = DataConfig.model_validate({"path": "xray", "cache_dir": str(tmp_path / "cache"),
+                                        "preprocessing": {"size": 32, "channels": 1}, "split": {"min_val_size": 1}})
+    run = fit(config, TrainConfig(model="compact_cnn", model_args={"width": 8}, epochs=2, batch_size=32),
+              project / "runs" / "tiny" / "seed0", show_progress=False)
+    data = str((shared / "xray").resolve())
+    assert json.loads((run / LOCATION_FILE).read_text()) == {
+        "path": "xray", "resolved": data, "relative_to": "$MEDKD_DATA", "base": str(shared)}
+
+    monkeypatch.chdir(elsewhere)  # as a new shell: another working folder, no MEDKD_DATA
+    monkeypatch.delenv("MEDKD_DATA")
+    done = CliRunner().invoke(app, ["export", str(run), "--int8", "--calibration-images", "64", "--no-progress"])
+    assert done.exit_code == 0, done.output
+    assert json.loads((run / "export" / "export.json").read_text())["int8_path"] == str(run / "export" / "model.int8.onnx")
+    assert run_data_config(run).path == data
+    assert evaluate_run(run, "test", settings=EvaluationConfig(bootstrap_resamples=0)).images == 80
+
+    (shared / "xray").rename(shared / "moved")
+    with pytest.raises(DataError) as moved:
+        run_data_config(run)
+    assert f"when run {run} was trained it was {data} ($MEDKD_DATA: {shared}), which no longer exists" in str(moved.value)
+    assert "pass --data PATH, or set MEDKD_DATA to the folder that holds 'xray'" in str(moved.value)
+    assert run_data_config(run, str(shared / "moved")).path == str(shared / "moved")  # --data
+    (shared / "moved").rename(elsewhere / "xray")  # the recipe's path is found again as usual: here
+    assert run_data_config(run).path == str((elsewhere / "xray").resolve())
+    (run / LOCATION_FILE).unlink()  # a run from before medkd recorded its data
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=f"run {run} does not record where its data was"):
+        run_data_config(run)
+
+
 @pytest.fixture(scope="module")
 def client(trained_run) -> TestClient:
     settings = ServeConfig(max_upload_bytes=200_000, max_pixels=1_000_000, token="s3cret")
@@ -179,6 +296,15 @@ def test_api_predicts_and_explains_a_good_image(client):
 def test_api_refuses_bad_uploads_with_a_4xx_that_says_why(client, name, payload, status, message):
     answer = client.post("/predict", headers=AUTH, files={"file": (name, payload, "application/octet-stream")})
     assert answer.status_code == status and message in answer.json()["detail"]
+
+
+def test_api_reads_compressed_and_multi_frame_dicom(client):
+    for name, note in (("JPGExtended.dcm", None),  # 12-bit JPEG extended
+                       ("SC_rgb_rle_2frame.dcm", "multi-frame DICOM (2 frames): the first frame was used")):
+        upload = {"file": (name, (PYDICOM_FILES / name).read_bytes(), "application/dicom")}
+        answer = client.post("/predict", headers=AUTH, files=upload)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["note"] == note and sum(answer.json()["probabilities"].values()) == pytest.approx(1)
 
 
 def test_api_token_is_required_when_set(client):

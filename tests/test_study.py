@@ -23,6 +23,7 @@ from conftest import class_image, write_kermany_like
 from medkd.cli import app
 from medkd.config import ConfigError, load_recipe
 from medkd.config.stages import StageConfig
+from medkd.data.location import LOCATION_FILE
 from medkd.report.collect import load_study
 from medkd.report.document import untrained_transfer_stages
 from medkd.study import matched_controls, recommend, run_study, stage_order, with_weights
@@ -152,6 +153,12 @@ def test_one_stage_runs_with_the_stages_it_needs_and_unknown_stages_are_named(tm
     wrong = CliRunner().invoke(app, [*command, "--stage", "nobody"])
     assert wrong.exit_code != 0 and "nobody: not a stage of the study tiny" in wrong.output
     assert "pick from student_kd, teacher, control, baseline" in wrong.output
+
+    record = out / "teacher" / "seed0" / LOCATION_FILE  # where the run's data was found, for export and evaluate
+    assert json.loads(record.read_text())["resolved"] == str((tmp_path / "xray").resolve())
+    record.unlink()  # as a run finished before medkd recorded it: running the study again records it
+    assert CliRunner().invoke(app, [*command, "--stage", "teacher"]).exit_code == 0
+    assert json.loads(record.read_text())["resolved"] == str((tmp_path / "xray").resolve())
 
 
 def test_accelerator_cpu_keeps_every_prediction_on_the_cpu_beside_a_gpu(tmp_path, monkeypatch):

@@ -322,24 +322,35 @@ def predict(
 ) -> None:
     """Predict on files with the model's own preprocessing; unreadable files are listed, the rest still run."""
     from rich.table import Table
+    from rich.text import Text
 
-    from medkd.deploy import load_predictor, predict_files, write_predictions
+    from medkd.deploy import input_root, load_predictor, predict_files, write_predictions
 
     with user_errors():
         predictor = load_predictor(model)
         results = predict_files(predictor, paths, heatmap_dir=heatmap)
-    table = Table(title=f"{predictor.card['model_id']} ({predictor.engine})")
-    for column in ["file", *predictor.classes, "label", "note"]:
-        table.add_column(column, justify="left" if column in ("file", "label", "note") else "right")
-    for result in results:
-        probabilities = [f"{result.probabilities[c]:.4f}" if result.probabilities else "" for c in predictor.classes]
-        table.add_row(result.file, *probabilities, result.label or "", result.error or result.heatmap or "")
-    console.print(table)
+    predicted = [result for result in results if result.error is None]
+    if predicted:
+        root = input_root(paths)
+        table = Table(title=f"{predictor.card['model_id']} ({predictor.engine})",
+                      caption=Text(f"files in {root}") if root else None)
+        table.add_column("file", overflow="fold")  # wrapped, never cut: a person must tell the files apart
+        for name in predictor.classes:
+            table.add_column(name, justify="right", no_wrap=True)
+        table.add_column("label", no_wrap=True)
+        table.add_column("note", overflow="fold")
+        for result in predicted:
+            note = "; ".join(text for text in (result.note, result.heatmap) if text)
+            table.add_row(Text(result.name), *(f"{result.probabilities[c]:.4f}" for c in predictor.classes),
+                          result.label, Text(note))  # Text: names are not rich markup
+        console.print(table)
     if out:
         write_predictions(results, predictor.classes, out)
-    failed = sum(result.error is not None for result in results)
+    failed = [result for result in results if result.error is not None]
     if failed:
-        err_console.print(f"[bold yellow]{failed} of {len(results)} file(s) could not be read[/bold yellow]")
+        err_console.print(f"[bold yellow]{len(failed)} of {len(results)} file(s) could not be read:[/bold yellow]")
+        for result in failed:  # one line each, however long: soft-wrapped by the terminal, not broken by rich
+            err_console.print(f"  {result.name}: {result.error}", soft_wrap=True, markup=False, highlight=False)
 
 
 @app.command("serve")

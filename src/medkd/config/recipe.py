@@ -9,12 +9,12 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from medkd.config.stages import SelectionConfig, StageConfig
-from medkd.data.config import DataConfig
-from medkd.distillation.config import DistillConfig
-from medkd.engine.config import TrainConfig
+from medkd.data import DataConfig
+from medkd.distillation import DistillConfig
+from medkd.engine import TrainConfig
 from medkd.errors import MedkdError
-from medkd.evaluation.config import EvaluationConfig
-from medkd.pretrain.config import PretrainConfig
+from medkd.evaluation import EvaluationConfig
+from medkd.pretrain import PretrainConfig
 from medkd.settings import StrictModel
 
 

@@ -26,7 +26,7 @@ from medkd.data.preprocess import preprocess
 from medkd.data.table import SampleTable
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT = 1  # bump when decoding or preprocessing code changes what lands in the cache
+CACHE_FORMAT = 2  # bump when decoding or preprocessing code changes what lands in the cache (2: compressed DICOM)
 INFO_COLUMNS = ["ref", "ok", "problem", "width", "height", "mode", "content_hash"]
 
 

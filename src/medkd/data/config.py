@@ -92,16 +92,6 @@ class DataConfig(StrictModel):
         return source
 
 
-def resolve_data_path(path: str) -> str:
-    """A relative path is looked for in the working folder first, then under $MEDKD_DATA."""
-    if path.startswith("medmnist:") or Path(path).is_absolute() or Path(path).exists():
-        return path
-    root = os.environ.get("MEDKD_DATA")
-    if root and (Path(root) / path).exists():
-        return str(Path(root) / path)
-    return path
-
-
 def cache_root(config: DataConfig) -> Path:
     """Folder of the decode cache and downloads."""
     return Path(config.cache_dir or os.environ.get("MEDKD_CACHE") or Path.home() / ".cache" / "medkd")

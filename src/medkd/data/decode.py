@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 
 from medkd.data.errors import BadImageError, NotAnImageError, TooManyPixelsError
 
+log = logging.getLogger(__name__)
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"} | DICOM_SUFFIXES
 # PIL modes that already hold 8-bit grey or colour pixels and only need a mode conversion.
@@ -19,6 +22,21 @@ _EIGHT_BIT_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "Y
 # medkd enforces data.max_pixels itself from the header, before any pixel is decoded; PIL's fixed
 # limit would otherwise overrule the configured one.
 Image.MAX_IMAGE_PIXELS = None
+
+
+class _ToDebugLog(logging.Handler):
+    """pydicom logs each failed decoder plugin at ERROR with a traceback, and each oddity it tolerates as a
+    warning; medkd reports one reason per file instead, so pydicom's records go to medkd's debug log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.debug("%s: %s", record.name, record.getMessage(), exc_info=record.exc_info)
+
+
+_pydicom_log = logging.getLogger("pydicom")
+_pydicom_log.addHandler(_ToDebugLog())
+_pydicom_log.propagate = False  # a logger's own filters never see its children's records: stop them here
+# pydicom issues every warning through its logger too (pydicom.misc.warn_and_log), so it is in the debug log.
+warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
 
 
 @dataclass(frozen=True)
@@ -29,6 +47,7 @@ class DecodedImage:
     original_mode: str
     original_size: tuple[int, int]
     content_hash: str
+    note: str | None = None  # what a person should know about the decoding, e.g. the frame used
 
 
 def is_image_candidate(path: Path) -> bool:
@@ -120,36 +139,45 @@ def stretch_to_uint8(values: np.ndarray, low: float | None = None, high: float |
 def _decode_dicom(data: bytes, ref: str, max_pixels: int, digest: str) -> DecodedImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError) as err:
-        raise NotAnImageError(ref, f"unreadable DICOM ({err})", "check the file is a complete DICOM image") from None
+    except InvalidDicomError:
+        raise NotAnImageError(ref, "not a DICOM file (no 'DICM' marker after its 128-byte preamble)",
+                              "remove it, or export it again as a DICOM file") from None
+    except Exception as err:  # pydicom raises many types on damaged files
+        raise BadImageError(ref, f"unreadable DICOM ({one_line(err)})", "check the file is a complete DICOM image") from None
     if "PixelData" not in ds:
-        raise NotAnImageError(ref, "DICOM file holds no pixel data (not an image object)", "remove it from the image folder")
-    rows, columns = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+        raise NotAnImageError(ref, f"DICOM file holds no pixel data (SOP class: {_sop_class(ds)})",
+                              "remove it from the image folder")
+    try:
+        rows, columns = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+        bits = int(ds.get("BitsStored", 8))
+    except (TypeError, ValueError) as err:
+        raise BadImageError(ref, f"invalid DICOM image header ({one_line(err)})",
+                            "export the image again from its source") from None
     _check_pixels(ref, columns, rows, max_pixels)
+    ds.pixel_array_options(index=0)  # decode the first frame only (one image per file)
     try:
         pixels = ds.pixel_array
     except Exception as err:  # pydicom raises many types for missing codecs and broken pixel data
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
-        raise BadImageError(
-            ref,
-            f"cannot decode DICOM pixel data (transfer syntax {syntax}: {err})",
-            "for compressed DICOM install a decoder: pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg",
-        ) from None
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        pixels = pixels[0]
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
-    bits = int(ds.get("BitsStored", 8))
+        raise _undecodable(ds, ref, err) from None
+    note = f"multi-frame DICOM ({frames} frames): the first frame was used" if frames > 1 else None
     original_mode = f"DICOM {photometric} {bits}-bit"
+    if photometric == "PALETTE COLOR":
+        pixels = apply_color_lut(pixels, ds)
+        bits = np.iinfo(pixels.dtype).bits  # the palette's own entries span their whole type
     if pixels.ndim == 3:  # colour DICOM: pydicom already converted YBR to RGB
-        return DecodedImage(Image.fromarray(stretch_to_uint8(pixels, 0, 2**bits - 1)).convert("RGB"), original_mode, (columns, rows), digest)
+        rgb = Image.fromarray(stretch_to_uint8(pixels, 0, 2**bits - 1)).convert("RGB")
+        return DecodedImage(rgb, original_mode, (columns, rows), digest, note)
 
     values = apply_modality_lut(pixels, ds)
     if "VOILUTSequence" in ds:
-        eight_bit = stretch_to_uint8(apply_voi_lut(values, ds))  # a LUT's output spans its own range
+        # A LUT is indexed by whole input values; its output spans its own range.
+        eight_bit = stretch_to_uint8(apply_voi_lut(np.rint(values).astype(np.int64), ds))
     elif "WindowCenter" in ds:
         # The window's output range depends on bit depth and signedness: pass the extremes through it.
         extremes = np.array([values.min() - 1e9, values.max() + 1e9], dtype=np.float64)
@@ -159,4 +187,36 @@ def _decode_dicom(data: bytes, ref: str, max_pixels: int, digest: str) -> Decode
         eight_bit = stretch_to_uint8(values)
     if photometric == "MONOCHROME1":  # MONOCHROME1 shows low values as white
         eight_bit = 255 - eight_bit
-    return DecodedImage(Image.fromarray(eight_bit, mode="L"), original_mode, (columns, rows), digest)
+    return DecodedImage(Image.fromarray(eight_bit, mode="L"), original_mode, (columns, rows), digest, note)
+
+
+def one_line(err: Exception) -> str:
+    """An exception's message on one line (pydicom lists each failed decoder plugin on a line of its own)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines[:1] + ["; ".join(lines[1:])]).strip() or type(err).__name__
+
+
+def _sop_class(ds) -> str:
+    uid = ds.get("SOPClassUID") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
+    return "unknown" if uid is None else uid.name
+
+
+def _undecodable(ds, ref: str, err: Exception) -> BadImageError:
+    """Why pydicom could not decode the pixel data, and what the user can do about it."""
+    from pydicom.pixels import get_decoder
+
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None:
+        return BadImageError(ref, "DICOM file does not say how its pixel data is encoded (no Transfer Syntax UID)",
+                             "export it again with its file meta information")
+    encoding = f"{syntax.name} ({syntax})" if syntax.name != str(syntax) else f"transfer syntax {syntax}"
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        return BadImageError(ref, f"pydicom has no decoder for {encoding}",
+                             "convert the file to an uncompressed transfer syntax (e.g. gdcmconv --raw, dcmdjpeg)")
+    if not decoder.is_available:
+        return BadImageError(ref, f"no decoder installed for {encoding}",
+                             "install one: " + "; ".join(decoder.missing_dependencies))
+    return BadImageError(ref, f"cannot decode DICOM pixel data, {encoding}: {one_line(err)}",
+                         "the file is damaged or its header does not match its pixel data: export it again")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,11 +21,13 @@ from medkd.models import ModelError
 class FilePrediction:
     """One input file's result; `error` says why a file could not be used (the others still run)."""
 
-    file: str
+    file: str  # the full path
+    name: str  # the path relative to what was passed: what a person reads
     probabilities: dict[str, float] | None = None
     label: str | None = None
     heatmap: str | None = None
     error: str | None = None
+    note: str | None = None  # about the decoding, e.g. the frame used of a multi-frame DICOM
 
 
 def expand_inputs(paths: list[str | Path]) -> list[Path]:
@@ -33,6 +36,22 @@ def expand_inputs(paths: list[str | Path]) -> list[Path]:
     for path in map(Path, paths):
         files.extend(sorted(p for p in path.rglob("*") if is_image_candidate(p)) if path.is_dir() else [path])
     return files
+
+
+def input_root(paths: list[str | Path]) -> str | None:
+    """The deepest folder holding every input (a folder passed counts as itself), or None when that is only the
+    file system's root: names are shown relative to it."""
+    bases = [os.path.abspath(path if path.is_dir() else path.parent) for path in map(Path, paths)]
+    try:
+        common = os.path.commonpath(bases)
+    except ValueError:  # no inputs, or inputs on different drives (Windows)
+        return None
+    return None if os.path.dirname(common) == common else common
+
+
+def shown_name(file: Path, root: str | None) -> str:
+    """A folder's files by their place in it, a file passed alone by its name (see input_root)."""
+    return os.path.relpath(os.path.abspath(file), root) if root else str(file)
 
 
 def predict_decoded(predictor: Predictor, decoded: list[DecodedImage]) -> tuple[np.ndarray, np.ndarray]:
@@ -56,14 +75,17 @@ def heatmap_overlays(predictor: Predictor, decoded: list[DecodedImage], images: 
 def predict_files(predictor: Predictor, paths: list[str | Path], *, heatmap_dir: str | Path | None = None,
                   max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 32) -> list[FilePrediction]:
     """Decode, preprocess as the model was trained, predict; unreadable files get an `error` instead."""
-    files = expand_inputs(paths)
-    results = {str(f): FilePrediction(str(f)) for f in files}
+    files, root = expand_inputs(paths), input_root(paths)
+    results = {str(f): FilePrediction(os.path.abspath(f), shown_name(f, root)) for f in files}
     readable: list[tuple[Path, DecodedImage]] = []
     for file in files:
         try:
-            readable.append((file, decode_file(file, max_pixels=max_pixels)))
+            decoded = decode_file(file, max_pixels=max_pixels)
         except BadImageError as err:
             results[str(file)].error = f"{err.problem} ({err.advice})"
+            continue
+        results[str(file)].note = decoded.note
+        readable.append((file, decoded))
     if heatmap_dir is not None:
         if not predictor.has_heatmaps:
             raise ModelError("heatmaps need the PyTorch model, and the run folder this ONNX file was exported from "
@@ -87,8 +109,8 @@ def predict_files(predictor: Predictor, paths: list[str | Path], *, heatmap_dir:
 
 
 def predictions_table(results: list[FilePrediction], classes: list[str]) -> pd.DataFrame:
-    return pd.DataFrame([{"file": r.file, **{f"p_{c}": (r.probabilities or {}).get(c) for c in classes},
-                          "label": r.label, "heatmap": r.heatmap, "error": r.error} for r in results])
+    return pd.DataFrame([{"file": r.file, "name": r.name, **{f"p_{c}": (r.probabilities or {}).get(c) for c in classes},
+                          "label": r.label, "heatmap": r.heatmap, "error": r.error, "note": r.note} for r in results])
 
 
 def write_predictions(results: list[FilePrediction], classes: list[str], path: str | Path) -> None:

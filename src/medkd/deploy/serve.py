@@ -62,7 +62,7 @@ def create_app(predictor: Predictor, settings: ServeConfig = ServeConfig()) -> F
         result = {"file": name, "probabilities": dict(zip(predictor.classes, map(float, probabilities[0]))),
                   "label": predictor.labels(probabilities)[0], "threshold": predictor.threshold,
                   "model_id": predictor.card["model_id"], "medkd_version": __version__, "engine": predictor.engine,
-                  "latency_ms": round(latency, 2), "heatmap_png": None}
+                  "latency_ms": round(latency, 2), "heatmap_png": None, "note": decoded.note}
         if overlay is not None:
             buffer = io.BytesIO()
             overlay.save(buffer, format="PNG")

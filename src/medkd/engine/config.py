@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from medkd.evaluation.config import ThresholdConfig
+from medkd.evaluation import ThresholdConfig
 from medkd.settings import StrictModel
 
 

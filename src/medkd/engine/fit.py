@@ -13,7 +13,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-from medkd.data import DataConfig, PreparedData, prepare
+from medkd.data import DataConfig, PreparedData, prepare, record_data_location
 from medkd.engine.callbacks import EpochMetricsCSV
 from medkd.engine.config import TrainConfig
 from medkd.engine.datamodule import TensorDataModule, split_tensors
@@ -71,6 +71,7 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
     if extension is not None:
         resolved[extension.section] = extension.settings_dump()
     (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    record_data_location(out, data_config.path)  # evaluate and export find the data from any working folder
     if settings.threads:
         torch.set_num_threads(settings.threads)
     data = prepare(data_config, show_progress=show_progress)

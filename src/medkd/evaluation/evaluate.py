@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from medkd.data import DataConfig, PreparedData, prepare
+from medkd.data import DataConfig, PreparedData, prepare, run_data_path
 from medkd.evaluation.bootstrap import bootstrap_intervals
 from medkd.evaluation.config import EvaluationConfig
 from medkd.evaluation.efficiency import measure_efficiency
@@ -19,8 +19,7 @@ from medkd.evaluation.metrics import classification_metrics
 from medkd.device import inference_device
 from medkd.evaluation.predict import predict_probabilities
 from medkd.files import write_text_atomically
-from medkd.models import BEST
-from medkd.models import load_model
+from medkd.models import BEST, load_model
 
 RESULTS = "evaluation"
 
@@ -46,12 +45,15 @@ class Evaluation:
 
 
 def run_data_config(folder: Path, data_path: str | None = None, cache_dir: str | None = None) -> DataConfig:
-    """The data settings a run was trained with, optionally pointed at another copy of the data or cache."""
+    """The data settings a run was trained with, its data where the run found it (from any working folder), or
+    pointed at another copy of the data or cache."""
     config_file = folder / "config.yaml"
     if not config_file.exists():
         raise FileNotFoundError(f"{folder} has no config.yaml: not a run folder written by medkd train/distill")
     data = yaml.safe_load(config_file.read_text())["data"]
-    data.update({key: value for key, value in (("path", data_path), ("cache_dir", cache_dir)) if value is not None})
+    data["path"] = data_path if data_path is not None else run_data_path(folder, data["path"])
+    if cache_dir is not None:
+        data["cache_dir"] = cache_dir
     return DataConfig.model_validate(data)
 
 

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from medkd.data import DataConfig, DataError, unlabelled_images
+from medkd.data import record_data_location
 from medkd.device import loader_workers
 from medkd.engine import EpochMetricsCSV, build_trainer
 from medkd.models import classifier_name, create_model, normalisation
@@ -45,6 +46,7 @@ def pretrain(data_config: DataConfig, settings: PretrainConfig, out: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump({"data": data_config.model_dump(mode="json"),
                                                      "pretrain": settings.model_dump(mode="json")}, sort_keys=False))
+    record_data_location(out, data_config.path)
     if settings.threads:
         torch.set_num_threads(settings.threads)
     images = unlabelled_images(data_config, show_progress=show_progress)

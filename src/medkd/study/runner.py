@@ -15,6 +15,7 @@ import pandas as pd
 
 from medkd.config import Recipe
 from medkd.data import DataConfig, PreparedData, check_data, prepare
+from medkd.data import LOCATION_FILE, record_data_location
 from medkd.distillation import distill
 from medkd.engine import fit
 from medkd.evaluation import evaluate_run
@@ -73,6 +74,8 @@ def run_study(recipe: Recipe, out: str | Path, *, stages: Collection[str] | None
             continue  # a backbone has no test scores: it shows through the stages that start from it
         if is_evaluated(folder):
             log.info("%s seed %d: finished before, skipped", stage.name, seed)
+            if not (folder / LOCATION_FILE).exists():  # finished before medkd recorded where a run's data is
+                record_data_location(folder, data_config.path)
             continue
         settings = recipe.stage_train(stage, seed, stage.weights_from and starting_weights_file(out, stage.weights_from, seed))
         if stage.distill is None:

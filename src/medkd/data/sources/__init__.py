@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from medkd.data.config import DataConfig, resolve_data_path
+from medkd.data.config import DataConfig
 from medkd.data.errors import DataError
+from medkd.data.location import resolve_data_path
 from medkd.data.table import SampleTable
 
 
