@@ -1,5 +1,5 @@
 """Seconds per training epoch of a student alone, with KD from cached teacher logits, and with KD from an online
-teacher (default: resnet50 -> resnet18 at 128 px, grey input; precision as `train.precision: auto` picks it).
+teacher (default: resnet50 -> resnet18 at 128 px, grey input; precision as `train.runtime.precision: auto` picks it).
 
     python benchmarks/distill_throughput.py [--data PATH] [--size 128] [--batches 20] [--batch-size 32]
 
@@ -60,7 +60,7 @@ def main() -> None:
         labels = torch.randint(0, 2, (2048,))
     used = (args.batches + 2) * args.batch_size
     settings = TrainConfig(model=args.student, batch_size=args.batch_size)
-    bf16 = lightning_precision(settings.precision, "cpu") == "bf16-mixed"
+    bf16 = lightning_precision(settings.runtime.precision, "cpu") == "bf16-mixed"
     mean, std = normalisation(1)
     torch.manual_seed(0)
     teacher = FrozenTeacher([create_model(args.teacher, num_classes=2, in_chans=1).to(memory_format=torch.channels_last)])

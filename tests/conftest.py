@@ -1,18 +1,22 @@
-"""Shared fixtures: small generated image sets in every supported layout, and the real data when present."""
+"""Shared fixtures: small generated image sets in every supported layout, one small trained run, and the real
+data when present."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pydicom
 import pytest
+import yaml
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from medkd.data import DataConfig
+from medkd.engine import TrainConfig, fit
 
 
 def class_image(label: int, seed: int, size: int = 48) -> np.ndarray:
@@ -95,3 +99,41 @@ def real_data() -> Path:
     if os.environ.get("CI"):
         pytest.fail(f"CI must provide the real data: MEDKD_DATA={root!r} holds no chest_xray folder")
     pytest.skip("real data absent: set MEDKD_DATA to the folder holding chest_xray/ and medmnist/")
+
+
+class TrainedRun(NamedTuple):
+    folder: Path  # a finished run folder
+    config: DataConfig  # the data it was trained on
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> TrainedRun:
+    """A compact CNN trained 2 epochs on generated Kermany-like X-rays (32 px grey, 20 patients a class and split),
+    shared by every test that needs a finished run: they may add files (evaluation, export), never change its own."""
+    root = tmp_path_factory.mktemp("trained")
+    config = kermany_like_config(root, patients_per_class=20)
+    settings = TrainConfig(model="compact_cnn", model_args={"width": 8}, epochs=2, batch_size=32)
+    return TrainedRun(fit(config, settings, root / "run", show_progress=False), config)
+
+
+def tiny_recipe(tmp_path: Path) -> Path:
+    """A study recipe over generated data: a teacher, its KD student listed first, the student's matched
+    control and a baseline; one epoch each at 32 px."""
+    data = write_kermany_like(tmp_path / "xray", {"train": 3, "test": 2}, patients_per_class=10)
+    recipe = {
+        "name": "tiny",
+        "data": {"path": str(data), "cache_dir": str(tmp_path / "cache"), "preprocessing": {"size": 32, "channels": 1},
+                 "split": {"min_val_size": 1}},
+        "train": {"model": "compact_cnn", "model_args": {"width": 8}, "epochs": 1, "batch_size": 16, "precision": "32"},
+        "evaluation": {"bootstrap_resamples": 20},
+        "stages": [  # the student is listed before its teacher on purpose
+            {"name": "student_kd", "distill": {"teachers": ["teacher"], "temperature": 2.0}},
+            {"name": "teacher", "train": {"model_args": {"width": 16}}},
+            {"name": "control"},  # the student's training settings without a teacher: its matched control
+            {"name": "baseline", "train": {"model": "baseline_cnn", "model_args": {"width": 4, "hidden": 16}}},
+        ],
+        "presets": {"two_seeds": {"seeds": 2}},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path

@@ -29,32 +29,24 @@ from pydicom.uid import (JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit, JPEGExten
                          JPEGLSLossless, JPEGLSNearLossless, RLELossless)
 from typer.testing import CliRunner
 
-from conftest import class_image, kermany_like_config, write_dicom, write_kermany_like
+from conftest import class_image, write_dicom, write_kermany_like
 from medkd.cli import app
 from medkd.data import DataConfig, DataError
-from medkd.data.location import LOCATION_FILE
+from medkd.files import DATA_LOCATION
 from medkd.deploy import (ExportConfig, ExportError, ServeConfig, create_app, export_run, load_predictor,
                           predict_files, write_predictions)
 from medkd.deploy import export as export_module
 from medkd.deploy.runtime import METADATA_KEY
 from medkd.engine import TrainConfig, fit
 from medkd.evaluation import EvaluationConfig, evaluate_run
-from medkd.evaluation.evaluate import run_data_config
+from medkd.data import run_data_config
 
 CHROMIUM = os.environ.get("MEDKD_CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("deploy")
-    config = kermany_like_config(root, patients_per_class=20)
-    return fit(config, TrainConfig(model="compact_cnn", model_args={"width": 8}, epochs=2, batch_size=32),
-               root / "run", show_progress=False)
-
-
-@pytest.fixture(scope="module")
 def exported(trained_run) -> dict:
-    report = export_run(trained_run, ExportConfig(int8=True, calibration_images=64), show_progress=False)
+    report = export_run(trained_run.folder, ExportConfig(int8=True, calibration_images=64), show_progress=False)
     return report.to_dict()
 
 
@@ -72,11 +64,11 @@ def test_onnx_export_matches_pytorch_and_carries_its_card(trained_run, exported)
     assert exported["max_abs_difference"] < 1e-5 and exported["same_decisions"]
     graph = onnx.load(exported["path"])
     card = json.loads({p.key: p.value for p in graph.metadata_props}[METADATA_KEY])
-    sidecar = json.loads((trained_run / "model.json").read_text())
+    sidecar = json.loads((trained_run.folder / "model.json").read_text())
     assert card["classes"] == sidecar["classes"] and card["threshold"] == sidecar["threshold"]
     assert card["preprocessing"] == sidecar["preprocessing"] and card["model_id"].startswith("compact_cnn-")
     assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
-    onnx_model, torch_model = load_predictor(exported["path"]), load_predictor(trained_run)
+    onnx_model, torch_model = load_predictor(exported["path"]), load_predictor(trained_run.folder)
     for batch in (1, 7):  # the batch axis is dynamic
         images = np.stack([band_image(i % 2, i, 32)[None] for i in range(batch)])
         np.testing.assert_allclose(onnx_model.probabilities(images), torch_model.probabilities(images), atol=1e-5)
@@ -109,19 +101,19 @@ def test_int8_over_the_allowed_drop_is_refused_or_warned(trained_run, tmp_path, 
 
     monkeypatch.setattr(export_module, "quantise_int8", swapped_classes)
     with pytest.raises(ExportError, match="below fp32's"):
-        export_run(trained_run, ExportConfig(int8=True), out=tmp_path / "fail", show_progress=False)
+        export_run(trained_run.folder, ExportConfig(int8=True), out=tmp_path / "fail", show_progress=False)
     assert not (tmp_path / "fail" / "model.int8.onnx").exists()
-    report = export_run(trained_run, ExportConfig(int8=True, on_int8_drop="warn"), out=tmp_path / "warn",
+    report = export_run(trained_run.folder, ExportConfig(int8=True, on_int8_drop="warn"), out=tmp_path / "warn",
                         show_progress=False)
     assert report.int8_auc_drop > 0.01 and report.notes and (tmp_path / "warn" / "model.int8.onnx").exists()
 
 
 def test_torchscript_export_matches_pytorch(trained_run, tmp_path):
-    report = export_run(trained_run, ExportConfig(format="torchscript"), out=tmp_path, show_progress=False)
+    report = export_run(trained_run.folder, ExportConfig(format="torchscript"), out=tmp_path, show_progress=False)
     assert report.max_abs_difference < 1e-5 and report.same_decisions
     scripted = torch.jit.load(report.path)
     images = np.stack([band_image(1, 5, 32)[None]])
-    expected = load_predictor(trained_run).probabilities(images)
+    expected = load_predictor(trained_run.folder).probabilities(images)
     with torch.no_grad():
         np.testing.assert_allclose(scripted(torch.as_tensor(images)).numpy(), expected, atol=1e-5)
     assert json.loads((tmp_path / "model.torchscript.json").read_text())["classes"] == ["NORMAL", "PNEUMONIA"]
@@ -139,7 +131,7 @@ def test_predict_reads_every_format_reports_broken_files_and_draws_heatmaps(trai
     (inputs / "e_broken.jpg").write_bytes(encoded(normal, "JPEG")[:200])  # truncated
     (inputs / "notes.txt").write_text("not an image, and not picked from a folder")
 
-    for model in (trained_run, exported["path"]):
+    for model in (trained_run.folder, exported["path"]):
         results = {Path(r.file).name: r for r in predict_files(load_predictor(model), [inputs],
                                                                heatmap_dir=tmp_path / "heat")}
         assert sorted(results) == ["a_pneumonia.jpg", "b_normal.png", "c_mono2.dcm", "d_mono1.dcm", "e_broken.jpg"]
@@ -180,7 +172,7 @@ def reason_kind(error: str) -> str:
 
 def test_predict_on_every_file_pydicom_ships_predicts_what_pydicom_decodes_and_names_why_not(trained_run):
     files = sorted(path for path in PYDICOM_FILES.rglob("*") if path.is_file())
-    results = predict_files(load_predictor(trained_run), files)  # each file passed by name: none is skipped
+    results = predict_files(load_predictor(trained_run.folder), files)  # each file passed by name: none is skipped
     by_file = {Path(result.file): result for result in results}
     assert sorted(by_file) == files and all(Path(result.file).is_absolute() for result in results)
     predicted = {file for file, result in by_file.items() if result.probabilities is not None}
@@ -206,7 +198,7 @@ def test_predict_on_every_file_pydicom_ships_predicts_what_pydicom_decodes_and_n
 
 def test_predict_command_shows_names_whole_and_one_line_per_unreadable_file(trained_run, tmp_path):
     out = tmp_path / "predictions.csv"
-    done = subprocess.run([sys.executable, "-m", "medkd.cli", "predict", str(trained_run), str(PYDICOM_FILES),
+    done = subprocess.run([sys.executable, "-m", "medkd.cli", "predict", str(trained_run.folder), str(PYDICOM_FILES),
                            "--out", str(out)], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "COLUMNS": "200"})
     assert done.returncode == 0, done.stderr
@@ -236,7 +228,7 @@ def test_a_run_finds_its_data_from_any_shell_and_says_where_it_was_when_it_moved
     run = fit(config, TrainConfig(model="compact_cnn", model_args={"width": 8}, epochs=2, batch_size=32),
               project / "runs" / "tiny" / "seed0", show_progress=False)
     data = str((shared / "xray").resolve())
-    assert json.loads((run / LOCATION_FILE).read_text()) == {
+    assert json.loads((run / DATA_LOCATION).read_text()) == {
         "path": "xray", "resolved": data, "relative_to": "$MEDKD_DATA", "base": str(shared)}
 
     monkeypatch.chdir(elsewhere)  # as a new shell: another working folder, no MEDKD_DATA
@@ -255,7 +247,7 @@ def test_a_run_finds_its_data_from_any_shell_and_says_where_it_was_when_it_moved
     assert run_data_config(run, str(shared / "moved")).path == str(shared / "moved")  # --data
     (shared / "moved").rename(elsewhere / "xray")  # the recipe's path is found again as usual: here
     assert run_data_config(run).path == str((elsewhere / "xray").resolve())
-    (run / LOCATION_FILE).unlink()  # a run from before medkd recorded its data
+    (run / DATA_LOCATION).unlink()  # a run from before medkd recorded its data
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError, match=f"run {run} does not record where its data was"):
         run_data_config(run)
@@ -264,7 +256,7 @@ def test_a_run_finds_its_data_from_any_shell_and_says_where_it_was_when_it_moved
 @pytest.fixture(scope="module")
 def client(trained_run) -> TestClient:
     settings = ServeConfig(max_upload_bytes=200_000, max_pixels=1_000_000, token="s3cret")
-    return TestClient(create_app(load_predictor(trained_run), settings))
+    return TestClient(create_app(load_predictor(trained_run.folder), settings))
 
 
 AUTH = {"Authorization": "Bearer s3cret"}
@@ -376,7 +368,7 @@ def test_web_page_uploads_an_xray_and_shows_the_result_and_heatmap(trained_run, 
     upload.write_bytes(encoded(band_image(1, 21), "PNG"))
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"definitely not a PNG")
-    with LiveServer(create_app(load_predictor(trained_run))) as server, sync_playwright() as playwright:
+    with LiveServer(create_app(load_predictor(trained_run.folder))) as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_page()
         page.goto(server.url)
@@ -384,7 +376,7 @@ def test_web_page_uploads_an_xray_and_shows_the_result_and_heatmap(trained_run, 
         page.set_input_files("#file", str(upload))
         page.click("#submit")
         page.wait_for_selector("#label", timeout=30_000)
-        expected = predict_files(load_predictor(trained_run), [upload])[0].label
+        expected = predict_files(load_predictor(trained_run.folder), [upload])[0].label
         assert page.inner_text("#label") == expected
         assert page.eval_on_selector("#heatmap", "img => img.naturalWidth") == 96
         page.set_input_files("#file", str(broken))

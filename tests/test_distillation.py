@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from conftest import kermany_like_config
 from medkd.cli import app
 from medkd.config import ConfigError, load_recipe
 from medkd.data import DataConfig, prepare
@@ -124,13 +123,10 @@ def test_a_new_loss_is_one_registered_class_with_its_own_params():
 
 # ---- runs on generated images ------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory) -> tuple[DataConfig, Path]:
-    root = tmp_path_factory.mktemp("kd")
-    config = kermany_like_config(root, patients_per_class=12)
-    teacher = fit(config, TrainConfig(model="compact_cnn", epochs=2, batch_size=32, precision="32"), root / "teacher",
-                  show_progress=False)
-    return config, teacher
+@pytest.fixture
+def generated(trained_run) -> tuple[DataConfig, Path]:
+    """The data and the shared trained run (conftest) as the teacher."""
+    return trained_run.config, trained_run.folder
 
 
 STUDENT = TrainConfig(model="compact_cnn", model_args={"width": 8}, epochs=2, batch_size=16, precision="32")
@@ -196,7 +192,7 @@ def test_sweep_distils_from_each_teacher_and_the_ensemble(generated, tmp_path):
                                       "--out", str(tmp_path / "sweep"), "--no-progress"])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
-    assert list(table["teachers"]) == ["teacher", "teacher2", "ensemble"]
+    assert list(table["teachers"]) == [teacher.name, "teacher2", "ensemble"]
     assert table["auc"].between(0, 1).all() and table["test_agreement"].between(0, 1).all()
 
 

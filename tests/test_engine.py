@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import signal
@@ -23,6 +24,7 @@ from medkd.engine.datamodule import TensorDataModule, build_augmentation
 from medkd.engine.losses import class_weights, classification_loss
 from medkd.engine.module import auroc
 from medkd.evaluation import evaluate_run
+from medkd.files import staged, write_json
 from medkd.models import load_model
 
 
@@ -44,8 +46,10 @@ def read_metrics(folder: Path) -> list[dict]:
 
 def test_run_folder_rebuilds_the_trained_model(data_config, tmp_path):
     out = fit(data_config, TrainConfig(model="compact_cnn", epochs=3, batch_size=32), tmp_path / "run", show_progress=False)
-    for name in ("config.yaml", "metrics.csv", "model.safetensors", "last.safetensors", "model.json", "checkpoints/last.ckpt"):
+    for name in ("config.yaml", "metrics.csv", "model.safetensors", "last.safetensors", "model.json", "checkpoints/last.ckpt",
+                 "data_location.json", "skipped_files.csv"):  # the names users and scripts rely on (medkd.files)
         assert (out / name).exists(), name
+    assert not list(out.rglob("*.tmp-*"))  # every file written whole: no staging file left behind
     assert [int(r["epoch"]) for r in read_metrics(out)] == [0, 1, 2]
     model, sidecar = load_model(out)
     assert sidecar["classes"] == ["NORMAL", "PNEUMONIA"] and sidecar["in_chans"] == 1
@@ -164,7 +168,7 @@ def test_auto_loader_workers_only_beside_a_gpu(monkeypatch):
     from medkd.device import GPU_LOADER_WORKERS, loader_workers
 
     monkeypatch.setattr(CUDAAccelerator, "is_available", lambda: False)
-    assert TrainConfig().num_workers == "auto" and loader_workers("auto", "auto") == 0  # the main process reads
+    assert TrainConfig().runtime.num_workers == "auto" and loader_workers("auto", "auto") == 0  # the main process reads
     assert loader_workers(3, "auto") == 3
     monkeypatch.setattr(CUDAAccelerator, "is_available", lambda: True)
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
@@ -173,3 +177,13 @@ def test_auto_loader_workers_only_beside_a_gpu(monkeypatch):
     assert loader_workers("auto", "auto") == 1  # a core stays with the training process
     with pytest.raises(ValueError, match="num_workers"):
         TrainConfig(num_workers=-1)
+
+
+def test_a_run_file_is_written_whole_or_not_at_all(tmp_path):
+    """A writer that fails half-way (a killed process, a full disk) leaves the previous file, not half of one."""
+    path = tmp_path / "model.json"
+    write_json(path, {"threshold": 0.4})
+    with pytest.raises(RuntimeError), staged(path) as staging:
+        staging.write_text('{"thresh')
+        raise RuntimeError("killed mid-write")
+    assert json.loads(path.read_text()) == {"threshold": 0.4} and list(tmp_path.iterdir()) == [path]

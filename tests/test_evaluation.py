@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,10 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import kermany_like_config
 from medkd.cli import app
-from medkd.data import DataConfig, prepare
-from medkd.engine import TrainConfig, fit
+from medkd.data import prepare
 from medkd.evaluation import (ThresholdConfig, bootstrap_intervals, choose_threshold, classification_metrics,
                               count_macs, delong_test, mcnemar_test, measure_efficiency, predict_probabilities)
 from medkd.models import load_model
@@ -81,13 +78,6 @@ def test_bootstrap_interval_holds_the_estimate_and_is_reproducible():
     for name in ("accuracy", "auc", "recall", "specificity"):
         low, high = first[name]
         assert low < point[name] < high and high - low < 0.25, name
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> tuple[Path, DataConfig]:
-    root = tmp_path_factory.mktemp("eval")
-    config = kermany_like_config(root, patients_per_class=20)
-    return fit(config, TrainConfig(model="compact_cnn", epochs=2, batch_size=32), root / "run", show_progress=False), config
 
 
 def test_saved_threshold_is_chosen_on_validation(trained_run):

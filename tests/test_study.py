@@ -9,45 +9,20 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
 from lightning.pytorch.accelerators import CUDAAccelerator
 from typer.testing import CliRunner
 
-from conftest import class_image, write_kermany_like
+from conftest import tiny_recipe
 from medkd.cli import app
+from test_report import check_report
 from medkd.config import ConfigError, load_recipe
 from medkd.config.stages import StageConfig
-from medkd.data.location import LOCATION_FILE
-from medkd.report.collect import load_study
-from medkd.report.document import untrained_transfer_stages
-from medkd.study import matched_controls, recommend, run_study, stage_order, with_weights
-
-
-def tiny_recipe(tmp_path: Path) -> Path:
-    data = write_kermany_like(tmp_path / "xray", {"train": 3, "test": 2}, patients_per_class=10)
-    recipe = {
-        "name": "tiny",
-        "data": {"path": str(data), "cache_dir": str(tmp_path / "cache"), "preprocessing": {"size": 32, "channels": 1},
-                 "split": {"min_val_size": 1}},
-        "train": {"model": "compact_cnn", "model_args": {"width": 8}, "epochs": 1, "batch_size": 16, "precision": "32"},
-        "evaluation": {"bootstrap_resamples": 20},
-        "stages": [  # the student is listed before its teacher on purpose
-            {"name": "student_kd", "distill": {"teachers": ["teacher"], "temperature": 2.0}},
-            {"name": "teacher", "train": {"model_args": {"width": 16}}},
-            {"name": "control"},  # the student's training settings without a teacher: its matched control
-            {"name": "baseline", "train": {"model": "baseline_cnn", "model_args": {"width": 4, "hidden": 16}}},
-        ],
-        "presets": {"two_seeds": {"seeds": 2}},
-    }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+from medkd.files import DATA_LOCATION
+from medkd.study import recommend, run_study, stage_order
 
 
 def test_teachers_come_first_and_unknown_or_cyclic_teachers_are_refused():
@@ -63,11 +38,6 @@ def test_recommendation_uses_validation_and_speed_only():
     summary = pd.DataFrame({"val_auc_mean": [0.95, 0.945, 0.90], "latency_ms_mean": [30.0, 2.0, 0.5],
                             "test_auc_mean": [0.80, 0.70, 0.99]}, index=["big", "small", "tiny"])
     assert recommend(summary, "auc", 0.01) == "small"  # tiny is fastest and best on test, but 0.05 behind on val
-
-
-def test_unknown_preset_is_named(tmp_path):
-    with pytest.raises(ConfigError, match="no preset 'fast'.*two_seeds"):
-        load_recipe(tiny_recipe(tmp_path), preset="fast")
 
 
 def test_study_runs_every_stage_and_seed_and_a_killed_study_continues(tmp_path):
@@ -106,27 +76,6 @@ def test_study_runs_every_stage_and_seed_and_a_killed_study_continues(tmp_path):
     check_report(out, summary)
 
 
-def check_report(out: Path, summary: pd.DataFrame) -> None:
-    """The study's report: every stage's numbers, the KD-vs-control tests, five plots inside one HTML file."""
-    markdown = (out / "report.md").read_text()
-    html = (out / "report.html").read_text()
-    study = load_study(out)
-    assert f"**{study.recommended}**:" in markdown
-    for stage, row in summary.iterrows():
-        auc = f"{row['test_auc_mean']:.3f} ± {row['test_auc_std']:.3f}"
-        assert re.search(rf"^\| {stage} +\| +{auc} \|", markdown, re.MULTILINE), f"{stage}'s test AUC {auc}"
-    assert "**student_kd** vs **control**" in markdown and "DeLong p" in markdown and "McNemar p" in markdown
-    assert re.search(r"^\| student_kd +\| compact_cnn +\| scratch +\| random +\| teacher +\|$", markdown, re.MULTILINE)
-    assert html.count('src="data:image/png;base64,') == 5 and 'src="report_files' not in html
-    for plot in ("tradeoff", "roc", "confusion", "curves", "reliability"):
-        assert (out / "report_files" / f"{plot}.png").stat().st_size > 10_000
-    killed, resumed = study.sessions  # the killed session left its record up to its last finished run
-    assert not killed["ended"] and killed["jobs_run"] <= 1 and resumed["ended"] and resumed["jobs_run"] == 7
-    assert "Unfinished study" not in markdown
-    assert study.sessions[0]["environment"]["packages"]["torch"] == torch.__version__.split("+")[0]
-    assert "Warning: no pretrained weights" not in markdown  # every stage here is meant to train from scratch
-
-
 def test_one_stage_runs_with_the_stages_it_needs_and_unknown_stages_are_named(tmp_path):
     out = tmp_path / "study"
     command = ["run", str(tiny_recipe(tmp_path)), "--out", str(out)]  # with progress bars, as users run it
@@ -154,7 +103,7 @@ def test_one_stage_runs_with_the_stages_it_needs_and_unknown_stages_are_named(tm
     assert wrong.exit_code != 0 and "nobody: not a stage of the study tiny" in wrong.output
     assert "pick from student_kd, teacher, control, baseline" in wrong.output
 
-    record = out / "teacher" / "seed0" / LOCATION_FILE  # where the run's data was found, for export and evaluate
+    record = out / "teacher" / "seed0" / DATA_LOCATION  # where the run's data was found, for export and evaluate
     assert json.loads(record.read_text())["resolved"] == str((tmp_path / "xray").resolve())
     record.unlink()  # as a run finished before medkd recorded it: running the study again records it
     assert CliRunner().invoke(app, [*command, "--stage", "teacher"]).exit_code == 0
@@ -173,67 +122,6 @@ def test_accelerator_cpu_keeps_every_prediction_on_the_cpu_beside_a_gpu(tmp_path
     assert set(summary.index) == {"probe", "student_kd", "teacher"}
     assert "**student_kd** vs" not in (tmp_path / "study" / "report.md").read_text()  # its control did not run
     assert (tmp_path / "study" / "report.html").exists()
-
-
-def test_matched_controls_and_the_missing_weights_warning(tmp_path):
-    recipe = load_recipe(tiny_recipe(tmp_path))
-    assert matched_controls(recipe) == {"student_kd": "control"}
-    assert untrained_transfer_stages(recipe) == []
-    finetuned = recipe.model_copy(update={"stages": [*recipe.stages, StageConfig(
-        name="resnet_finetune", train={"model": "resnet18", "transfer": "finetune", "weights": "imagenet"})]})
-    assert untrained_transfer_stages(finetuned) == []
-    assert untrained_transfer_stages(with_weights(finetuned, "none")) == ["resnet_finetune"]
-
-
-def test_multiclass_imbalanced_study_and_its_report(tmp_path):
-    """Three imbalanced classes from NumPy arrays: the study runs, and the report adapts (argmax decisions,
-    micro-average ROC, McNemar without DeLong, 3 x 3 confusion matrices)."""
-    arrays = tmp_path / "arrays"
-    arrays.mkdir()
-    per_class = {"train": (40, 16, 8), "test": (10, 6, 4)}  # imbalanced, as the 3-class Kermany task
-    seed = 0
-    for split, counts in per_class.items():
-        labels = np.repeat(np.arange(3), counts)
-        images = []
-        for label in labels:
-            seed += 1
-            images.append(class_image(int(label), seed, size=32))
-        np.save(arrays / f"X_{split}.npy", np.stack(images))
-        np.save(arrays / f"y_{split}.npy", labels)
-    recipe = {
-        "name": "three",
-        "data": {"path": str(arrays), "source": "numpy", "cache_dir": str(tmp_path / "cache"),
-                 "preprocessing": {"size": 32, "channels": 1}, "split": {"min_val_size": 1, "val_fraction": 0.25}},
-        "train": {"model": "compact_cnn", "model_args": {"width": 8}, "epochs": 2, "batch_size": 16,
-                  "precision": "32", "loss": {"class_weights": "balanced"}},
-        "evaluation": {"bootstrap_resamples": 20},
-        "selection": {"metric": "balanced_accuracy"},
-        "stages": [{"name": "teacher", "train": {"model_args": {"width": 16}}},
-                   {"name": "student_kd", "distill": {"teachers": ["teacher"]}},
-                   {"name": "control"}],
-    }
-    path = tmp_path / "three.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    out = tmp_path / "study"
-    # one loader process: augmented batches and cached teacher logits come through a worker
-    result = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--no-progress", "--workers", "1"])
-    assert result.exit_code == 0, result.output
-    used = yaml.safe_load((out / "student_kd" / "seed0" / "config.yaml").read_text())
-    assert used["train"]["num_workers"] == 1
-    study = load_study(out)
-    assert len(study.classes) == 3
-    assert np.array(study.evaluation("control", 0)["at_argmax"]["confusion_matrix"]).shape == (3, 3)
-    assert study.evaluation("control", 0)["at_threshold"] is None  # no threshold for multi-class decisions
-    markdown = (out / "report.md").read_text()
-    assert "At probability 0.5" not in markdown and "DeLong p" not in markdown and "McNemar p" in markdown
-    assert "**student_kd** vs **control**" in markdown
-    assert (out / "report.html").read_text().count('src="data:image/png;base64,') == 5
-    best = study.summary["val_balanced_accuracy_mean"]
-    assert study.recommended in best[best >= best.max() - 0.01].index
-
-    again = CliRunner().invoke(app, ["report", str(out)])  # the report alone, from the folder
-    assert again.exit_code == 0 and "report.html" in again.output
-    assert CliRunner().invoke(app, ["report", str(tmp_path)]).exit_code == 2  # not a study folder
 
 
 def test_study_with_a_pretraining_stage_and_fewer_labels(tmp_path):
@@ -270,15 +158,3 @@ def test_study_with_a_pretraining_stage_and_fewer_labels(tmp_path):
     assert (out / "report_files" / "labels.png").exists()
     with pytest.raises(ConfigError, match="pretraining stages"):
         stage_order([StageConfig(name="ssl", pretrain={}), StageConfig(name="kd", distill={"teachers": ["ssl"]})])
-
-
-@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_recipe_and_preset_is_valid(recipe):
-    presets = yaml.safe_load(recipe.read_text()).get("presets", {})
-    for preset in [None, *presets]:
-        config = load_recipe(recipe, preset=preset)
-        order = [stage.name for stage in stage_order(list(config.stages))]
-        assert sorted(order) == sorted(stage.name for stage in config.stages)
-        for stage in config.stages:  # every stage resolves (Recipe checks this when it is read)
-            if stage.pretrain is None:
-                assert config.stage_train(stage, 0).model

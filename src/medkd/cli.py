@@ -117,7 +117,7 @@ def training_overrides(*, data, cache_dir, size, channels, model, weights, trans
     return {
         "data": data_overrides(data, cache_dir, size, channels),
         "train": {"model": model, "weights": weights, "transfer": transfer, "epochs": epochs, "batch_size": batch_size,
-                  "seed": seed, "threads": threads, "num_workers": workers, "optimizer": {"lr": lr}},
+                  "seed": seed, "optimizer": {"lr": lr}, "runtime": {"threads": threads, "num_workers": workers}},
     }
 
 
@@ -155,13 +155,13 @@ def pretrain(
 ) -> None:
     """Self-supervised pretraining on the data's unlabelled images (never its test split); writes a backbone
     checkpoint for `--weights RUN/backbone.safetensors`."""
-    from medkd.pretrain import BACKBONE
+    from medkd.files import BACKBONE
     from medkd.pretrain import pretrain as run_pretraining
 
     with user_errors():
         config = load_recipe(recipe, {"data": data_overrides(data, cache_dir, size, channels), "pretrain": {
             "method": method, "model": model, "weights": weights, "epochs": epochs, "batch_size": batch_size,
-            "lr": lr, "seed": seed, "threads": threads}})
+            "lr": lr, "seed": seed, "runtime": {"threads": threads}}})
         folder = run_pretraining(config.data, config.pretrain, out, show_progress=progress)
     console.print(f"run folder: {folder}\nuse it with: --weights {folder / BACKBONE}")
 
@@ -224,7 +224,7 @@ def run(
 
     with user_errors():
         config = load_recipe(recipe, {"data": {"path": data, "cache_dir": cache_dir}, "seeds": seeds,
-                                      "train": {"num_workers": workers}}, preset=preset)
+                                      "train": {"runtime": {"num_workers": workers}}}, preset=preset)
         if weights is not None:
             config = with_weights(config, weights)
         if not config.stages:

@@ -1,14 +1,54 @@
-"""Device policy, in one place: where a setting of `accelerator` computes, in what precision, with how many
-loader processes. Training (Lightning) and batch inference (features, teacher logits, thresholds,
-evaluation) ask here, so predictions go where training goes."""
+"""Device policy, in one place: the runtime settings of every Lightning run (RuntimeConfig), where a setting of
+`accelerator` computes, in what precision, with how many loader processes. Training (Lightning) and batch
+inference (features, teacher logits, thresholds, evaluation) ask here, so predictions go where training goes."""
 
 from __future__ import annotations
 
 import os
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field, model_validator
+
+from medkd.settings import StrictModel
 
 GPU_LOADER_WORKERS = 8  # what the full study ran with on an H100 (docs/results.md)
+
+
+class RuntimeConfig(StrictModel):
+    """Where and how a run computes (train, distill, pretrain); none of it changes what is learnt, except
+    precision's rounding."""
+
+    accelerator: str = Field("auto", description="Lightning's: auto, cpu, gpu, ...; predictions follow it")
+    devices: int | str = "auto"
+    num_nodes: int = Field(1, ge=1)
+    precision: Literal["auto", "bf16", "32"] = Field(
+        "auto", description="auto: bf16 mixed precision on GPUs and on CPUs with native bf16 (AMX/AVX512-BF16), else fp32")
+    channels_last: bool = True
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="data loader processes for augmentation; auto: none on a CPU, several beside a GPU")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice")
+
+
+class WithRuntime(StrictModel):
+    """Settings of a Lightning run: `runtime` holds RuntimeConfig. Its fields may also be given at the top level, as
+    earlier recipes and run folders' config.yaml have them: they are moved under `runtime`, and win over
+    what `runtime` says."""
+
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_runtime(cls, values: Any) -> Any:
+        if not isinstance(values, dict) or not set(values) & set(RuntimeConfig.model_fields):
+            return values
+        values = dict(values)
+        runtime = values.get("runtime") or {}
+        runtime = dict(runtime) if isinstance(runtime, dict) else runtime.model_dump()
+        for key in set(values) & set(RuntimeConfig.model_fields):
+            runtime[key] = values.pop(key)  # wins: a stage's override, merged onto the recipe's nested settings
+        values["runtime"] = runtime
+        return values
 
 
 def native_cpu_bf16() -> bool:

@@ -1,13 +1,89 @@
-"""Files that mark work as done: written whole or not at all, so a killed process never leaves half of one."""
+"""The run folder's contract: the name of every file a run folder holds, and how each one is written (whole or
+not at all, so a killed process never leaves half a file that marks work as done), and the one way medkd
+fingerprints what it caches.
+
+Every package names a run's files through these constants; docs/architecture.md lists who writes each.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+# ---- a run folder (engine, distillation, pretrain, evaluation, deploy) ----------------------------------------
+CONFIG = "config.yaml"  # the resolved data and train (distill, pretrain) settings
+METRICS = "metrics.csv"  # one row per epoch
+CHECKPOINTS = "checkpoints"  # Lightning's checkpoints of the run
+RESUME_CHECKPOINT = f"{CHECKPOINTS}/last.ckpt"  # a killed run resumes from this
+SKIPPED_FILES = "skipped_files.csv"  # files of the data that could not be read
+DATA_LOCATION = "data_location.json"  # where the data was found when the run was trained
+SIDECAR = "model.json"  # what rebuilds the model: architecture, classes, preprocessing, threshold, ...
+BEST = "model.safetensors"  # weights of the epoch chosen on validation
+LAST = "last.safetensors"  # weights of the last epoch
+PROBE = "probe"  # an lp-ft run's linear-probe step: a run folder inside the run folder
+RESULTS = "evaluation"  # RESULTS/{split}.json and RESULTS/{split}_predictions.csv
+TEACHER_LOGITS = "teacher_logits.safetensors"  # a distilled run's cached teacher outputs
+DISTILLATION_REPORT = "distillation.json"  # teacher-student agreement
+BACKBONE = "backbone.safetensors"  # a pretraining run's backbone, without its head
+PRETRAIN_REPORT = "pretrain.json"  # what the backbone is and how it was trained
+EXPORT = "export"  # the default export folder; EXPORT/EXPORT_REPORT describes what is in it
+EXPORT_REPORT = "export.json"
+
+
+def evaluation_file(split: str) -> str:
+    """The scores of `split`, relative to the run folder."""
+    return f"{RESULTS}/{split}.json"
+
+
+def predictions_file(split: str) -> str:
+    """The per-image probabilities of `split`, relative to the run folder."""
+    return f"{RESULTS}/{split}_predictions.csv"
+
+
+# ---- writing whole ---------------------------------------------------------------------------------------------
+@contextmanager
+def staged(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; renamed onto `path` when the block ends without an error
+    (atomic on one file system), removed otherwise."""
+    path = Path(path)
+    staging = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        yield staging
+        staging.replace(path)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it onto `path` (atomic on one file system)."""
-    staging = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    staging.write_text(text)
-    staging.replace(path)
+    """Write `text` to `path` whole or not at all."""
+    with staged(path) as staging:
+        staging.write_text(text)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write `data` as indented JSON to `path`, whole or not at all."""
+    write_text_atomically(path, json.dumps(data, indent=2))
+
+
+def write_yaml(path: Path, data: Any) -> None:
+    """Write `data` as YAML (keys in their order) to `path`, whole or not at all."""
+    write_text_atomically(path, yaml.safe_dump(data, sort_keys=False))
+
+
+# ---- fingerprints ----------------------------------------------------------------------------------------------
+def fingerprint(identity: Any, length: int = 64) -> str:
+    """A hex digest of a JSON-able `identity` (keys sorted): cache keys and "is this still the same input"
+    checks across medkd (decode cache, feature cache, teacher logits)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:length]
+
+
+def bytes_fingerprint(data: bytes, length: int = 64) -> str:
+    """A hex digest of raw bytes (image rows, weight files)."""
+    return hashlib.sha256(data).hexdigest()[:length]

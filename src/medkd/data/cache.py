@@ -6,7 +6,6 @@ settings, so a changed file or setting makes a new cache and an unchanged one lo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from medkd.data.config import DataConfig, cache_root
 from medkd.data.errors import BadImageError, DataError
 from medkd.data.preprocess import preprocess
 from medkd.data.table import SampleTable
+from medkd.files import fingerprint
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 2  # bump when decoding or preprocessing code changes what lands in the cache (2: compressed DICOM)
@@ -50,7 +50,7 @@ def cache_key(table: SampleTable, config: DataConfig) -> str:
         "preprocessing": config.preprocessing.model_dump(),
         "max_pixels": config.max_pixels,
     }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+    return fingerprint(identity, length=20)
 
 
 def decode_all(table: SampleTable, config: DataConfig, *, show_progress: bool = True) -> DecodedImages:

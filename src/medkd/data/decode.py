@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import warnings
@@ -13,6 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from medkd.data.errors import BadImageError, NotAnImageError, TooManyPixelsError
+from medkd.files import bytes_fingerprint
 
 log = logging.getLogger(__name__)
 DICOM_SUFFIXES = {".dcm", ".dicom"}
@@ -57,7 +57,7 @@ def is_image_candidate(path: Path) -> bool:
 
 def content_hash(data: bytes) -> str:
     """Hash that identifies exact duplicates (same bytes)."""
-    return hashlib.sha1(data).hexdigest()
+    return bytes_fingerprint(data, length=40)
 
 
 def decode_file(path: Path, *, max_pixels: int, draft_size: int | None = None, ref: str | None = None) -> DecodedImage:

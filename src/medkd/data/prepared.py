@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 
@@ -15,6 +14,7 @@ from medkd.data.errors import DataError
 from medkd.data.sources import open_source
 from medkd.data.splits import assign_splits, linked_groups
 from medkd.data.table import SPLITS, SampleTable
+from medkd.files import bytes_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class PreparedData:
     def split_fingerprint(self, name: str) -> str:
         """Identity of one split's decoded images (decode cache + rows), for caches of what is computed from them."""
         rows = self.samples.loc[self.samples["split"] == name, "row"].to_numpy()
-        return f"{self.decoded.folder.name}:{hashlib.sha256(rows.tobytes()).hexdigest()}"
+        return f"{self.decoded.folder.name}:{bytes_fingerprint(rows.tobytes())}"
 
 
 def prepare(config: DataConfig, *, show_progress: bool = True) -> PreparedData:

@@ -17,15 +17,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from medkd.data import PreparedData, prepare
+from medkd.data import PreparedData, prepare, run_data_config
 from medkd.deploy.config import ExportConfig
 from medkd.deploy.runtime import METADATA_KEY, OnnxPredictor, model_card
 from medkd.errors import MedkdError
-from medkd.evaluation import classification_metrics, decisions, predict_probabilities, run_data_config
+from medkd.evaluation import classification_metrics, decisions, predict_probabilities
+from medkd.files import EXPORT, EXPORT_REPORT, write_json
 from medkd.models import channel_statistics, load_model, normalise
 
 log = logging.getLogger(__name__)
-EXPORT_FOLDER = "export"
 
 
 class ExportError(MedkdError):
@@ -131,7 +131,7 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
     """Export run `folder` into OUT (default RUN/export), check it against PyTorch on test images, and with
     settings.int8 quantise and re-evaluate on the test split; writes OUT/export.json."""
     folder = Path(folder)
-    out = Path(out) if out is not None else folder / EXPORT_FOLDER
+    out = Path(out) if out is not None else folder / EXPORT
     out.mkdir(parents=True, exist_ok=True)
     model, sidecar = load_model(folder)
     wrapped = ProbabilityModel(model, sidecar["normalisation"]["mean"], sidecar["normalisation"]["std"]).eval()
@@ -149,7 +149,7 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
         with torch.no_grad():
             scripted = torch.jit.trace(wrapped, example)
         scripted.save(str(path))
-        (out / "model.torchscript.json").write_text(json.dumps(card, indent=2))
+        write_json(out / "model.torchscript.json", card)
         with torch.no_grad():
             exported = scripted(torch.as_tensor(test_images[checked])).numpy()
     else:
@@ -186,11 +186,11 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
             if settings.on_int8_drop == "fail":
                 int8_path.unlink()
                 report.int8_path = None
-                (out / "export.json").write_text(json.dumps(report.to_dict(), indent=2))
+                write_json(out / EXPORT_REPORT, report.to_dict())
                 raise ExportError(message)
             log.warning("WARNING: %s", message)
             report.notes.append(message)
-    (out / "export.json").write_text(json.dumps(report.to_dict(), indent=2))
+    write_json(out / EXPORT_REPORT, report.to_dict())
     return report
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import abc
 import functools
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from torch import nn
 from medkd import __version__
 from medkd.data import Preprocessing
 from medkd.evaluation import decisions, predict_probabilities
-from medkd.models import BEST, SIDECAR
+from medkd.files import BEST, SIDECAR, bytes_fingerprint
 from medkd.models import ModelError, load_model
 
 METADATA_KEY = "medkd"  # ONNX metadata_props key holding the model card as JSON
@@ -26,7 +25,7 @@ CARD_KEYS = ("architecture", "model_args", "in_chans", "classes", "positive_clas
 
 def model_card(folder: Path, sidecar: dict) -> dict:
     """What a deployed copy needs to know: the sidecar's inference keys, an id from the weights, the version."""
-    digest = hashlib.sha256((folder / BEST).read_bytes()).hexdigest()[:12]
+    digest = bytes_fingerprint((folder / BEST).read_bytes(), length=12)
     return {**{key: sidecar.get(key) for key in CARD_KEYS}, "model_id": f"{sidecar['architecture']}-{digest}",
             "medkd_version": __version__, "run": str(folder.resolve())}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -22,17 +21,16 @@ from medkd.distillation.teacher import FrozenTeacher, load_teachers
 from medkd.engine import TrainConfig, fit
 from medkd.device import inference_device
 from medkd.evaluation import SCALARS, EvaluationConfig, evaluate_run, predict_logits
-from medkd.models import BEST, normalise
+from medkd.files import BEST, DISTILLATION_REPORT, TEACHER_LOGITS, fingerprint, staged, write_json
+from medkd.models import normalise
 
 log = logging.getLogger(__name__)
-TEACHER_LOGITS = "teacher_logits.safetensors"
-REPORT = "distillation.json"
 
 
 def teacher_identity(folders: list[str], data: PreparedData, split: str) -> str:
     """Which teachers' weights on which images: cached logits are reused only when this matches."""
     files = [file_stat((Path(f) / BEST).resolve()) for f in folders]
-    return hashlib.sha256(json.dumps([files, data.split_fingerprint(split)]).encode()).hexdigest()
+    return fingerprint([files, data.split_fingerprint(split)])
 
 
 def cached_teacher_logits(teacher: FrozenTeacher, folders: list[str], data: PreparedData, splits: list[str], out: Path,
@@ -55,7 +53,8 @@ def cached_teacher_logits(teacher: FrozenTeacher, folders: list[str], data: Prep
                                        device=device).contiguous()
         log.info("teacher logits of %s (%d images) computed", split, len(images))
     out.mkdir(parents=True, exist_ok=True)
-    save_file(logits, path, metadata=identities)
+    with staged(path) as staging:
+        save_file(logits, staging, metadata=identities)
     return logits
 
 
@@ -80,7 +79,7 @@ class Distillation:
                      out: Path) -> DistillationModule:
         config = data.config.preprocessing
         self.normalisation = (mean, std)
-        self.device = inference_device(settings.accelerator)
+        self.device = inference_device(settings.runtime.accelerator)
         self.teacher, _ = load_teachers(self.settings.teachers, classes=data.classes, in_chans=config.channels,
                                         preprocessing=config.model_dump(), normalisation={"mean": mean, "std": std})
         needed = ["val"] + (["train"] if self.settings.teacher_outputs == "cached" else [])
@@ -112,7 +111,7 @@ class Distillation:
             teacher = ensemble_logits(stacked, self.settings.temperature)
             report[split] = {"agreement": float((student.argmax(1) == teacher.argmax(1)).float().mean()),
                              "kl_teacher_student": float(soft_kl(student, teacher, 1.0).mean()), "images": len(images)}
-        (out / REPORT).write_text(json.dumps(report, indent=2))
+        write_json(out / DISTILLATION_REPORT, report)
 
 
 def distill(data_config: DataConfig, settings: TrainConfig, distillation: DistillConfig, out: str | Path, *,
@@ -135,9 +134,9 @@ def sweep(data_config: DataConfig, settings: TrainConfig, distillation: DistillC
         folder = distill(data_config, settings, distillation.model_copy(update={"teachers": teachers}), out / name,
                          show_progress=show_progress)
         result = evaluate_run(folder, "test", settings=EvaluationConfig(bootstrap_resamples=0),
-                              accelerator=settings.accelerator, show_progress=show_progress)
+                              accelerator=settings.runtime.accelerator, show_progress=show_progress)
         scores = result.at_threshold or result.at_argmax
-        agreement = json.loads((folder / REPORT).read_text())["test"]["agreement"]
+        agreement = json.loads((folder / DISTILLATION_REPORT).read_text())["test"]["agreement"]
         rows.append({"teachers": name, **{k: scores[k] for k in SCALARS}, "test_agreement": agreement})
     table = pd.DataFrame(rows)
     table.to_csv(out / "sweep.csv", index=False)

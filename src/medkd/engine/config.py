@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field
 
+from medkd.device import WithRuntime
 from medkd.evaluation import ThresholdConfig
 from medkd.settings import StrictModel
 
@@ -49,8 +50,8 @@ class ProbeConfig(StrictModel):
     weight_decay: float = Field(1e-4, ge=0)
 
 
-class TrainConfig(StrictModel):
-    """One training run."""
+class TrainConfig(WithRuntime):
+    """One training run; where it computes is `runtime` (medkd.device.RuntimeConfig)."""
 
     model: str = "resnet18"
     model_args: dict = Field(default_factory=dict, description="extra keyword arguments of the model builder")
@@ -72,12 +73,3 @@ class TrainConfig(StrictModel):
                                        description="binary tasks: how the saved decision threshold is chosen on val")
     early_stopping_patience: int | None = Field(None, ge=1, description="epochs without val improvement")
     seed: int = 0
-    precision: Literal["auto", "bf16", "32"] = Field(
-        "auto", description="auto: bf16 mixed precision on GPUs and on CPUs with native bf16 (AMX/AVX512-BF16), else fp32")
-    channels_last: bool = True
-    accelerator: str = "auto"
-    devices: int | str = "auto"
-    num_nodes: int = Field(1, ge=1)
-    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
-        "auto", description="data loader processes for augmentation; auto: none on a CPU, several beside a GPU")
-    threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice")

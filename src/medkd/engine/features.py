@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -14,6 +12,7 @@ from torch import nn
 
 from medkd.data import PreparedData, cache_root, file_stat
 from medkd.evaluation import predict_logits
+from medkd.files import fingerprint
 from medkd.models import headless
 
 log = logging.getLogger(__name__)
@@ -37,10 +36,8 @@ def cached_features(model: nn.Module, identity: dict, data: PreparedData, split:
                     device: torch.device) -> tuple[torch.Tensor, bool]:
     """Features of every image of `split` from `model`'s backbone, extracted on `device`; (features, True) when
     read from the cache."""
-    key = hashlib.sha256(json.dumps({
-        "format": FEATURE_FORMAT, "model": identity, "images": data.split_fingerprint(split),
-        "mean": mean, "std": std, "bf16": precision_bf16,
-    }, sort_keys=True).encode()).hexdigest()[:20]
+    key = fingerprint({"format": FEATURE_FORMAT, "model": identity, "images": data.split_fingerprint(split),
+                       "mean": mean, "std": std, "bf16": precision_bf16}, length=20)
     path = cache_root(data.config) / "features" / f"{key}.npy"
     if path.exists():
         features = torch.from_numpy(np.load(path))

@@ -10,7 +10,6 @@ from typing import Protocol
 
 import lightning as L
 import torch
-import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from medkd.data import DataConfig, PreparedData, prepare, record_data_location
@@ -23,11 +22,11 @@ from medkd.engine.module import ClassifierModule
 from medkd.engine.trainer import build_trainer
 from medkd.device import inference_device, lightning_precision, loader_workers
 from medkd.evaluation import ThresholdConfig, choose_threshold, predict_probabilities
-from medkd.models import (BEST, LAST, classifier_name, create_model, normalisation, pretrained_config, read_sidecar,
+from medkd.files import BEST, CHECKPOINTS, CONFIG, LAST, METRICS, PROBE, RESUME_CHECKPOINT, SKIPPED_FILES, write_yaml
+from medkd.models import (classifier_name, create_model, normalisation, pretrained_config, read_sidecar,
                           read_state_dict, save_model)
 
 log = logging.getLogger(__name__)
-PROBE = "probe"  # an lp-ft run's linear-probe step: a run folder inside the run folder
 MONITOR = "val_auc"  # checkpoints are chosen on validation AUC, never on test
 # Lightning notices that say nothing about the user's run.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
@@ -63,19 +62,20 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
         show_progress: bool = True) -> Path:
     """Train `settings.model` on `data_config` into run folder `out`; re-running continues a killed run."""
     out = Path(out)
-    checkpoints = out / "checkpoints"
+    checkpoints = out / CHECKPOINTS
     out.mkdir(parents=True, exist_ok=True)
     if extension is not None and settings.transfer == "linear":
         raise ValueError(f"{extension.section} trains the whole student: use transfer scratch or finetune, not linear")
     resolved = {"data": data_config.model_dump(mode="json"), "train": settings.model_dump(mode="json")}
     if extension is not None:
         resolved[extension.section] = extension.settings_dump()
-    (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    write_yaml(out / CONFIG, resolved)
     record_data_location(out, data_config.path)  # evaluate and export find the data from any working folder
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
+    runtime = settings.runtime
+    if runtime.threads:
+        torch.set_num_threads(runtime.threads)
     data = prepare(data_config, show_progress=show_progress)
-    data.skipped.to_csv(out / "skipped_files.csv", index=False)
+    data.skipped.to_csv(out / SKIPPED_FILES, index=False)
     # before seeding: a resumed run whose probe is finished draws the same random numbers as an unbroken one
     probe = linear_probe(data_config, settings, out, show_progress=show_progress) if settings.transfer == "lp-ft" else None
     L.seed_everything(settings.seed, workers=True, verbose=False)
@@ -86,8 +86,8 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
     mean, std = normalisation(in_chans, settings.model)
     if probe is not None:
         model.load_state_dict(read_state_dict(probe / BEST))  # the same backbone, the probe's trained head
-    precision = lightning_precision(settings.precision, settings.accelerator)
-    device = inference_device(settings.accelerator)  # of predictions over a whole split (features, threshold)
+    precision = lightning_precision(runtime.precision, runtime.accelerator)
+    device = inference_device(runtime.accelerator)  # of predictions over a whole split (features, threshold)
     splits = {split: split_tensors(data, split) for split in ("train", "val")}
     if settings.min_steps:
         steps_per_epoch = math.ceil(len(splits["train"][1]) / settings.batch_size)
@@ -106,7 +106,7 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
         module = ClassifierModule(model.get_submodule(classifier_name(model)), settings, class_weight=weight)
         augment = None
     else:
-        if settings.channels_last:
+        if runtime.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if extension is None:
             module = ClassifierModule(model, settings, mean=mean, std=std, class_weight=weight)
@@ -115,16 +115,16 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
                                             out=out)
         augment = settings.augment
     datamodule = TensorDataModule(splits, settings.batch_size, sampler=settings.sampler, augment=augment,
-                                  num_workers=loader_workers(settings.num_workers, settings.accelerator))
+                                  num_workers=loader_workers(runtime.num_workers, runtime.accelerator))
 
     # Lightning's save_last only refreshes last.ckpt when a best checkpoint is saved: keep "last" separately.
     callbacks = [ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=MONITOR, mode="max"),
                  ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False),
-                 EpochMetricsCSV(out / "metrics.csv", extension.metric_columns if extension else ())]
+                 EpochMetricsCSV(out / METRICS, extension.metric_columns if extension else ())]
     if settings.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=settings.early_stopping_patience))
-    trainer = build_trainer(settings, out, callbacks, show_progress=show_progress)  # the per-epoch table: metrics.csv
-    resume = checkpoints / "last.ckpt"
+    trainer = build_trainer(runtime, settings.epochs, out, callbacks, show_progress=show_progress)  # the per-epoch table: metrics.csv
+    resume = out / RESUME_CHECKPOINT
     if resume.exists():
         log.info("resuming %s from %s", out, resume)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume if resume.exists() else None)

@@ -43,7 +43,7 @@ class ClassifierModule(L.LightningModule):
         inputs, *rest = batch
         if self.normalise:
             inputs = normalise(inputs, self.mean, self.std)
-            if self.settings.channels_last:
+            if self.settings.runtime.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
         return (inputs, *rest)
 

@@ -10,12 +10,12 @@ from medkd.evaluation.compare import PairedTest, delong_test, mcnemar_test
 from medkd.evaluation.config import EvaluationConfig, ThresholdConfig
 from medkd.evaluation.console import print_evaluation
 from medkd.evaluation.efficiency import Efficiency, count_macs, measure_efficiency
-from medkd.evaluation.evaluate import RESULTS, Evaluation, evaluate_run, run_data_config
+from medkd.evaluation.evaluate import Evaluation, evaluate_run
 from medkd.evaluation.metrics import SCALARS, classification_metrics, decisions
 from medkd.evaluation.predict import predict_logits, predict_probabilities
 from medkd.evaluation.threshold import choose_threshold
 
-__all__ = ["RESULTS", "SCALARS", "Efficiency", "Evaluation", "EvaluationConfig", "PairedTest", "ThresholdConfig",
+__all__ = ["SCALARS", "Efficiency", "Evaluation", "EvaluationConfig", "PairedTest", "ThresholdConfig",
            "bootstrap_intervals", "choose_threshold", "classification_metrics", "count_macs", "decisions", "delong_test",
            "evaluate_run", "mcnemar_test", "measure_efficiency", "predict_logits",
-           "predict_probabilities", "print_evaluation", "run_data_config"]
+           "predict_probabilities", "print_evaluation"]

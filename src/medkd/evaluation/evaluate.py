@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from medkd.data import DataConfig, PreparedData, prepare, run_data_path
+from medkd.data import PreparedData, prepare, run_data_config
 from medkd.evaluation.bootstrap import bootstrap_intervals
 from medkd.evaluation.config import EvaluationConfig
 from medkd.evaluation.efficiency import measure_efficiency
 from medkd.evaluation.metrics import classification_metrics
 from medkd.device import inference_device
 from medkd.evaluation.predict import predict_probabilities
-from medkd.files import write_text_atomically
-from medkd.models import BEST, load_model
+from medkd.files import BEST, RESULTS, evaluation_file, predictions_file, write_json
+from medkd.models import load_model
 
-RESULTS = "evaluation"
 
 
 @dataclass
@@ -42,19 +39,6 @@ class Evaluation:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def run_data_config(folder: Path, data_path: str | None = None, cache_dir: str | None = None) -> DataConfig:
-    """The data settings a run was trained with, its data where the run found it (from any working folder), or
-    pointed at another copy of the data or cache."""
-    config_file = folder / "config.yaml"
-    if not config_file.exists():
-        raise FileNotFoundError(f"{folder} has no config.yaml: not a run folder written by medkd train/distill")
-    data = yaml.safe_load(config_file.read_text())["data"]
-    data["path"] = data_path if data_path is not None else run_data_path(folder, data["path"])
-    if cache_dir is not None:
-        data["cache_dir"] = cache_dir
-    return DataConfig.model_validate(data)
 
 
 def evaluate_run(folder: str | Path, split: str = "test", *, settings: EvaluationConfig = EvaluationConfig(),
@@ -91,8 +75,8 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
         table[f"p_{name}"] = probabilities[:, index]
     table["predicted"] = np.argmax(probabilities, axis=1) if threshold is None else (probabilities[:, 1] >= threshold)
     table["predicted"] = table["predicted"].astype(int)
-    table.to_csv(out / f"{split}_predictions.csv", index=False)
+    table.to_csv(folder / predictions_file(split), index=False)
     # The JSON last, and whole: a study takes its presence as "this split is evaluated", so a run killed while
     # writing must not leave it beside a missing or half-written predictions file.
-    write_text_atomically(out / f"{split}.json", json.dumps(result.to_dict(), indent=2))
+    write_json(folder / evaluation_file(split), result.to_dict())
     return result

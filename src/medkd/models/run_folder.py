@@ -11,12 +11,10 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from medkd.files import BEST, SIDECAR, staged, write_json
 from medkd.models.errors import ModelError
 from medkd.models.registry import create_model
 
-SIDECAR = "model.json"
-BEST = "model.safetensors"
-LAST = "last.safetensors"
 SIDECAR_FORMAT = 1
 
 
@@ -24,8 +22,9 @@ def save_model(folder: Path, model: nn.Module, sidecar: dict, filename: str = BE
     """Write `model`'s weights as `filename` and the sidecar (architecture, classes, preprocessing, ...)."""
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, folder / filename)
-    (folder / SIDECAR).write_text(json.dumps({"format": SIDECAR_FORMAT, **sidecar}, indent=2))
+    with staged(folder / filename) as staging:
+        save_file(state, staging)
+    write_json(folder / SIDECAR, {"format": SIDECAR_FORMAT, **sidecar})
 
 
 def read_sidecar(folder: Path) -> dict:

@@ -22,6 +22,11 @@ def classifier_name(model: nn.Module) -> str:
     return last
 
 
+def feature_width(model: nn.Module) -> int:
+    """The width of the pooled features the classification head takes."""
+    return model.get_submodule(classifier_name(model)).in_features
+
+
 def replace_classifier(model: nn.Module, num_classes: int) -> nn.Module:
     """Swap the final fully-connected layer for a new one with `num_classes` outputs."""
     name = classifier_name(model)

@@ -4,6 +4,6 @@ Public API: pretrain, PretrainConfig, ViewConfig, BACKBONE.
 """
 
 from medkd.pretrain.config import PretrainConfig, ViewConfig
-from medkd.pretrain.run import BACKBONE, pretrain
+from medkd.pretrain.run import pretrain
 
-__all__ = ["BACKBONE", "PretrainConfig", "ViewConfig", "pretrain"]
+__all__ = ["PretrainConfig", "ViewConfig", "pretrain"]

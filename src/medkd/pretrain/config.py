@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field
 
+from medkd.device import WithRuntime
 from medkd.settings import StrictModel
 
 
@@ -21,8 +22,9 @@ class ViewConfig(StrictModel):
     blur_sigma: tuple[float, float] = (0.1, 2.0)
 
 
-class PretrainConfig(StrictModel):
-    """One pretraining run: a factory backbone, an SSL method from lightly, and its optimisation."""
+class PretrainConfig(WithRuntime):
+    """One pretraining run: a factory backbone, an SSL method from lightly, and its optimisation; where it
+    computes is `runtime` (medkd.device.RuntimeConfig)."""
 
     method: Literal["moco", "simclr"] = Field("moco", description="moco: MoCo v2 (momentum encoder, memory bank: "
                                                                    "works with small CPU batches); simclr: SimCLR")
@@ -41,10 +43,3 @@ class PretrainConfig(StrictModel):
                                                                    "end of its cosine schedule")
     views: ViewConfig = Field(default_factory=ViewConfig)
     seed: int = 0
-    precision: Literal["auto", "bf16", "32"] = "auto"
-    channels_last: bool = True
-    accelerator: str = "auto"
-    devices: int | str = "auto"
-    num_nodes: int = Field(1, ge=1)
-    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"  # as TrainConfig.num_workers
-    threads: int | None = Field(None, ge=1)

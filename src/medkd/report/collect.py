@@ -12,7 +12,7 @@ import yaml
 
 from medkd.config import Recipe
 from medkd.errors import MedkdError
-from medkd.evaluation import RESULTS
+from medkd.files import METRICS, evaluation_file, predictions_file
 from medkd.models import read_sidecar
 from medkd.study import (DATA_CHECK, RECIPE, finished_runs, matched_controls, read_sessions, recommend, run_folder,
                          summarise)
@@ -59,17 +59,17 @@ class StudyResults:
         return self._read(self.run(stage, seed), read_sidecar)
 
     def evaluation(self, stage: str, seed: int, split: str = "test") -> dict:
-        return self._read(self.run(stage, seed) / RESULTS / f"{split}.json", lambda p: json.loads(p.read_text()))
+        return self._read(self.run(stage, seed) / evaluation_file(split), lambda p: json.loads(p.read_text()))
 
     def predictions(self, stage: str, seed: int, split: str = "test") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Labels, class probabilities and decisions (at the run's validation threshold) of one run."""
-        table = self._read(self.run(stage, seed) / RESULTS / f"{split}_predictions.csv", pd.read_csv)
+        table = self._read(self.run(stage, seed) / predictions_file(split), pd.read_csv)
         return (table["label"].to_numpy(), table[[f"p_{name}" for name in self.classes]].to_numpy(),
                 table["predicted"].to_numpy())
 
     def curves(self, stage: str, seed: int) -> pd.DataFrame:
         """The run's per-epoch table (train loss, validation loss and metrics, seconds)."""
-        return self._read(self.run(stage, seed) / "metrics.csv", pd.read_csv)
+        return self._read(self.run(stage, seed) / METRICS, pd.read_csv)
 
     def _read(self, path: Path, reader):
         if path not in self._cache:
@@ -105,7 +105,7 @@ def load_study(folder: str | Path) -> StudyResults:
         raise ReportError(f"no run of the study in {folder} has been evaluated yet: run `medkd run` on it")
     summary = summarise(runs)
     first = runs.iloc[0]
-    classes = json.loads((run_folder(folder, first["stage"], int(first["seed"])) / RESULTS / "test.json")
+    classes = json.loads((run_folder(folder, first["stage"], int(first["seed"])) / evaluation_file("test"))
                          .read_text())["classes"]
     data_check = json.loads((folder / DATA_CHECK).read_text()) if (folder / DATA_CHECK).exists() else None
     sessions = read_sessions(folder)

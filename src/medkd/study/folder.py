@@ -13,9 +13,8 @@ import pandas as pd
 
 from medkd.config import Recipe
 from medkd.environment import describe_environment
-from medkd.evaluation import RESULTS, SCALARS
-from medkd.models import BEST
-from medkd.pretrain import BACKBONE
+from medkd.evaluation import SCALARS
+from medkd.files import BACKBONE, BEST, METRICS, evaluation_file
 from medkd.study.plan import study_jobs
 
 RUNS, SUMMARY, RECIPE, DATA_CHECK, SESSIONS = "runs.csv", "summary.csv", "recipe.yaml", "data_check.json", "study.json"
@@ -27,7 +26,7 @@ def run_folder(out: Path, stage: str, seed: int) -> Path:
 
 def is_evaluated(folder: Path) -> bool:
     """Whether the run in `folder` is finished: trained and evaluated on val and test."""
-    return (folder / RESULTS / "test.json").exists() and (folder / RESULTS / "val.json").exists()
+    return (folder / evaluation_file("test")).exists() and (folder / evaluation_file("val")).exists()
 
 
 def finished_runs(recipe: Recipe, out: Path) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
@@ -48,7 +47,7 @@ def result_row(folder: Path, stage: str, seed: int) -> dict:
     """One run's val and test scores (at its validation threshold) and its cost."""
     row = {"stage": stage, "seed": seed}
     for split in ("val", "test"):
-        result = json.loads((folder / RESULTS / f"{split}.json").read_text())
+        result = json.loads((folder / evaluation_file(split)).read_text())
         scores = result["at_threshold"] or result["at_argmax"]
         row.update({f"{split}_{name}": scores[name] for name in SCALARS})
         if split == "test":
@@ -57,7 +56,7 @@ def result_row(folder: Path, stage: str, seed: int) -> dict:
             row.update(parameters=cost["parameters"], macs=cost["macs"], size_mb=cost["checkpoint_bytes"] / 1e6,
                        latency_ms=cost["latency_ms_median"], latency_p95_ms=cost["latency_ms_p95"],
                        throughput=cost["throughput_images_per_s"])
-    row["train_seconds"] = float(pd.read_csv(folder / "metrics.csv")["seconds"].sum())
+    row["train_seconds"] = float(pd.read_csv(folder / METRICS)["seconds"].sum())
     return row
 
 

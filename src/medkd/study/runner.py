@@ -9,18 +9,16 @@ from collections.abc import Collection
 from datetime import timedelta
 from pathlib import Path
 
-import yaml
 
 import pandas as pd
 
 from medkd.config import Recipe
-from medkd.data import DataConfig, PreparedData, check_data, prepare
-from medkd.data import LOCATION_FILE, record_data_location
+from medkd.data import DataConfig, PreparedData, check_data, prepare, record_data_location
 from medkd.distillation import distill
 from medkd.engine import fit
 from medkd.evaluation import evaluate_run
-from medkd.files import write_text_atomically
-from medkd.pretrain import BACKBONE, pretrain
+from medkd.files import BACKBONE, DATA_LOCATION, write_json, write_text_atomically, write_yaml
+from medkd.pretrain import pretrain
 from medkd.study.folder import (DATA_CHECK, RECIPE, RUNS, SESSIONS, SUMMARY, finished_runs, is_evaluated,
                                 read_sessions, run_folder, session_record, starting_weights_file)
 from medkd.study.plan import study_jobs
@@ -40,7 +38,7 @@ def run_study(recipe: Recipe, out: str | Path, *, stages: Collection[str] | None
     out = Path(out)
     jobs = study_jobs(recipe, stages)
     out.mkdir(parents=True, exist_ok=True)
-    (out / RECIPE).write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+    write_yaml(out / RECIPE, recipe.model_dump(mode="json"))
     prepared = {}  # prepared data per distinct data section, shared by the evaluations of its stages
 
     def data_for(config: DataConfig) -> PreparedData:
@@ -51,12 +49,12 @@ def run_study(recipe: Recipe, out: str | Path, *, stages: Collection[str] | None
 
     if not (out / DATA_CHECK).exists():
         write_text_atomically(out / DATA_CHECK, json.dumps(check_data(data_for(recipe.data)).to_dict(), indent=2,
-                                                           default=str))
+                                                           default=str))  # default=str: dates and paths
     jobs_run, earlier = 0, read_sessions(out)
 
     def record_session(ended: bool) -> None:  # at the start and after every run: a killed study keeps its record
         sessions = [*earlier, session_record(started, jobs_run, ended=ended)]
-        write_text_atomically(out / SESSIONS, json.dumps({"sessions": sessions}, indent=2))
+        write_json(out / SESSIONS, {"sessions": sessions})
 
     record_session(ended=False)
     for number, (seed, stage) in enumerate(jobs, 1):
@@ -74,7 +72,7 @@ def run_study(recipe: Recipe, out: str | Path, *, stages: Collection[str] | None
             continue  # a backbone has no test scores: it shows through the stages that start from it
         if is_evaluated(folder):
             log.info("%s seed %d: finished before, skipped", stage.name, seed)
-            if not (folder / LOCATION_FILE).exists():  # finished before medkd recorded where a run's data is
+            if not (folder / DATA_LOCATION).exists():  # finished before medkd recorded where a run's data is
                 record_data_location(folder, data_config.path)
             continue
         settings = recipe.stage_train(stage, seed, stage.weights_from and starting_weights_file(out, stage.weights_from, seed))
@@ -86,9 +84,9 @@ def run_study(recipe: Recipe, out: str | Path, *, stages: Collection[str] | None
         jobs_run += 1
         data = data_for(data_config)
         evaluate_run(folder, "val", settings=recipe.evaluation.model_copy(update={"bootstrap_resamples": 0}),
-                     data=data, accelerator=settings.accelerator, show_progress=False)
+                     data=data, accelerator=settings.runtime.accelerator, show_progress=False)
         evaluate_run(folder, "test", settings=recipe.evaluation, efficiency=True, data=data,
-                     accelerator=settings.accelerator, show_progress=False)
+                     accelerator=settings.runtime.accelerator, show_progress=False)
         record_session(ended=False)
     table, _ = finished_runs(recipe, out)
     table.to_csv(out / RUNS, index=False)

@@ -1,0 +1,102 @@
+"""The study report: every stage's numbers, paired tests, plots in one HTML file, multi-class studies."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from conftest import class_image, tiny_recipe
+from medkd.cli import app
+from medkd.config import load_recipe
+from medkd.config.stages import StageConfig
+from medkd.report.collect import load_study
+from medkd.report.document import untrained_transfer_stages
+from medkd.study import matched_controls, with_weights
+
+
+def check_report(out: Path, summary: pd.DataFrame) -> None:
+    """The study's report: every stage's numbers, the KD-vs-control tests, five plots inside one HTML file."""
+    markdown = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    study = load_study(out)
+    assert f"**{study.recommended}**:" in markdown
+    for stage, row in summary.iterrows():
+        auc = f"{row['test_auc_mean']:.3f} ± {row['test_auc_std']:.3f}"
+        assert re.search(rf"^\| {stage} +\| +{auc} \|", markdown, re.MULTILINE), f"{stage}'s test AUC {auc}"
+    assert "**student_kd** vs **control**" in markdown and "DeLong p" in markdown and "McNemar p" in markdown
+    assert re.search(r"^\| student_kd +\| compact_cnn +\| scratch +\| random +\| teacher +\|$", markdown, re.MULTILINE)
+    assert html.count('src="data:image/png;base64,') == 5 and 'src="report_files' not in html
+    for plot in ("tradeoff", "roc", "confusion", "curves", "reliability"):
+        assert (out / "report_files" / f"{plot}.png").stat().st_size > 10_000
+    killed, resumed = study.sessions  # the killed session left its record up to its last finished run
+    assert not killed["ended"] and killed["jobs_run"] <= 1 and resumed["ended"] and resumed["jobs_run"] == 7
+    assert "Unfinished study" not in markdown
+    assert study.sessions[0]["environment"]["packages"]["torch"] == torch.__version__.split("+")[0]
+    assert "Warning: no pretrained weights" not in markdown  # every stage here is meant to train from scratch
+
+
+def test_matched_controls_and_the_missing_weights_warning(tmp_path):
+    recipe = load_recipe(tiny_recipe(tmp_path))
+    assert matched_controls(recipe) == {"student_kd": "control"}
+    assert untrained_transfer_stages(recipe) == []
+    finetuned = recipe.model_copy(update={"stages": [*recipe.stages, StageConfig(
+        name="resnet_finetune", train={"model": "resnet18", "transfer": "finetune", "weights": "imagenet"})]})
+    assert untrained_transfer_stages(finetuned) == []
+    assert untrained_transfer_stages(with_weights(finetuned, "none")) == ["resnet_finetune"]
+
+
+def test_multiclass_imbalanced_study_and_its_report(tmp_path):
+    """Three imbalanced classes from NumPy arrays: the study runs, and the report adapts (argmax decisions,
+    micro-average ROC, McNemar without DeLong, 3 x 3 confusion matrices)."""
+    arrays = tmp_path / "arrays"
+    arrays.mkdir()
+    per_class = {"train": (40, 16, 8), "test": (10, 6, 4)}  # imbalanced, as the 3-class Kermany task
+    seed = 0
+    for split, counts in per_class.items():
+        labels = np.repeat(np.arange(3), counts)
+        images = []
+        for label in labels:
+            seed += 1
+            images.append(class_image(int(label), seed, size=32))
+        np.save(arrays / f"X_{split}.npy", np.stack(images))
+        np.save(arrays / f"y_{split}.npy", labels)
+    recipe = {
+        "name": "three",
+        "data": {"path": str(arrays), "source": "numpy", "cache_dir": str(tmp_path / "cache"),
+                 "preprocessing": {"size": 32, "channels": 1}, "split": {"min_val_size": 1, "val_fraction": 0.25}},
+        "train": {"model": "compact_cnn", "model_args": {"width": 8}, "epochs": 2, "batch_size": 16,
+                  "precision": "32", "loss": {"class_weights": "balanced"}},
+        "evaluation": {"bootstrap_resamples": 20},
+        "selection": {"metric": "balanced_accuracy"},
+        "stages": [{"name": "teacher", "train": {"model_args": {"width": 16}}},
+                   {"name": "student_kd", "distill": {"teachers": ["teacher"]}},
+                   {"name": "control"}],
+    }
+    path = tmp_path / "three.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "study"
+    # one loader process: augmented batches and cached teacher logits come through a worker
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--no-progress", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    used = yaml.safe_load((out / "student_kd" / "seed0" / "config.yaml").read_text())
+    assert used["train"]["runtime"]["num_workers"] == 1
+    study = load_study(out)
+    assert len(study.classes) == 3
+    assert np.array(study.evaluation("control", 0)["at_argmax"]["confusion_matrix"]).shape == (3, 3)
+    assert study.evaluation("control", 0)["at_threshold"] is None  # no threshold for multi-class decisions
+    markdown = (out / "report.md").read_text()
+    assert "At probability 0.5" not in markdown and "DeLong p" not in markdown and "McNemar p" in markdown
+    assert "**student_kd** vs **control**" in markdown
+    assert (out / "report.html").read_text().count('src="data:image/png;base64,') == 5
+    best = study.summary["val_balanced_accuracy_mean"]
+    assert study.recommended in best[best >= best.max() - 0.01].index
+
+    again = CliRunner().invoke(app, ["report", str(out)])  # the report alone, from the folder
+    assert again.exit_code == 0 and "report.html" in again.output
+    assert CliRunner().invoke(app, ["report", str(tmp_path)]).exit_code == 2  # not a study folder
