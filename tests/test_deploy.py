@@ -38,7 +38,7 @@ from medkd.deploy import (ExportConfig, ExportError, ServeConfig, create_app, ex
 from medkd.deploy import export as export_module
 from medkd.deploy.runtime import METADATA_KEY
 from medkd.engine import TrainConfig, fit
-from medkd.evaluation import EvaluationConfig, evaluate_run
+from medkd.evaluation import EvaluationConfig, evaluate_run, predict_run_logits
 from medkd.data import run_data_config
 
 CHROMIUM = os.environ.get("MEDKD_CHROMIUM", "/usr/bin/chromium")
@@ -72,6 +72,12 @@ def test_onnx_export_matches_pytorch_and_carries_its_card(trained_run, exported)
     for batch in (1, 7):  # the batch axis is dynamic
         images = np.stack([band_image(i % 2, i, 32)[None] for i in range(batch)])
         np.testing.assert_allclose(onnx_model.probabilities(images), torch_model.probabilities(images), atol=1e-5)
+    # the graph holds the calibration: softmax(logits / T), T fitted on validation, not the raw softmax
+    temperature = card["calibration"]["temperature"]
+    assert temperature == sidecar["calibration"]["temperature"] and abs(temperature - 1) > 0.01
+    logits = predict_run_logits(torch_model.torch_model, images, sidecar)
+    np.testing.assert_allclose(onnx_model.probabilities(images), (logits / temperature).softmax(dim=1), atol=1e-5)
+    assert not np.allclose(onnx_model.probabilities(images), logits.softmax(dim=1), atol=1e-3)
     # the ONNX predictor knows heatmaps are possible (its run folder exists) but loads PyTorch only when asked
     assert onnx_model.has_heatmaps and "torch_model" not in vars(onnx_model)
     assert isinstance(onnx_model.torch_model, torch.nn.Module) and "torch_model" in vars(onnx_model)

@@ -8,13 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from medkd.cli import app
+from conftest import kermany_like_config
 from medkd.data import prepare
-from medkd.evaluation import (ThresholdConfig, bootstrap_intervals, choose_threshold, classification_metrics,
-                              count_macs, delong_test, mcnemar_test, measure_efficiency, predict_probabilities)
-from medkd.models import load_model
+from medkd.engine import TrainConfig, fit
+from medkd.evaluation import (CalibrationConfig, ThresholdConfig, bootstrap_intervals, calibrated, choose_threshold,
+                              classification_metrics, count_macs, delong_test, expected_calibration_error,
+                              fit_temperature, mcnemar_test, measure_efficiency, predict_probabilities,
+                              predict_run_logits, run_temperature)
+from medkd.models import classifier_name, load_model
 
 LABELS = np.array([0, 0, 0, 1, 1, 1])
 POSITIVE = np.array([0.1, 0.4, 0.6, 0.3, 0.8, 0.9])
@@ -89,6 +94,36 @@ def test_saved_threshold_is_chosen_on_validation(trained_run):
     assert sidecar["threshold"] == pytest.approx(expected)
 
 
+def test_temperature_scaling_lowers_validation_ece_and_changes_no_ranking(tmp_path):
+    """A model made overconfident on purpose (its head's weights x 40, against labels a quarter of which are
+    flipped, so that it is right 3 times in 4 while sure every time) is calibrated back by one temperature
+    fitted on those labels; the run's own sidecar records its temperature and what it did on validation."""
+    config = kermany_like_config(tmp_path, patients_per_class=20)
+    settings = TrainConfig(model="compact_cnn", model_args={"width": 8}, epochs=6, batch_size=16,
+                           optimizer={"lr": 3e-3}, runtime={"precision": "32"})
+    folder = fit(config, settings, tmp_path / "run", show_progress=False)
+    model, sidecar = load_model(folder)
+    images, labels = prepare(config, show_progress=False).split("val")
+    record = sidecar["calibration"]  # fitted at the end of training, on validation
+    assert record["fitted_on"] == "val" and record["val_nll_after"] <= record["val_nll_before"] + 1e-6
+    assert record["temperature"] == run_temperature(sidecar)
+    head = model.get_submodule(classifier_name(model))
+    with torch.no_grad():
+        head.weight.mul_(40)
+        head.bias.mul_(40)
+    noisy = labels.copy()
+    noisy[::4] = 1 - noisy[::4]
+    logits = predict_run_logits(model, images, sidecar)
+    temperature = fit_temperature(logits, noisy, CalibrationConfig())
+    before, after = (expected_calibration_error(noisy, calibrated(logits, t)) for t in (1.0, temperature))
+    assert temperature > 2 and after < before / 2, (temperature, before, after)
+    raw, scaled = calibrated(logits), calibrated(logits, temperature)
+    assert (raw.argmax(1) == scaled.argmax(1)).all()  # no decision at argmax moves
+    margin = (logits[:, 1] - logits[:, 0]).numpy()  # what ranks the images; the raw softmax saturates to 0 and 1
+    assert classification_metrics(noisy, scaled)["auc"] == pytest.approx(roc_auc_score(noisy, margin))
+    assert fit_temperature(logits, noisy, CalibrationConfig(method="none")) == 1.0
+
+
 def test_evaluate_command_scores_the_test_split(trained_run, tmp_path):
     folder, config = trained_run
     result = CliRunner().invoke(app, ["evaluate", str(folder), "--split", "test", "--bootstrap", "50",
@@ -107,6 +142,11 @@ def test_evaluate_command_scores_the_test_split(trained_run, tmp_path):
     decided = (predictions["p_PNEUMONIA"] >= saved["threshold"]).astype(int)
     assert (decided == predictions["predicted"]).all()
     assert saved["at_threshold"]["accuracy"] == pytest.approx((predictions["predicted"] == predictions["label"]).mean())
+    # the probabilities are calibrated; the raw softmax stays beside them, for the report's reliability "before"
+    raw = predictions[["uncalibrated_p_NORMAL", "uncalibrated_p_PNEUMONIA"]].to_numpy()
+    assert saved["calibration"]["ece_uncalibrated"] == pytest.approx(
+        expected_calibration_error(predictions["label"].to_numpy(), raw))
+    assert saved["calibration"]["ece"] == pytest.approx(saved["at_argmax"]["ece"])
 
 
 def test_evaluate_rejects_unknown_split_and_non_run_folders(tmp_path):

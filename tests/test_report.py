@@ -39,6 +39,11 @@ def check_report(out: Path, summary: pd.DataFrame) -> None:
     assert "Unfinished study" not in markdown
     assert study.sessions[0]["environment"]["packages"]["torch"] == torch.__version__.split("+")[0]
     assert "Warning: no pretrained weights" not in markdown  # every stage here is meant to train from scratch
+    calibration = markdown.split("Temperature scaling (one temperature per run")[1].split("\n## ")[0]
+    for stage in summary.index:  # each run's temperature, and its test ECE before and after it
+        recorded = study.evaluation(stage, study.seeds[0])["calibration"]
+        assert re.search(rf"^\| {stage} +\| +{recorded['temperature']:.3f} \| +{recorded['ece_uncalibrated']:.3f} \| +"
+                         rf"{recorded['ece']:.3f} \|$", calibration, re.MULTILINE), stage
 
 
 def test_matched_controls_and_the_missing_weights_warning(tmp_path):

@@ -1,8 +1,9 @@
 """Export a run's model for deployment: ONNX (fp32, optionally int8) or TorchScript, checked against PyTorch.
 
 The exported graph takes uint8 images (N, C, H, W) at the training resolution and returns class probabilities:
-normalisation and softmax are inside, so a deployment only resizes. The model card (classes, preprocessing,
-threshold, id) rides along: ONNX metadata_props, or a JSON file beside a TorchScript file.
+normalisation, the calibration temperature and softmax are inside, so a deployment only resizes. The model card
+(classes, preprocessing, threshold, calibration, id) rides along: ONNX metadata_props, or a JSON file beside a
+TorchScript file.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from medkd.data import PreparedData, prepare, run_data_config
 from medkd.deploy.config import ExportConfig
 from medkd.deploy.runtime import METADATA_KEY, OnnxPredictor, model_card
 from medkd.errors import MedkdError
-from medkd.evaluation import classification_metrics, decisions, predict_probabilities
+from medkd.evaluation import classification_metrics, decisions, predict_probabilities, run_temperature
 from medkd.files import EXPORT, EXPORT_REPORT, write_json
 from medkd.models import channel_statistics, load_model, normalise
 
@@ -33,16 +34,18 @@ class ExportError(MedkdError):
 
 
 class ProbabilityModel(nn.Module):
-    """uint8 images -> class probabilities: the trained model with its normalisation and softmax."""
+    """uint8 images -> class probabilities: the trained model with its normalisation and its calibrated softmax
+    (logits divided by the temperature fitted on validation)."""
 
-    def __init__(self, model: nn.Module, mean: list[float], std: list[float]) -> None:
+    def __init__(self, model: nn.Module, mean: list[float], std: list[float], temperature: float = 1.0) -> None:
         super().__init__()
         self.model = model
         self.register_buffer("mean", channel_statistics(mean))
         self.register_buffer("std", channel_statistics(std))
+        self.register_buffer("temperature", torch.tensor(float(temperature)))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(normalise(images, self.mean, self.std)).softmax(dim=1)
+        return (self.model(normalise(images, self.mean, self.std)) / self.temperature).softmax(dim=1)
 
 
 @dataclass
@@ -134,7 +137,8 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
     out = Path(out) if out is not None else folder / EXPORT
     out.mkdir(parents=True, exist_ok=True)
     model, sidecar = load_model(folder)
-    wrapped = ProbabilityModel(model, sidecar["normalisation"]["mean"], sidecar["normalisation"]["std"]).eval()
+    wrapped = ProbabilityModel(model, sidecar["normalisation"]["mean"], sidecar["normalisation"]["std"],
+                               run_temperature(sidecar)).eval()
     card = model_card(folder, sidecar)
     data = data or prepare(run_data_config(folder, data_path), show_progress=show_progress)
     test_images, test_labels = data.split("test")

@@ -20,7 +20,7 @@ from medkd.models import ModelError, load_model
 
 METADATA_KEY = "medkd"  # ONNX metadata_props key holding the model card as JSON
 CARD_KEYS = ("architecture", "model_args", "in_chans", "classes", "positive_class", "preprocessing", "normalisation",
-             "threshold")
+             "threshold", "calibration")
 
 
 def model_card(folder: Path, sidecar: dict) -> dict:

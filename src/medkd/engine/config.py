@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from medkd.device import WithRuntime
-from medkd.evaluation import ThresholdConfig
+from medkd.evaluation import CalibrationConfig, ThresholdConfig
 from medkd.settings import StrictModel
 
 
@@ -71,5 +71,7 @@ class TrainConfig(WithRuntime):
     augment: AugmentConfig | None = Field(default_factory=AugmentConfig)
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig,
                                        description="binary tasks: how the saved decision threshold is chosen on val")
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig,
+                                           description="how probabilities are calibrated on val (before the threshold)")
     early_stopping_patience: int | None = Field(None, ge=1, description="epochs without val improvement")
     seed: int = 0

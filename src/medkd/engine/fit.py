@@ -21,13 +21,15 @@ from medkd.engine.losses import class_weights
 from medkd.engine.module import ClassifierModule
 from medkd.engine.trainer import build_trainer
 from medkd.device import inference_device, lightning_precision, loader_workers
-from medkd.evaluation import ThresholdConfig, choose_threshold, predict_probabilities
+from medkd.evaluation import (EvaluationConfig, calibrated, calibration_record, choose_threshold, fit_temperature,
+                              predict_run_logits)
 from medkd.files import BEST, CHECKPOINTS, CONFIG, LAST, METRICS, PROBE, RESUME_CHECKPOINT, SKIPPED_FILES, write_yaml
 from medkd.models import (classifier_name, create_model, normalisation, pretrained_config, read_sidecar,
                           read_state_dict, save_model)
 
 log = logging.getLogger(__name__)
 MONITOR = "val_auc"  # checkpoints are chosen on validation AUC, never on test
+CALIBRATION_BINS = EvaluationConfig().calibration_bins  # the ECE of the sidecar is binned as evaluation bins it
 # Lightning notices that say nothing about the user's run.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 warnings.filterwarnings("ignore", message=r".*overridden `on_after_batch_transfer`.*")
@@ -153,8 +155,8 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
     for filename, checkpoint in ((LAST, resume), (BEST, best_path)):
         trained.load_state_dict({k.removeprefix("model."): v for k, v in read_state_dict(checkpoint).items()
                                  if k.startswith("model.")})
-        if filename == BEST and len(classes) == 2:
-            sidecar.update(validation_threshold(whole, data, sidecar, settings.threshold, device))
+        if filename == BEST:
+            sidecar.update(calibrate_on_validation(whole, data, sidecar, settings, device))
         save_model(out, whole, sidecar, filename)
     if extension is not None:
         extension.finish(out, whole, data)
@@ -177,11 +179,19 @@ def linear_probe(data_config: DataConfig, settings: TrainConfig, out: Path, *, s
     return fit(data_config, probe_settings, folder, show_progress=show_progress)
 
 
-def validation_threshold(model: torch.nn.Module, data: PreparedData, sidecar: dict,
-                         settings: ThresholdConfig, device: torch.device) -> dict:
-    """The decision threshold on P(positive) chosen on the validation split (never test), for the sidecar."""
+def calibrate_on_validation(model: torch.nn.Module, data: PreparedData, sidecar: dict, settings: TrainConfig,
+                            device: torch.device) -> dict:
+    """For the sidecar, from the validation split (never test): the calibration temperature, then (binary tasks)
+    the decision threshold on the calibrated P(positive)."""
     images, labels = data.split("val")
-    probabilities = predict_probabilities(model, images, sidecar, device=device)
-    threshold = choose_threshold(labels, probabilities[:, 1], settings)
-    log.info("decision threshold %.4f chosen on validation (%s)", threshold, settings.rule)
-    return {"threshold": threshold, "threshold_rule": settings.model_dump()}
+    logits = predict_run_logits(model, images, sidecar, device=device)
+    temperature = fit_temperature(logits, labels, settings.calibration)
+    record = calibration_record(logits, labels, temperature, settings.calibration, CALIBRATION_BINS)
+    log.info("temperature %.3f fitted on validation: ECE %.4f -> %.4f", temperature, record["val_ece_before"],
+             record["val_ece_after"])
+    update = {"calibration": record}
+    if len(sidecar["classes"]) == 2:
+        threshold = choose_threshold(labels, calibrated(logits, temperature)[:, 1], settings.threshold)
+        log.info("decision threshold %.4f chosen on validation (%s)", threshold, settings.threshold.rule)
+        update.update(threshold=threshold, threshold_rule=settings.threshold.model_dump())
+    return update

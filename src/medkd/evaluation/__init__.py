@@ -1,21 +1,24 @@
 """Evaluation: metrics from predicted probabilities, validation-chosen thresholds, bootstrap intervals.
 
 Public API: evaluate_run, Evaluation, classification_metrics, choose_threshold, predict_logits,
-predict_probabilities, bootstrap_intervals, delong_test, mcnemar_test, measure_efficiency, count_macs,
-EvaluationConfig, ThresholdConfig, SCALARS.
+predict_probabilities, bootstrap_intervals, delong_test, mcnemar_test, measure_efficiency, count_macs, temperature
+scaling (fit_temperature, calibrated, run_temperature), expected_calibration_error,
+EvaluationConfig, ThresholdConfig, CalibrationConfig, SCALARS.
 """
 
 from medkd.evaluation.bootstrap import bootstrap_intervals
 from medkd.evaluation.compare import PairedTest, delong_test, mcnemar_test
-from medkd.evaluation.config import EvaluationConfig, ThresholdConfig
+from medkd.evaluation.calibration import calibrated, calibration_record, fit_temperature
+from medkd.evaluation.config import CalibrationConfig, EvaluationConfig, ThresholdConfig
 from medkd.evaluation.console import print_evaluation
 from medkd.evaluation.efficiency import Efficiency, count_macs, measure_efficiency
 from medkd.evaluation.evaluate import Evaluation, evaluate_run
-from medkd.evaluation.metrics import SCALARS, classification_metrics, decisions
-from medkd.evaluation.predict import predict_logits, predict_probabilities
+from medkd.evaluation.metrics import SCALARS, classification_metrics, decisions, expected_calibration_error
+from medkd.evaluation.predict import predict_logits, predict_probabilities, predict_run_logits, run_temperature
 from medkd.evaluation.threshold import choose_threshold
 
-__all__ = ["SCALARS", "Efficiency", "Evaluation", "EvaluationConfig", "PairedTest", "ThresholdConfig",
-           "bootstrap_intervals", "choose_threshold", "classification_metrics", "count_macs", "decisions", "delong_test",
-           "evaluate_run", "mcnemar_test", "measure_efficiency", "predict_logits",
+__all__ = ["SCALARS", "CalibrationConfig", "Efficiency", "Evaluation", "EvaluationConfig", "PairedTest", "ThresholdConfig",
+           "bootstrap_intervals", "calibrated", "calibration_record", "choose_threshold", "classification_metrics", "count_macs", "decisions", "delong_test",
+           "evaluate_run", "expected_calibration_error", "fit_temperature", "mcnemar_test", "measure_efficiency",
+           "predict_logits", "predict_run_logits", "run_temperature",
            "predict_probabilities", "print_evaluation"]

@@ -19,6 +19,17 @@ class ThresholdConfig(StrictModel):
     value: float = Field(0.5, ge=0, le=1, description="the threshold of rule: fixed")
 
 
+class CalibrationConfig(StrictModel):
+    """How predicted probabilities are calibrated at the end of training, always on the validation split."""
+
+    method: Literal["temperature", "none"] = Field(
+        "temperature", description="temperature: one scalar T dividing the logits, fitted by validation NLL "
+                                   "(Guo et al., 2017); none: the raw softmax")
+    min_temperature: float = Field(0.05, gt=0)
+    max_temperature: float = Field(20.0, gt=0)
+    max_iterations: int = Field(100, ge=1, description="of L-BFGS")
+
+
 class EvaluationConfig(StrictModel):
 
     bootstrap_resamples: int = Field(1000, ge=0, description="0 switches confidence intervals off")

@@ -13,9 +13,10 @@ from medkd.data import PreparedData, prepare, run_data_config
 from medkd.evaluation.bootstrap import bootstrap_intervals
 from medkd.evaluation.config import EvaluationConfig
 from medkd.evaluation.efficiency import measure_efficiency
-from medkd.evaluation.metrics import classification_metrics
+from medkd.evaluation.metrics import classification_metrics, expected_calibration_error
 from medkd.device import inference_device
-from medkd.evaluation.predict import predict_probabilities
+from medkd.evaluation.calibration import calibrated
+from medkd.evaluation.predict import predict_run_logits, run_temperature
 from medkd.files import BEST, RESULTS, evaluation_file, predictions_file, write_json
 from medkd.models import load_model
 
@@ -36,6 +37,7 @@ class Evaluation:
     confidence: float
     seconds: float
     efficiency: dict | None = None  # see efficiency.Efficiency; None when not measured
+    calibration: dict | None = None  # temperature, and the top-label ECE without it (raw softmax) and with it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,7 +55,12 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
     if data is None:
         data = prepare(run_data_config(folder, data_path, cache_dir), show_progress=show_progress)
     images, labels = data.split(split)
-    probabilities = predict_probabilities(model, images, sidecar, device=inference_device(accelerator))
+    logits = predict_run_logits(model, images, sidecar, device=inference_device(accelerator))
+    temperature = run_temperature(sidecar)
+    probabilities, uncalibrated = calibrated(logits, temperature), calibrated(logits)
+    calibration = {"temperature": temperature,
+                   "ece_uncalibrated": expected_calibration_error(labels, uncalibrated, settings.calibration_bins),
+                   "ece": expected_calibration_error(labels, probabilities, settings.calibration_bins)}
     binary = len(sidecar["classes"]) == 2
     threshold = sidecar.get("threshold") if binary else None
     at_argmax = classification_metrics(labels, probabilities, calibration_bins=settings.calibration_bins)
@@ -66,13 +73,15 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
                                         calibration_bins=settings.calibration_bins)
     cost = measure_efficiency(model, images.shape[1:], checkpoint=folder / BEST).to_dict() if efficiency else None
     result = Evaluation(str(folder), split, sidecar["classes"], len(labels), threshold, at_argmax, at_threshold,
-                        intervals, settings.confidence, time.perf_counter() - started, cost)
+                        intervals, settings.confidence, time.perf_counter() - started, cost, calibration)
     out = folder / RESULTS
     out.mkdir(exist_ok=True)
     refs = data.samples.loc[data.samples["split"] == split, "ref"].to_numpy()
     table = pd.DataFrame({"ref": refs, "label": labels})
     for index, name in enumerate(sidecar["classes"]):
         table[f"p_{name}"] = probabilities[:, index]
+    for index, name in enumerate(sidecar["classes"]):  # the raw softmax: the report's reliability before
+        table[f"uncalibrated_p_{name}"] = uncalibrated[:, index]
     table["predicted"] = np.argmax(probabilities, axis=1) if threshold is None else (probabilities[:, 1] >= threshold)
     table["predicted"] = table["predicted"].astype(int)
     table.to_csv(folder / predictions_file(split), index=False)

@@ -50,6 +50,13 @@ def ranking_scores(labels: np.ndarray, probabilities: np.ndarray) -> tuple[float
             float(average_precision_score(onehot, probabilities, average="macro")))
 
 
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE: |confidence - accuracy| averaged over `bins` equal-width confidence bins, weighted by count."""
+    return float(multiclass_calibration_error(torch.from_numpy(np.asarray(probabilities)).float(),
+                                              torch.from_numpy(np.asarray(labels, dtype=np.int64)),
+                                              num_classes=probabilities.shape[1], n_bins=bins, norm="l1"))
+
+
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float | None = None, *,
                            calibration_bins: int = 15, details: bool = True) -> dict:
     """Scalar metrics (see SCALARS), plus per-class scores and the confusion matrix when `details`."""
@@ -68,9 +75,7 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, thresh
         "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
         "precision": pick(precision), "recall": pick(recall), "specificity": pick(specificity), "f1": pick(f1),
         "auc": auc, "average_precision": average_precision,
-        # top-label expected calibration error: |confidence - accuracy| averaged over equal-width bins
-        "ece": float(multiclass_calibration_error(torch.from_numpy(probabilities).float(), torch.from_numpy(labels),
-                                                  num_classes=num_classes, n_bins=calibration_bins, norm="l1")),
+        "ece": expected_calibration_error(labels, probabilities, calibration_bins),
     }
     if details:
         result["per_class"] = {"precision": precision.tolist(), "recall": recall.tolist(),

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medkd.evaluation.calibration import calibrated
 from medkd.models import normalise
 
 
@@ -28,9 +29,21 @@ def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, *, mean:
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 
+def predict_run_logits(model: nn.Module, images: np.ndarray | torch.Tensor, sidecar: dict, batch_size: int = 64,
+                       device: str | torch.device | None = None) -> torch.Tensor:
+    """Logits (N, classes) of a run folder's model, with the normalisation its sidecar records."""
+    norm = sidecar["normalisation"]
+    return predict_logits(model, images, mean=norm["mean"], std=norm["std"], batch_size=batch_size, device=device)
+
+
 def predict_probabilities(model: nn.Module, images: np.ndarray | torch.Tensor, sidecar: dict,
                           batch_size: int = 64, device: str | torch.device | None = None) -> np.ndarray:
-    """Class probabilities (N, classes) of a run folder's model, with the normalisation its sidecar records."""
-    norm = sidecar["normalisation"]
-    logits = predict_logits(model, images, mean=norm["mean"], std=norm["std"], batch_size=batch_size, device=device)
-    return logits.softmax(dim=1).numpy()
+    """Class probabilities (N, classes) of a run folder's model: its sidecar's normalisation, and its calibration
+    temperature (1 for runs from before medkd calibrated)."""
+    logits = predict_run_logits(model, images, sidecar, batch_size=batch_size, device=device)
+    return calibrated(logits, run_temperature(sidecar))
+
+
+def run_temperature(sidecar: dict) -> float:
+    """The temperature a run's probabilities are divided by (see calibration.py)."""
+    return float((sidecar.get("calibration") or {}).get("temperature", 1.0))

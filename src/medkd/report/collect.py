@@ -67,6 +67,12 @@ class StudyResults:
         return (table["label"].to_numpy(), table[[f"p_{name}" for name in self.classes]].to_numpy(),
                 table["predicted"].to_numpy())
 
+    def uncalibrated(self, stage: str, seed: int, split: str = "test") -> np.ndarray | None:
+        """The run's raw softmax probabilities (before its temperature); None for runs from before calibration."""
+        table = self._read(self.run(stage, seed) / predictions_file(split), pd.read_csv)
+        columns = [f"uncalibrated_p_{name}" for name in self.classes]
+        return table[columns].to_numpy() if set(columns) <= set(table.columns) else None
+
     def curves(self, stage: str, seed: int) -> pd.DataFrame:
         """The run's per-epoch table (train loss, validation loss and metrics, seconds)."""
         return self._read(self.run(stage, seed) / METRICS, pd.read_csv)

@@ -314,7 +314,23 @@ def figures(results: StudyResults, folder: Path) -> list[str]:
     for name, figure, title in plots:
         figure.savefig(folder / f"{name}.png", dpi=FIGURE_DPI)
         lines += [f"### {title}", "", f"![{title}]({folder.name}/{name}.png)", ""]
-    return lines
+    return lines + calibration_table(results, seed)
+
+
+def calibration_table(results: StudyResults, seed: int) -> list[str]:
+    """Each stage's temperature (fitted on validation) and its test ECE with and without it, for one seed."""
+    rows = {}
+    for stage in results.stages:
+        calibration = results.evaluation(stage, seed).get("calibration")
+        if calibration:  # runs evaluated before medkd calibrated have none
+            rows[stage] = {"temperature": f"{calibration['temperature']:.3f}",
+                           "test ECE, raw softmax": f"{calibration['ece_uncalibrated']:.3f}",
+                           "test ECE, calibrated": f"{calibration['ece']:.3f}"}
+    if not rows:
+        return []
+    return [f"Temperature scaling (one temperature per run, fitted on validation; seed {seed}). The probabilities "
+            "everywhere else in this report, and in predict, serve and the export, are the calibrated ones:", "",
+            markdown_table(pd.DataFrame(rows).T), ""]
 
 
 def inline_images(html: str, folder: Path) -> str:

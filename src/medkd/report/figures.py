@@ -76,24 +76,36 @@ def training_curves(results: StudyResults, seed: int) -> Figure:
 
 
 def reliability_diagram(results: StudyResults, seed: int) -> Figure:
-    """Observed accuracy against predicted confidence (top class), binned as for the ECE, per stage."""
+    """Observed accuracy against predicted confidence (top class), binned as for the ECE, per stage: calibrated
+    (solid) and, where the run kept it, the raw softmax before its temperature (dotted, same colour)."""
     bins = results.recipe.evaluation.calibration_bins
     edges = np.linspace(0, 1, bins + 1)
     figure = Figure(figsize=(PANEL_INCHES * 1.4, PANEL_INCHES * 1.3), layout="constrained")
     axes = figure.add_subplot()
-    for stage in results.stages:
-        labels, probabilities, _ = results.predictions(stage, seed)
+
+    def binned(labels: np.ndarray, probabilities: np.ndarray) -> tuple[list[float], list[float]]:
         confidence = probabilities.max(axis=1)
         correct = probabilities.argmax(axis=1) == labels
         which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
         filled = [b for b in range(bins) if (which == b).any()]
-        ece = results.evaluation(stage, seed)["at_argmax"]["ece"]
-        axes.plot([confidence[which == b].mean() for b in filled], [correct[which == b].mean() for b in filled],
-                  marker="o", markersize=3, label=f"{stage} (ECE {ece:.3f})")
+        return [confidence[which == b].mean() for b in filled], [correct[which == b].mean() for b in filled]
+
+    for stage in results.stages:
+        labels, probabilities, _ = results.predictions(stage, seed)
+        evaluation = results.evaluation(stage, seed)
+        raw = results.uncalibrated(stage, seed)
+        before = (f"{evaluation['calibration']['ece_uncalibrated']:.3f} -> "
+                  if raw is not None and evaluation.get("calibration") else "")
+        line, = axes.plot(*binned(labels, probabilities), marker="o", markersize=3,
+                          label=f"{stage} (ECE {before}{evaluation['at_argmax']['ece']:.3f})")
+        if raw is not None:
+            axes.plot(*binned(labels, raw), color=line.get_color(), linestyle=":", linewidth=1, marker=".",
+                      markersize=2)
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
     low = 1 / len(results.classes)
     axes.set(xlabel="confidence (probability of the predicted class)", ylabel="accuracy in the bin",
-             title=f"Reliability on test, seed {seed}, {bins} bins", xlim=(low, 1), ylim=(0, 1.01))
+             title=f"Reliability on test, seed {seed}, {bins} bins (dotted: before temperature scaling)",
+             xlim=(low, 1), ylim=(0, 1.01))
     axes.legend(loc="upper left", fontsize="small")
     return figure
 
