@@ -19,7 +19,8 @@ import onnxruntime as ort
 import torch
 
 from medkd.data import DataConfig, prepare
-from medkd.deploy.export import ProbabilityModel, evenly_spaced, export_onnx, quantise_int8
+from medkd.deploy.export import evenly_spaced, export_onnx, quantise_int8
+from medkd.deploy.graph import ProbabilityModel
 from medkd.evaluation.efficiency import time_inference
 from medkd.models import create_model, normalisation
 

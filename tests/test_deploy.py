@@ -78,6 +78,9 @@ def test_onnx_export_matches_pytorch_and_carries_its_card(trained_run, exported)
     logits = predict_run_logits(torch_model.torch_model, images, sidecar)
     np.testing.assert_allclose(onnx_model.probabilities(images), (logits / temperature).softmax(dim=1), atol=1e-5)
     assert not np.allclose(onnx_model.probabilities(images), logits.softmax(dim=1), atol=1e-3)
+    # the guard's score is a second output of the same graph, as PyTorch computes it
+    assert [output.name for output in graph.graph.output] == ["probabilities", "ood_score"]
+    np.testing.assert_allclose(onnx_model.predict(images)[1], torch_model.predict(images)[1], rtol=1e-4)
     # the ONNX predictor knows heatmaps are possible (its run folder exists) but loads PyTorch only when asked
     assert onnx_model.has_heatmaps and "torch_model" not in vars(onnx_model)
     assert isinstance(onnx_model.torch_model, torch.nn.Module) and "torch_model" in vars(onnx_model)
@@ -121,7 +124,9 @@ def test_torchscript_export_matches_pytorch(trained_run, tmp_path):
     images = np.stack([band_image(1, 5, 32)[None]])
     expected = load_predictor(trained_run.folder).probabilities(images)
     with torch.no_grad():
-        np.testing.assert_allclose(scripted(torch.as_tensor(images)).numpy(), expected, atol=1e-5)
+        probabilities, scores = scripted(torch.as_tensor(images))  # with the run's out-of-distribution guard
+    np.testing.assert_allclose(probabilities.numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(scores.numpy(), load_predictor(trained_run.folder).predict(images)[1], rtol=1e-4)
     assert json.loads((tmp_path / "model.torchscript.json").read_text())["classes"] == ["NORMAL", "PNEUMONIA"]
 
 
@@ -200,6 +205,12 @@ def test_predict_on_every_file_pydicom_ships_predicts_what_pydicom_decodes_and_n
     assert notes["examples_ybr_color.dcm"] == "multi-frame DICOM (30 frames): the first frame was used"
     assert len(notes) == 7  # every multi-frame file
     assert by_file[PYDICOM_FILES / "dicomdirtests/77654033/CR1/6154"].name == "dicomdirtests/77654033/CR1/6154"
+    # a CT or MR slice is flagged by what the file says it is, whatever the guard's score
+    for file in predicted:
+        modality = pydicom.dcmread(file, stop_before_pixels=True).get("Modality")
+        if modality in ("CT", "MR"):
+            assert by_file[file].in_distribution is False, file
+            assert by_file[file].ood_reason.startswith(f"DICOM Modality is {modality}: this model reads CR, DX, DR")
 
 
 def test_predict_command_shows_names_whole_and_one_line_per_unreadable_file(trained_run, tmp_path):
@@ -217,7 +228,11 @@ def test_predict_command_shows_names_whole_and_one_line_per_unreadable_file(trai
     for name in readable["name"]:  # whole, relative to the folder passed
         assert f"│ {name} " in done.stdout
     assert f"files in {PYDICOM_FILES}" in done.stdout and "…" not in done.stdout
-    assert done.stderr.splitlines() == [f"{len(unreadable)} of 168 file(s) could not be read:",
+    flagged = int((readable["in_distribution"] == False).sum())  # noqa: E712 (a column of booleans)
+    assert flagged >= 1 and "OUT OF DISTRIBUTION: " in done.stdout
+    warning = (f"warning: {flagged} of 89 image(s) do not look like what the model was trained on "
+               "(OUT OF DISTRIBUTION above): do not trust their answers")
+    assert done.stderr.splitlines() == [warning, f"{len(unreadable)} of 168 file(s) could not be read:",
                                         *(f"  {name}: {error}" for name, error in zip(unreadable["name"],
                                                                                       unreadable["error"]))]
 
@@ -268,7 +283,13 @@ def client(trained_run) -> TestClient:
 AUTH = {"Authorization": "Bearer s3cret"}
 
 
-def test_api_predicts_and_explains_a_good_image(client):
+def passed_test_image(trained_run) -> Path:
+    """The first image of the run's test split (sorted) that predict_files finds in distribution (95 % are)."""
+    results = predict_files(load_predictor(trained_run.folder), [Path(trained_run.config.path) / "test"])
+    return Path(next(result.file for result in results if result.in_distribution))
+
+
+def test_api_predicts_and_explains_a_good_image(client, trained_run):
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["token_required"] and health["classes"] == ["NORMAL", "PNEUMONIA"]
     answer = client.post("/predict?heatmap=true", headers=AUTH,
@@ -282,6 +303,15 @@ def test_api_predicts_and_explains_a_good_image(client):
     import base64
     assert Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"]))).size == (96, 96)
     assert "<form" in client.get("/").text
+    # every answer carries the guard's verdict and score: an image of the test split passes, a blank frame does not
+    assert isinstance(body["in_distribution"], bool) and body["ood_score"] >= 0 and body["ood_threshold"] > 0
+    test_image = passed_test_image(trained_run)
+    same = client.post("/predict", headers=AUTH, files={"file": (test_image.name, test_image.read_bytes(),
+                                                                 "image/jpeg")}).json()
+    assert same["in_distribution"] is True and same["ood_score"] <= same["ood_threshold"] and same["ood_reason"] is None
+    blank = client.post("/predict", headers=AUTH, files={"file": ("b.png", encoded(np.zeros((96, 96), np.uint8), "PNG"),
+                                                                  "image/png")}).json()
+    assert blank["in_distribution"] is False and blank["ood_reason"].startswith("the image is blank")
 
 
 @pytest.mark.parametrize("name, payload, status, message", [
@@ -370,10 +400,11 @@ def chromium() -> str:
 def test_web_page_uploads_an_xray_and_shows_the_result_and_heatmap(trained_run, chromium, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    upload = tmp_path / "xray.png"
-    upload.write_bytes(encoded(band_image(1, 21), "PNG"))
+    upload = passed_test_image(trained_run)  # like the training images: no warning
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"definitely not a PNG")
+    noise = tmp_path / "noise.png"  # not an X-ray: the page must warn
+    noise.write_bytes(encoded(np.random.default_rng(0).integers(0, 256, (96, 96), dtype=np.uint8), "PNG"))
     with LiveServer(create_app(load_predictor(trained_run.folder))) as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_page()
@@ -384,7 +415,13 @@ def test_web_page_uploads_an_xray_and_shows_the_result_and_heatmap(trained_run, 
         page.wait_for_selector("#label", timeout=30_000)
         expected = predict_files(load_predictor(trained_run.folder), [upload])[0].label
         assert page.inner_text("#label") == expected
-        assert page.eval_on_selector("#heatmap", "img => img.naturalWidth") == 96
+        assert page.eval_on_selector("#heatmap", "img => img.naturalWidth") == Image.open(upload).width  # over the upload
+        assert page.query_selector("#ood-warning") is None  # an X-ray like the training images: no warning
+        page.set_input_files("#file", str(noise))
+        page.click("#submit")
+        page.wait_for_selector("#ood-warning", timeout=30_000)
+        assert page.inner_text("#ood-warning").startswith("Warning: this image does not look like")
+        assert page.inner_text("#label")  # the answer is still shown, under the warning
         page.set_input_files("#file", str(broken))
         page.click("#submit")
         page.wait_for_selector("#error", timeout=30_000)

@@ -340,10 +340,15 @@ def predict(
         table.add_column("label", no_wrap=True)
         table.add_column("note", overflow="fold")
         for result in predicted:
-            note = "; ".join(text for text in (result.note, result.heatmap) if text)
+            warning = f"OUT OF DISTRIBUTION: {result.ood_reason}" if result.in_distribution is False else None
+            note = "; ".join(text for text in (warning, result.note, result.heatmap) if text)
             table.add_row(Text(result.name), *(f"{result.probabilities[c]:.4f}" for c in predictor.classes),
                           result.label, Text(note))  # Text: names are not rich markup
         console.print(table)
+        flagged = sum(result.in_distribution is False for result in predicted)
+        if flagged:
+            err_console.print(f"[bold yellow]warning:[/bold yellow] {flagged} of {len(predicted)} image(s) do not look "
+                              "like what the model was trained on (OUT OF DISTRIBUTION above): do not trust their answers")
     if out:
         write_predictions(results, predictor.classes, out)
     failed = [result for result in results if result.error is not None]

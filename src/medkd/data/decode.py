@@ -39,6 +39,9 @@ _pydicom_log.propagate = False  # a logger's own filters never see its children'
 warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
 
 
+DICOM_ATTRIBUTES = ("Modality", "BodyPartExamined")  # what an image is of, as the scanner says
+
+
 @dataclass(frozen=True)
 class DecodedImage:
     """An 8-bit image (PIL mode L or RGB) with what was seen of the original."""
@@ -48,6 +51,7 @@ class DecodedImage:
     original_size: tuple[int, int]
     content_hash: str
     note: str | None = None  # what a person should know about the decoding, e.g. the frame used
+    dicom: dict[str, str] | None = None  # a DICOM file's DICOM_ATTRIBUTES (those it has), for the deployment checks
 
 
 def is_image_candidate(path: Path) -> bool:
@@ -166,13 +170,14 @@ def _decode_dicom(data: bytes, ref: str, max_pixels: int, digest: str) -> Decode
     except Exception as err:  # pydicom raises many types for missing codecs and broken pixel data
         raise _undecodable(ds, ref, err) from None
     note = f"multi-frame DICOM ({frames} frames): the first frame was used" if frames > 1 else None
+    attributes = {name: str(ds.get(name)).strip() for name in DICOM_ATTRIBUTES if ds.get(name)}
     original_mode = f"DICOM {photometric} {bits}-bit"
     if photometric == "PALETTE COLOR":
         pixels = apply_color_lut(pixels, ds)
         bits = np.iinfo(pixels.dtype).bits  # the palette's own entries span their whole type
     if pixels.ndim == 3:  # colour DICOM: pydicom already converted YBR to RGB
         rgb = Image.fromarray(stretch_to_uint8(pixels, 0, 2**bits - 1)).convert("RGB")
-        return DecodedImage(rgb, original_mode, (columns, rows), digest, note)
+        return DecodedImage(rgb, original_mode, (columns, rows), digest, note, attributes)
 
     values = apply_modality_lut(pixels, ds)
     if "VOILUTSequence" in ds:
@@ -187,7 +192,8 @@ def _decode_dicom(data: bytes, ref: str, max_pixels: int, digest: str) -> Decode
         eight_bit = stretch_to_uint8(values)
     if photometric == "MONOCHROME1":  # MONOCHROME1 shows low values as white
         eight_bit = 255 - eight_bit
-    return DecodedImage(Image.fromarray(eight_bit, mode="L"), original_mode, (columns, rows), digest, note)
+    return DecodedImage(Image.fromarray(eight_bit, mode="L"), original_mode, (columns, rows), digest, note,
+                        attributes)
 
 
 def one_line(err: Exception) -> str:

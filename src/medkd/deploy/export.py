@@ -16,36 +16,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from medkd.data import PreparedData, prepare, run_data_config
 from medkd.deploy.config import ExportConfig
 from medkd.deploy.runtime import METADATA_KEY, OnnxPredictor, model_card
+from medkd.deploy.graph import ProbabilityModel
 from medkd.errors import MedkdError
-from medkd.evaluation import classification_metrics, decisions, predict_probabilities, run_temperature
+from medkd.evaluation import classification_metrics, decisions, load_guard, predict_probabilities
 from medkd.files import EXPORT, EXPORT_REPORT, write_json
-from medkd.models import channel_statistics, load_model, normalise
+from medkd.models import load_model
 
 log = logging.getLogger(__name__)
 
 
 class ExportError(MedkdError):
     """An export that failed its checks; the message says which and what to do."""
-
-
-class ProbabilityModel(nn.Module):
-    """uint8 images -> class probabilities: the trained model with its normalisation and its calibrated softmax
-    (logits divided by the temperature fitted on validation)."""
-
-    def __init__(self, model: nn.Module, mean: list[float], std: list[float], temperature: float = 1.0) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", channel_statistics(mean))
-        self.register_buffer("std", channel_statistics(std))
-        self.register_buffer("temperature", torch.tensor(float(temperature)))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return (self.model(normalise(images, self.mean, self.std)) / self.temperature).softmax(dim=1)
 
 
 @dataclass
@@ -77,7 +62,8 @@ def export_onnx(model: ProbabilityModel, example: torch.Tensor, path: Path, card
     batch = torch.export.Dim("batch", min=1, max=4096)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter; errors still raise
-        torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["probabilities"],
+        outputs = ["probabilities"] if model.guard is None else ["probabilities", "ood_score"]
+        torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=outputs,
                           dynamic_shapes={"images": {0: batch}}, opset_version=opset, external_data=False,
                           dynamo=True, verbose=False)
     write_card(path, card)
@@ -113,14 +99,29 @@ def quantise_int8(source: Path, target: Path, calibration: np.ndarray, reduce_ra
 
     prepared = target.with_suffix(".pre.onnx")
     quant_pre_process(str(source), str(prepared))
-    # The softmax stays in float: quantised probabilities would move in steps of 1/255 around the threshold.
-    softmax = [node.name for node in onnx.load(str(prepared)).graph.node if node.op_type == "Softmax"]
+    # The softmax stays in float: quantised probabilities would move in steps of 1/255 around the threshold. So
+    # does the guard (every node that only the ood_score output needs): distances of 8-bit features would not
+    # keep its threshold.
+    graph = onnx.load(str(prepared)).graph
+    float_nodes = [node.name for node in graph.node if node.op_type == "Softmax"] + guard_only_nodes(graph)
     try:
         quantize_static(str(prepared), str(target), _Calibration(calibration), quant_format=QuantFormat.QDQ,
                         per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                        reduce_range=reduce_range, nodes_to_exclude=softmax)
+                        reduce_range=reduce_range, nodes_to_exclude=float_nodes)
     finally:
         prepared.unlink(missing_ok=True)
+
+
+def guard_only_nodes(graph) -> list[str]:
+    """Names of the nodes of an ONNX graph that the probabilities output does not depend on (the guard's)."""
+    producer = {output: node for node in graph.node for output in node.output}
+    needed, stack = set(), ["probabilities"]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is not None and node.name not in needed:
+            needed.add(node.name)
+            stack.extend(node.input)
+    return [node.name for node in graph.node if node.name not in needed]
 
 
 def test_scores(labels: np.ndarray, probabilities: np.ndarray, threshold: float | None) -> dict[str, float]:
@@ -137,8 +138,8 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
     out = Path(out) if out is not None else folder / EXPORT
     out.mkdir(parents=True, exist_ok=True)
     model, sidecar = load_model(folder)
-    wrapped = ProbabilityModel(model, sidecar["normalisation"]["mean"], sidecar["normalisation"]["std"],
-                               run_temperature(sidecar)).eval()
+    guard = load_guard(folder, sidecar.get("ood"))
+    wrapped = ProbabilityModel.from_run(model, sidecar, guard.score if guard else None)
     card = model_card(folder, sidecar)
     data = data or prepare(run_data_config(folder, data_path), show_progress=show_progress)
     test_images, test_labels = data.split("test")
@@ -155,7 +156,8 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
         scripted.save(str(path))
         write_json(out / "model.torchscript.json", card)
         with torch.no_grad():
-            exported = scripted(torch.as_tensor(test_images[checked])).numpy()
+            exported = scripted(torch.as_tensor(test_images[checked]))
+        exported = (exported[0] if isinstance(exported, tuple) else exported).numpy()
     else:
         path = out / "model.onnx"
         export_onnx(wrapped, example, path, {**card, "precision": "fp32"}, settings.opset)

@@ -28,6 +28,9 @@ class FilePrediction:
     heatmap: str | None = None
     error: str | None = None
     note: str | None = None  # about the decoding, e.g. the frame used of a multi-frame DICOM
+    in_distribution: bool | None = None  # False: unlike what the model was trained on (None: it has no checks)
+    ood_score: float | None = None  # the guard's score (higher: further from the training images)
+    ood_reason: str | None = None  # why it is out of distribution
 
 
 def expand_inputs(paths: list[str | Path]) -> list[Path]:
@@ -54,10 +57,31 @@ def shown_name(file: Path, root: str | None) -> str:
     return os.path.relpath(os.path.abspath(file), root) if root else str(file)
 
 
-def predict_decoded(predictor: Predictor, decoded: list[DecodedImage]) -> tuple[np.ndarray, np.ndarray]:
-    """Preprocessed images (N, C, H, W) and their probabilities."""
+def predict_decoded(predictor: Predictor, decoded: list[DecodedImage]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Preprocessed images (N, C, H, W), their probabilities (N, classes) and guard scores (N,) or None."""
     images = np.stack([preprocess(d.image, predictor.preprocessing) for d in decoded])
-    return images, predictor.probabilities(images)
+    return images, *predictor.predict(images)
+
+
+def distribution_check(predictor: Predictor, decoded: DecodedImage, image: np.ndarray,
+                       score: float | None) -> tuple[bool | None, str | None]:
+    """(in distribution?, why not) for one input, first reason found: what a DICOM file says it shows against the
+    model card, a blank image, the guard's score against its threshold; `image` (C, H, W) uint8 as the model sees it.
+    (None, None) for a model without checks (trained before medkd had them)."""
+    record = predictor.card.get("ood") or {}
+    expected = {"Modality": record.get("dicom_modalities"), "BodyPartExamined": record.get("dicom_body_parts")}
+    for attribute, allowed in expected.items():
+        value = (decoded.dicom or {}).get(attribute)
+        if allowed and value and value.upper() not in {a.upper() for a in allowed}:
+            return False, f"DICOM {attribute} is {value}: this model reads {', '.join(allowed)} images"
+    if record and float(image.std()) < record.get("min_pixel_std", 0):
+        return False, f"the image is blank (its grey levels vary by {image.std():.1f} of 255): nothing to read"
+    if score is not None and predictor.guard_threshold is not None:
+        if score > predictor.guard_threshold:
+            return False, (f"unlike the images the model was trained on (guard score {score:.0f} over its threshold "
+                           f"{predictor.guard_threshold:.0f}): its answer is not to be trusted")
+        return True, None
+    return (True, None) if record else (None, None)
 
 
 def heatmap_overlays(predictor: Predictor, decoded: list[DecodedImage], images: np.ndarray,
@@ -94,13 +118,16 @@ def predict_files(predictor: Predictor, paths: list[str | Path], *, heatmap_dir:
     for start in range(0, len(readable), batch_size):
         batch = readable[start:start + batch_size]
         decoded = [d for _, d in batch]
-        images, probabilities = predict_decoded(predictor, decoded)
+        images, probabilities, scores = predict_decoded(predictor, decoded)
         labels = predictor.labels(probabilities)
         overlays = heatmap_overlays(predictor, decoded, images, probabilities) if heatmap_dir is not None else []
         for index, (file, _) in enumerate(batch):
             result = results[str(file)]
             result.probabilities = {c: float(p) for c, p in zip(predictor.classes, probabilities[index])}
             result.label = labels[index]
+            result.ood_score = float(scores[index]) if scores is not None else None
+            result.in_distribution, result.ood_reason = distribution_check(predictor, decoded[index], images[index],
+                                                                           result.ood_score)
             if overlays:
                 target = Path(heatmap_dir) / f"{start + index:05d}_{file.stem}_gradcam.png"
                 overlays[index].save(target)
@@ -110,7 +137,9 @@ def predict_files(predictor: Predictor, paths: list[str | Path], *, heatmap_dir:
 
 def predictions_table(results: list[FilePrediction], classes: list[str]) -> pd.DataFrame:
     return pd.DataFrame([{"file": r.file, "name": r.name, **{f"p_{c}": (r.probabilities or {}).get(c) for c in classes},
-                          "label": r.label, "heatmap": r.heatmap, "error": r.error, "note": r.note} for r in results])
+                          "label": r.label, "in_distribution": r.in_distribution, "ood_score": r.ood_score,
+                          "ood_reason": r.ood_reason, "heatmap": r.heatmap, "error": r.error, "note": r.note}
+                         for r in results])
 
 
 def write_predictions(results: list[FilePrediction], classes: list[str], path: str | Path) -> None:

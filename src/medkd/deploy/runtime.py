@@ -10,17 +10,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from medkd import __version__
 from medkd.data import Preprocessing
-from medkd.evaluation import decisions, predict_probabilities
+from medkd.deploy.graph import ProbabilityModel
+from medkd.evaluation import decisions, load_guard
 from medkd.files import BEST, SIDECAR, bytes_fingerprint
 from medkd.models import ModelError, load_model
 
 METADATA_KEY = "medkd"  # ONNX metadata_props key holding the model card as JSON
 CARD_KEYS = ("architecture", "model_args", "in_chans", "classes", "positive_class", "preprocessing", "normalisation",
-             "threshold", "calibration")
+             "threshold", "calibration", "ood")
 
 
 def model_card(folder: Path, sidecar: dict) -> dict:
@@ -62,9 +64,18 @@ class Predictor(abc.ABC):
     def preprocessing(self) -> Preprocessing:
         return Preprocessing.model_validate(self.card["preprocessing"])
 
+    @property
+    def guard_threshold(self) -> float | None:
+        """The out-of-distribution score above which an image is flagged (None: the model has no guard)."""
+        return (self.card.get("ood") or {}).get("threshold")
+
     @abc.abstractmethod
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities (N, classes) and guard scores (N,) (None without a guard) for uint8 images (N, C, H, W)."""
+
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Probabilities (N, classes) for uint8 images (N, C, H, W)."""
+        return self.predict(images)[0]
 
     def labels(self, probabilities: np.ndarray) -> list[str]:
         """Class names decided at the saved threshold (binary) or by argmax."""
@@ -72,13 +83,23 @@ class Predictor(abc.ABC):
 
 
 class TorchPredictor(Predictor):
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, batch_size: int = 64) -> None:
         model, sidecar = load_model(folder)
         super().__init__(model_card(folder, sidecar), "pytorch", lambda: model)
-        self.sidecar = sidecar
+        guard = load_guard(folder, sidecar.get("ood"))
+        self.graph = ProbabilityModel.from_run(model, sidecar, guard.score if guard else None)  # what export exports
+        self.batch_size = batch_size
 
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        return predict_probabilities(self.torch_model, images, self.sidecar)
+    @torch.no_grad()
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        probabilities, scores = [], []
+        for start in range(0, len(images), self.batch_size):
+            batch = torch.as_tensor(np.ascontiguousarray(images[start:start + self.batch_size]))
+            output = self.graph(batch.contiguous(memory_format=torch.channels_last))
+            probabilities.append(output[0] if isinstance(output, tuple) else output)
+            if isinstance(output, tuple):
+                scores.append(output[1])
+        return torch.cat(probabilities).numpy(), torch.cat(scores).numpy() if scores else None
 
 
 class OnnxPredictor(Predictor):
@@ -99,8 +120,9 @@ class OnnxPredictor(Predictor):
         super().__init__(card, f"onnxruntime ({card.get('precision', 'fp32')})", load_torch_model)
         self.input_name = self.session.get_inputs()[0].name
 
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(images, dtype=np.uint8)})[0]
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        outputs = self.session.run(None, {self.input_name: np.ascontiguousarray(images, dtype=np.uint8)})
+        return outputs[0], outputs[1] if len(outputs) > 1 else None
 
 
 def load_predictor(model: str | Path, threads: int | None = None) -> Predictor:

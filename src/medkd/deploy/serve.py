@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from medkd import __version__
 from medkd.data import BadImageError, NotAnImageError, TooManyPixelsError, decode_bytes
 from medkd.deploy.config import ServeConfig
-from medkd.deploy.predict import heatmap_overlays, predict_decoded
+from medkd.deploy.predict import distribution_check, heatmap_overlays, predict_decoded
 from medkd.deploy.runtime import Predictor
 
 PAGE = Path(__file__).with_name("page.html")
@@ -56,13 +56,17 @@ def create_app(predictor: Predictor, settings: ServeConfig = ServeConfig()) -> F
         decoded = decode_bytes(data, name, max_pixels=settings.max_pixels)
         with model_lock:
             started = time.perf_counter()
-            images, probabilities = predict_decoded(predictor, [decoded])
+            images, probabilities, scores = predict_decoded(predictor, [decoded])
             latency = (time.perf_counter() - started) * 1000
             overlay = heatmap_overlays(predictor, [decoded], images, probabilities)[0] if heatmap else None
         result = {"file": name, "probabilities": dict(zip(predictor.classes, map(float, probabilities[0]))),
                   "label": predictor.labels(probabilities)[0], "threshold": predictor.threshold,
                   "model_id": predictor.card["model_id"], "medkd_version": __version__, "engine": predictor.engine,
                   "latency_ms": round(latency, 2), "heatmap_png": None, "note": decoded.note}
+        score = float(scores[0]) if scores is not None else None
+        in_distribution, reason = distribution_check(predictor, decoded, images[0], score)
+        result.update(in_distribution=in_distribution, ood_score=score, ood_threshold=predictor.guard_threshold,
+                      ood_reason=reason)
         if overlay is not None:
             buffer = io.BytesIO()
             overlay.save(buffer, format="PNG")

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from medkd.device import WithRuntime
-from medkd.evaluation import CalibrationConfig, ThresholdConfig
+from medkd.evaluation import CalibrationConfig, GuardConfig, ThresholdConfig
 from medkd.settings import StrictModel
 
 
@@ -73,5 +73,6 @@ class TrainConfig(WithRuntime):
                                        description="binary tasks: how the saved decision threshold is chosen on val")
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig,
                                            description="how probabilities are calibrated on val (before the threshold)")
+    guard: GuardConfig = Field(default_factory=GuardConfig, description="the out-of-distribution guard")
     early_stopping_patience: int | None = Field(None, ge=1, description="epochs without val improvement")
     seed: int = 0

@@ -21,10 +21,10 @@ from medkd.engine.losses import class_weights
 from medkd.engine.module import ClassifierModule
 from medkd.engine.trainer import build_trainer
 from medkd.device import inference_device, lightning_precision, loader_workers
-from medkd.evaluation import (EvaluationConfig, calibrated, calibration_record, choose_threshold, fit_temperature,
-                              predict_run_logits)
+from medkd.evaluation import (EvaluationConfig, GuardConfig, calibrated, calibration_record, choose_threshold, fit_guard,
+                              fit_temperature, predict_logits, predict_run_logits)
 from medkd.files import BEST, CHECKPOINTS, CONFIG, LAST, METRICS, PROBE, RESUME_CHECKPOINT, SKIPPED_FILES, write_yaml
-from medkd.models import (classifier_name, create_model, normalisation, pretrained_config, read_sidecar,
+from medkd.models import (classifier_name, create_model, headless, normalisation, pretrained_config, read_sidecar,
                           read_state_dict, save_model)
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,7 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
                                  if k.startswith("model.")})
         if filename == BEST:
             sidecar.update(calibrate_on_validation(whole, data, sidecar, settings, device))
+            sidecar["ood"] = feature_guard(whole, data, sidecar, settings.guard, device, out)
         save_model(out, whole, sidecar, filename)
     if extension is not None:
         extension.finish(out, whole, data)
@@ -177,6 +178,24 @@ def linear_probe(data_config: DataConfig, settings: TrainConfig, out: Path, *, s
         "schedule": settings.schedule.model_copy(update={"warmup_epochs": 0.0})})
     log.info("lp-ft: training the linear probe (%d epochs on cached features)", probe.epochs)
     return fit(data_config, probe_settings, folder, show_progress=show_progress)
+
+
+def feature_guard(model: torch.nn.Module, data: PreparedData, sidecar: dict, settings: GuardConfig,
+                  device: torch.device, out: Path) -> dict:
+    """Fit the out-of-distribution guard on the training images' penultimate features (threshold on validation),
+    write it into run folder `out`; its sidecar entry (with the DICOM checks; no guard for method: none)."""
+    checks = {"min_pixel_std": settings.min_pixel_std, "dicom_modalities": settings.dicom_modalities,
+              "dicom_body_parts": settings.dicom_body_parts}
+    if settings.method == "none":
+        return {"method": "none", **checks}
+    norm = sidecar["normalisation"]
+    backbone = headless(model)
+    features = {split: predict_logits(backbone, data.split(split)[0], mean=norm["mean"], std=norm["std"], device=device)
+                for split in ("train", "val")}
+    guard = fit_guard(features["train"].numpy(), data.split("train")[1], features["val"].numpy(), settings)
+    log.info("out-of-distribution guard: threshold %.1f passes %.0f%% of validation images", guard.threshold,
+             100 * settings.val_pass_rate)
+    return {**guard.save(out), **checks}
 
 
 def calibrate_on_validation(model: torch.nn.Module, data: PreparedData, sidecar: dict, settings: TrainConfig,

@@ -3,22 +3,24 @@
 Public API: evaluate_run, Evaluation, classification_metrics, choose_threshold, predict_logits,
 predict_probabilities, bootstrap_intervals, delong_test, mcnemar_test, measure_efficiency, count_macs, temperature
 scaling (fit_temperature, calibrated, run_temperature), expected_calibration_error,
-EvaluationConfig, ThresholdConfig, CalibrationConfig, SCALARS.
+EvaluationConfig, ThresholdConfig, CalibrationConfig, SCALARS; the out-of-distribution guard (GuardConfig, fit_guard,
+load_guard, FeatureGuard, MahalanobisScore).
 """
 
 from medkd.evaluation.bootstrap import bootstrap_intervals
 from medkd.evaluation.compare import PairedTest, delong_test, mcnemar_test
 from medkd.evaluation.calibration import calibrated, calibration_record, fit_temperature
-from medkd.evaluation.config import CalibrationConfig, EvaluationConfig, ThresholdConfig
+from medkd.evaluation.config import CalibrationConfig, EvaluationConfig, GuardConfig, ThresholdConfig
 from medkd.evaluation.console import print_evaluation
 from medkd.evaluation.efficiency import Efficiency, count_macs, measure_efficiency
 from medkd.evaluation.evaluate import Evaluation, evaluate_run
 from medkd.evaluation.metrics import SCALARS, classification_metrics, decisions, expected_calibration_error
+from medkd.evaluation.ood import FeatureGuard, MahalanobisScore, fit_guard, load_guard
 from medkd.evaluation.predict import predict_logits, predict_probabilities, predict_run_logits, run_temperature
 from medkd.evaluation.threshold import choose_threshold
 
-__all__ = ["SCALARS", "CalibrationConfig", "Efficiency", "Evaluation", "EvaluationConfig", "PairedTest", "ThresholdConfig",
+__all__ = ["SCALARS", "CalibrationConfig", "Efficiency", "Evaluation", "EvaluationConfig", "FeatureGuard", "GuardConfig", "MahalanobisScore", "PairedTest", "ThresholdConfig",
            "bootstrap_intervals", "calibrated", "calibration_record", "choose_threshold", "classification_metrics", "count_macs", "decisions", "delong_test",
-           "evaluate_run", "expected_calibration_error", "fit_temperature", "mcnemar_test", "measure_efficiency",
+           "evaluate_run", "expected_calibration_error", "fit_guard", "fit_temperature", "load_guard", "mcnemar_test", "measure_efficiency",
            "predict_logits", "predict_run_logits", "run_temperature",
            "predict_probabilities", "print_evaluation"]

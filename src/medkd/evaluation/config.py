@@ -30,6 +30,21 @@ class CalibrationConfig(StrictModel):
     max_iterations: int = Field(100, ge=1, description="of L-BFGS")
 
 
+class GuardConfig(StrictModel):
+    """The out-of-distribution guard fitted at the end of training on the training images' penultimate features,
+    and what a DICOM file must say to be the kind of image the model reads."""
+
+    method: Literal["mahalanobis", "none"] = Field(
+        "mahalanobis", description="mahalanobis: class means and a shared Ledoit-Wolf covariance (Lee et al., 2018)")
+    val_pass_rate: float = Field(0.95, gt=0.5, lt=1, description="share of validation images the threshold passes")
+    min_pixel_std: float = Field(2.0, ge=0, description="an image whose grey levels vary less than this (std, of 255, "
+                                 "after preprocessing) is blank: flagged whatever its score")
+    dicom_modalities: list[str] | None = Field(
+        ["CR", "DX", "DR"], description="DICOM Modality values the model reads (X-ray); None: any")
+    dicom_body_parts: list[str] | None = Field(
+        ["CHEST"], description="BodyPartExamined values the model reads, where a file says one; None: any")
+
+
 class EvaluationConfig(StrictModel):
 
     bootstrap_resamples: int = Field(1000, ge=0, description="0 switches confidence intervals off")
