@@ -83,3 +83,15 @@ def unlabelled_images(config: DataConfig, *, exclude_source_splits: tuple[str, .
     if (~ok).any():
         log.warning("%d unreadable files skipped (data.on_bad_file: skip)", int((~ok).sum()))
     return np.asarray(decoded.images[np.flatnonzero(ok)])
+
+
+def labelled_images(config: DataConfig, *, show_progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every readable image of the source with its label, whatever its split and without splitting (a site's
+    calibration set, however few its patients): images (N, C, H, W) uint8, labels (N,), class names."""
+    source = open_source(config)
+    decoded = decode_all(source, config, show_progress=show_progress)
+    ok = decoded.info["ok"].to_numpy()
+    if (~ok).any():
+        log.warning("%d unreadable files skipped (data.on_bad_file: skip)", int((~ok).sum()))
+    labels = source.samples["label"].to_numpy(dtype=np.int64)[ok]
+    return np.asarray(decoded.images[np.flatnonzero(ok)]), labels, list(source.classes)

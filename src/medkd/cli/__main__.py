@@ -1,0 +1,5 @@
+"""`python -m medkd.cli`: the `medkd` command."""
+
+from medkd.cli import main
+
+main()

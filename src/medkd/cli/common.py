@@ -1,0 +1,69 @@
+"""What every `medkd` command shares: the app, the consoles, the one handler of a user's errors, option types."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from medkd.errors import MedkdError
+
+app = typer.Typer(help="Small, fast, trustworthy medical image classifiers.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Inspect and prepare data sources.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+# Written to a file or a pipe (a log), rich assumes 80 columns and cuts table cells to '0.9…'.
+LOG_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+console = Console(width=LOG_WIDTH)
+err_console = Console(stderr=True, width=LOG_WIDTH)
+
+EXIT_LEAK = 1
+EXIT_USAGE = 2
+
+
+@contextmanager
+def user_errors():
+    """A MedkdError (bad settings or data, a model that cannot load, ...) inside becomes its message on stderr and
+    exit code 2, without a traceback."""
+    try:
+        yield
+    except MedkdError as err:
+        raise fail(err) from None
+
+
+def fail(err: Exception) -> typer.Exit:
+    """Print `err` for the user; the caller raises the returned exit (code 2: bad settings or data)."""
+    err_console.print(f"[bold red]error:[/bold red] {err}")
+    return typer.Exit(EXIT_USAGE)
+
+
+@app.callback()
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show debug messages")] = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err_console, show_path=False)])
+    logging.getLogger("medkd").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+# Options shared by several commands.
+RecipeArg = Annotated[Optional[Path], typer.Argument(help="recipe YAML (data, train, distill sections)")]
+RunFolderOpt = Annotated[Path, typer.Option(help="run folder; an unfinished run there is resumed")]
+DataOpt = Annotated[Optional[str], typer.Option(help="data path (see `medkd data check --help`)")]
+SizeOpt = Annotated[Optional[int], typer.Option(help="working resolution in pixels")]
+ChannelsOpt = Annotated[Optional[int], typer.Option(help="1 (grey) or 3 (RGB)")]
+WeightsOpt = Annotated[Optional[str], typer.Option(help="none, imagenet, or a checkpoint path")]
+TransferOpt = Annotated[Optional[str], typer.Option(help="scratch, linear, finetune, or lp-ft (linear probe, then all layers)")]
+IntOpt = Annotated[Optional[int], typer.Option()]
+LrOpt = Annotated[Optional[float], typer.Option(help="learning rate")]
+SeedOpt = Annotated[Optional[int], typer.Option(help="training seed")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads for torch")]
+WorkersOpt = Annotated[Optional[int], typer.Option(help="data loader processes for augmentation (default: the "
+                                                        "recipe's, auto: none on a CPU, up to 8 beside a GPU)")]
+CacheOpt = Annotated[Optional[str], typer.Option(help="decode cache folder")]
+ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]

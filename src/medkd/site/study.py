@@ -1,0 +1,102 @@
+"""The site-calibration protocol, apart from the main results: the official test split is cut by patient into a
+site-calibration part (default 25 %) and a site-evaluation part; trained runs are scored on the evaluation part
+as trained, with a site threshold, with a site temperature and threshold, with AdaBN, and with AdaBN and a site
+temperature and threshold. The calibration part is the only site data any variant sees (AdaBN without labels)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from medkd.data import PreparedData, prepare, run_data_config
+from medkd.evaluation import (ThresholdConfig, calibrated, choose_threshold, classification_metrics,
+                              predict_run_logits, run_temperature)
+from medkd.files import write_text_atomically
+from medkd.models import load_model
+from medkd.site.adapt import adapt_batch_norm, site_calibration
+
+SITE_STUDY = "site_study"  # folder of a study folder: site_study.csv (every run, split and variant) and .md
+VARIANTS = ("as trained", "site threshold", "site temperature + threshold", "AdaBN", "AdaBN + site temperature + threshold")
+METRICS = ("accuracy", "recall", "specificity", "auc", "ece")
+LABEL = ("Site-calibration protocol: part of the official test split calibrates, the rest evaluates. Not the "
+         "main results, and not comparable with them.")
+
+
+def site_parts(data: PreparedData, calibration_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (in data.split("test") order) of the site-calibration and site-evaluation parts: patients kept
+    whole, classes stratified, drawn with `seed`."""
+    test = data.samples[data.samples["split"] == "test"]
+    folds = StratifiedGroupKFold(n_splits=round(1 / calibration_fraction), shuffle=True, random_state=seed)
+    evaluation, calibration = next(folds.split(np.zeros(len(test)), test["label"], test["patient"]))
+    return calibration, evaluation
+
+
+def scores(labels: np.ndarray, logits, temperature: float, threshold: float | None) -> dict[str, float]:
+    metrics = classification_metrics(labels, calibrated(logits, temperature), threshold, details=False)
+    return {name: metrics[name] for name in METRICS}
+
+
+def run_variants(folder: Path, data: PreparedData, calibration: np.ndarray, evaluation: np.ndarray) -> list[dict]:
+    """The five variants' scores of one run on the evaluation part."""
+    model, sidecar = load_model(folder)
+    images, labels = data.split("test")
+    binary = len(sidecar["classes"]) == 2
+    rule = ThresholdConfig.model_validate(sidecar.get("threshold_rule") or {})
+    logits = predict_run_logits(model, images, sidecar)
+    temperature, threshold = run_temperature(sidecar), sidecar.get("threshold") if binary else None
+    rows = {"as trained": scores(labels[evaluation], logits[evaluation], temperature, threshold)}
+    site_threshold = (choose_threshold(labels[calibration], calibrated(logits[calibration], temperature)[:, 1], rule)
+                      if binary else None)
+    rows["site threshold"] = scores(labels[evaluation], logits[evaluation], temperature, site_threshold)
+    site = site_calibration(model, sidecar, images[calibration], labels[calibration])
+    rows["site temperature + threshold"] = scores(labels[evaluation], logits[evaluation],
+                                                  site["calibration"]["temperature"], site.get("threshold"))
+    adapted = copy.deepcopy(model)
+    adapt_batch_norm(adapted, images[calibration], sidecar)  # the calibration part's images, without labels
+    adapted_logits = predict_run_logits(adapted, images, sidecar)
+    rows["AdaBN"] = scores(labels[evaluation], adapted_logits[evaluation], temperature, threshold)
+    site = site_calibration(adapted, sidecar, images[calibration], labels[calibration])
+    rows["AdaBN + site temperature + threshold"] = scores(labels[evaluation], adapted_logits[evaluation],
+                                                          site["calibration"]["temperature"], site.get("threshold"))
+    return [{"variant": variant, **values} for variant, values in rows.items()]
+
+
+def site_study(runs: dict[str, list[Path]], out: Path, *, splits: int = 3, calibration_fraction: float = 0.25,
+               show_progress: bool = True) -> pd.DataFrame:
+    """Every run of every stage ({stage: [run folders]}) under `splits` seeded site splits; writes OUT/site_study.csv
+    and OUT/site_study.md (mean ± sd over runs and splits). Returns the per-run table."""
+    rows = []
+    for stage, folders in runs.items():
+        for folder in folders:
+            data = prepare(run_data_config(folder), show_progress=show_progress)
+            for seed in range(splits):
+                calibration, evaluation = site_parts(data, calibration_fraction, seed)
+                for row in run_variants(folder, data, calibration, evaluation):
+                    rows.append({"stage": stage, "run": str(folder), "split_seed": seed,
+                                 "calibration_images": len(calibration), "evaluation_images": len(evaluation), **row})
+    table = pd.DataFrame(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "site_study.csv", index=False)
+    write_text_atomically(out / "site_study.md", site_markdown(table, calibration_fraction))
+    return table
+
+
+def site_markdown(table: pd.DataFrame, calibration_fraction: float) -> str:
+    grouped = table.groupby(["stage", "variant"], sort=False)[list(METRICS)]
+    mean, sd = grouped.mean(), grouped.std(ddof=1).fillna(0)
+    shown = pd.DataFrame({name: [f"{m:.3f} ± {s:.3f}" for m, s in zip(mean[name], sd[name])] for name in METRICS},
+                         index=mean.index).rename(columns={"recall": "sensitivity", "ece": "ECE"})
+    counts = table.groupby("stage")[["run", "split_seed"]].nunique()
+    lines = [f"# {LABEL}", "",
+             f"The official test split cut by patient: {calibration_fraction:.0%} site calibration, the rest site "
+             "evaluation (stratified, seeded). Scores on the evaluation part, mean ± sd over "
+             + ", ".join(f"{stage}: {row.run} run(s) x {row.split_seed} split(s)" for stage, row in counts.iterrows())
+             + ". Thresholds by each run's own rule; AdaBN re-estimates batch-norm statistics on the calibration "
+             "part's images without their labels.", "",
+             "| stage | variant | " + " | ".join(shown.columns) + " |", "|" + " --- |" * (len(shown.columns) + 2)]
+    lines += [f"| {stage} | {variant} | " + " | ".join(row) + " |" for (stage, variant), row in shown.iterrows()]
+    return "\n".join(lines) + "\n"

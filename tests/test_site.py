@@ -1,0 +1,107 @@
+"""A trained model at a new site: `medkd calibrate`, `medkd adapt` (AdaBN) and the site-calibration protocol."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from typer.testing import CliRunner
+
+from conftest import tiny_recipe, write_kermany_like
+from medkd.cli import app
+from medkd.config import load_recipe
+from medkd.data import DataConfig, labelled_images, prepare
+from medkd.evaluation import (CalibrationConfig, ThresholdConfig, calibrated, choose_threshold, fit_temperature,
+                              predict_run_logits)
+from medkd.files import SIDECAR
+from medkd.models import load_model, normalise
+from medkd.site import SITE_STUDY, VARIANTS, site_images, site_parts
+from medkd.study import run_study
+
+
+def test_calibrate_fits_a_site_temperature_and_threshold_into_a_new_run(trained_run, tmp_path):
+    site = write_kermany_like(tmp_path / "site", {"train": 3}, patients_per_class=8)  # no split folders: all used
+    original = (trained_run.folder / SIDECAR).read_bytes()
+    result = CliRunner().invoke(app, ["calibrate", str(trained_run.folder), "--data", str(site),
+                                      "--out", str(tmp_path / "calibrated"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert (trained_run.folder / SIDECAR).read_bytes() == original  # the trained run is never changed
+    model, sidecar = load_model(tmp_path / "calibrated")
+    record = sidecar["calibration"]
+    assert record["fitted_on"] == "site" and record["site"]["images"] == 48 and record["site"]["path"] == str(site)
+    assert sidecar["validation_calibration"] == json.loads(original)["calibration"]
+    # the same temperature and threshold, computed here from the site's images
+    images, labels, _ = labelled_images(DataConfig(path=str(site), preprocessing=trained_run.config.preprocessing),
+                                        show_progress=False)
+    logits = predict_run_logits(model, images, sidecar)
+    temperature = fit_temperature(logits, labels, CalibrationConfig())
+    assert record["temperature"] == pytest.approx(temperature, rel=1e-4)
+    expected = choose_threshold(labels, calibrated(logits, temperature)[:, 1], ThresholdConfig())
+    assert sidecar["threshold"] == pytest.approx(expected, rel=1e-4)
+    assert "calibrated on 48 site images" in result.output
+
+    wrong = write_kermany_like(tmp_path / "other", {"train": 2}, patients_per_class=2)  # few patients: no split needed
+    (wrong / "train" / "NORMAL").rename(wrong / "train" / "HEALTHY")
+    refused = CliRunner().invoke(app, ["calibrate", str(trained_run.folder), "--data", str(wrong),
+                                       "--out", str(tmp_path / "c2"), "--no-progress"])
+    assert refused.exit_code == 2 and "needs the same class folders" in refused.output
+
+
+def test_adapt_sets_batch_norm_statistics_to_the_site_images(trained_run, tmp_path):
+    site = tmp_path / "site_images"  # unlabelled: a flat folder of brighter X-rays
+    site.mkdir()
+    for index, file in enumerate(sorted((Path(trained_run.config.path) / "test").rglob("*.jpeg"))[:40]):
+        brighter = np.clip(np.asarray(Image.open(file)).astype(int) + 40, 0, 255).astype(np.uint8)
+        Image.fromarray(brighter).save(site / f"{index}.png")
+    original = (trained_run.folder / SIDECAR).read_bytes()
+    result = CliRunner().invoke(app, ["adapt", str(trained_run.folder), str(site), "--out", str(tmp_path / "adapted")])
+    assert result.exit_code == 0, result.output
+    assert (trained_run.folder / SIDECAR).read_bytes() == original
+    adapted, sidecar = load_model(tmp_path / "adapted")
+    assert sidecar["adaptation"]["images"] == 40 and sidecar["adaptation"]["method"] == "adabn"
+    # the first batch-norm layer's running mean is now the mean of its input over the site's images
+    images, _ = site_images([site], trained_run.config.preprocessing)
+    first = next(m for m in adapted.modules() if isinstance(m, nn.BatchNorm2d))
+    seen = []
+    handle = first.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    norm = sidecar["normalisation"]
+    with torch.no_grad():
+        adapted(normalise(images, norm["mean"], norm["std"]))
+    handle.remove()
+    torch.testing.assert_close(first.running_mean, seen[0].mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    before, _ = load_model(trained_run.folder)
+    assert not torch.allclose(next(m for m in before.modules() if isinstance(m, nn.BatchNorm2d)).running_mean,
+                              first.running_mean)
+
+
+def test_site_study_scores_every_variant_on_patients_it_did_not_calibrate_on(tmp_path):
+    out = tmp_path / "study"
+    recipe = load_recipe(tiny_recipe(tmp_path))
+    run_study(recipe, out, stages=["control", "teacher"], show_progress=False)
+    result = CliRunner().invoke(app, ["site-study", str(out), "--stage", "control", "--splits", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / SITE_STUDY / "site_study.csv")
+    assert list(table["variant"].unique()) == list(VARIANTS) and len(table) == 2 * len(VARIANTS)
+    markdown = (out / SITE_STUDY / "site_study.md").read_text()
+    assert markdown.startswith("# Site-calibration protocol") and "Not the main results" in markdown
+    # the parts: whole patients, disjoint, a quarter of the test patients calibrating
+    data = prepare(recipe.data, show_progress=False)
+    test = data.samples[data.samples["split"] == "test"].reset_index(drop=True)
+    for seed in (0, 1):
+        calibration, evaluation = site_parts(data, 0.25, seed)
+        assert set(test.loc[calibration, "patient"]).isdisjoint(test.loc[evaluation, "patient"])
+        assert len(calibration) + len(evaluation) == len(test) and 0.15 < len(calibration) / len(test) < 0.35
+    # "as trained" is the run's own test evaluation restricted to the evaluation part
+    predictions = pd.read_csv(out / "control" / "seed0" / "evaluation" / "test_predictions.csv")
+    _, evaluation = site_parts(data, 0.25, 0)
+    expected = (predictions.loc[evaluation, "predicted"] == predictions.loc[evaluation, "label"]).mean()
+    row = table[(table["split_seed"] == 0) & (table["variant"] == "as trained")].iloc[0]
+    assert row["accuracy"] == pytest.approx(expected) and row["evaluation_images"] == len(evaluation)
+    unknown = CliRunner().invoke(app, ["site-study", str(out), "--stage", "student_kd", "--no-progress"])
+    assert unknown.exit_code == 2 and "student_kd: no finished run" in unknown.output
