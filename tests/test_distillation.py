@@ -209,9 +209,8 @@ def test_feature_hint_trains_its_connector(generated, tmp_path):
 def test_mismatched_teacher_and_bad_hint_layer_are_explained(generated, tmp_path):
     config, teacher = generated
     mean, std = normalisation(1)
-    with pytest.raises(DistillationError, match="preprocessing"):
-        load_teachers([str(teacher)], classes=["NORMAL", "PNEUMONIA"], in_chans=1,
-                      preprocessing={**config.preprocessing.model_dump(), "size": 64},
+    with pytest.raises(DistillationError, match=r"predicts classes \['NORMAL', 'PNEUMONIA'\].*same order"):
+        load_teachers([str(teacher)], classes=["PNEUMONIA", "NORMAL"], preprocessing=config.preprocessing.model_dump(),
                       normalisation={"mean": mean, "std": std})
     with pytest.raises(DistillationError, match="no module 'layer9'"):
         distill(config, STUDENT, settings(teachers=[str(teacher)], loss="hint", teacher_outputs="online",

@@ -173,7 +173,7 @@ def test_a_teacher_normalised_otherwise_sees_its_own_inputs(tmp_path):
         "preprocessing": preprocessing, "normalisation": {"mean": teacher_mean, "std": teacher_std}})
     student_mean, student_std = normalisation(1, "compact_cnn")
     assert student_mean != teacher_mean
-    frozen, _ = load_teachers([str(tmp_path / "teacher")], classes=["A", "B"], in_chans=1, preprocessing=preprocessing,
+    frozen, _ = load_teachers([str(tmp_path / "teacher")], classes=["A", "B"], preprocessing=preprocessing,
                               normalisation={"mean": student_mean, "std": student_std})
     pixels = torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8)
     logits = predict_logits(frozen, pixels, mean=student_mean, std=student_std)[:, 0]

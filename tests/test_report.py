@@ -48,7 +48,13 @@ def check_report(out: Path, summary: pd.DataFrame) -> None:
 
 def test_matched_controls_and_the_missing_weights_warning(tmp_path):
     recipe = load_recipe(tiny_recipe(tmp_path))
-    assert matched_controls(recipe) == {"student_kd": "control"}
+    assert matched_controls(recipe) == {"student_kd": ["control"]}
+    control = next(stage for stage in recipe.stages if stage.name == "control")
+    smoothed = StageConfig(name="control_ls", train={**control.train, "loss": {"label_smoothing": 0.1}})
+    other_epochs = StageConfig(name="control_ls_longer", train={**control.train, "epochs": 9,
+                                                                 "loss": {"label_smoothing": 0.1}})
+    with_smoothing = recipe.model_copy(update={"stages": [smoothed, *recipe.stages, other_epochs]})
+    assert matched_controls(with_smoothing) == {"student_kd": ["control", "control_ls"]}  # no KD first
     assert untrained_transfer_stages(recipe) == []
     finetuned = recipe.model_copy(update={"stages": [*recipe.stages, StageConfig(
         name="resnet_finetune", train={"model": "resnet18", "transfer": "finetune", "weights": "imagenet"})]})

@@ -30,9 +30,13 @@ class DistillConfig(StrictModel):
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1, description="weight of the logit term; the hard-label loss gets 1 - alpha")
     hint: HintConfig | None = Field(None, description="adds a feature-hint term (required by loss: hint)")
-    teacher_outputs: Literal["cached", "online"] = Field(
-        "cached", description="cached: teacher logits computed once on un-augmented train images; "
-                              "online: the teacher sees each augmented batch the student sees")
+    teacher_outputs: Literal["cached", "cached_views", "online"] = Field(
+        "cached", description="cached: teacher logits computed once on un-augmented train images; cached_views: "
+                              "on `views` augmented views of each train image, drawn once and replayed to the "
+                              "student (matched targets at a cached teacher's cost); online: the teacher sees each "
+                              "augmented batch the student sees. A teacher trained at another resolution always "
+                              "sees its own view of the same (augmented) sample")
+    views: int = Field(4, ge=1, le=64, description="cached_views: augmented views per train image")
 
     @model_validator(mode="after")
     def _a_registered_loss_with_its_own_params(self) -> DistillConfig:

@@ -21,8 +21,9 @@ warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the st
 
 
 class DistillationModule(ClassifierModule):
-    """Student `model` + frozen `teacher`. Train batches are (images, labels) with online teacher outputs,
-    or (images, labels, teacher logits) with cached ones; val batches always carry cached teacher logits."""
+    """Student `model` + frozen `teacher`. Train batches are (images, labels, *the teacher's own views) with online
+    teacher outputs, or (images, labels, teacher logits) with cached ones; val batches always carry cached teacher
+    logits."""
 
     def __init__(self, model: nn.Module, teacher: FrozenTeacher, settings: TrainConfig, distill: DistillConfig, *,
                  mean: list[float], std: list[float], class_weight: torch.Tensor | None = None,
@@ -35,7 +36,8 @@ class DistillationModule(ClassifierModule):
 
     def teacher_targets(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The teacher's (ensemble) logits for a normalised batch: cached in the batch, or computed now."""
-        stacked = batch[2] if self.distill.teacher_outputs == "cached" else self.teacher(batch[0])
+        online = self.distill.teacher_outputs == "online"
+        stacked = self.teacher(batch[0], tuple(batch[2:])) if online else batch[2]
         return ensemble_logits(stacked, self.distill.temperature)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

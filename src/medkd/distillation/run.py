@@ -12,13 +12,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
+from torchvision.transforms import v2
 
 from medkd.data import DataConfig, PreparedData, file_stat
 from medkd.distillation.config import DistillConfig
 from medkd.distillation.losses import ensemble_logits, soft_kl
 from medkd.distillation.module import DistillationModule
-from medkd.distillation.teacher import FrozenTeacher, load_teachers
-from medkd.engine import TrainConfig, fit
+from medkd.distillation.teacher import DistillationError, FrozenTeacher, load_teachers
+from medkd.distillation.views import teacher_logits, teacher_views, view_images
+from medkd.engine import TrainConfig, ViewPlan, build_augmentation, fit
 from medkd.device import inference_device
 from medkd.evaluation import SCALARS, EvaluationConfig, evaluate_run, predict_logits
 from medkd.files import BEST, DISTILLATION_REPORT, TEACHER_LOGITS, fingerprint, staged, write_json
@@ -27,19 +29,21 @@ from medkd.models import normalise
 log = logging.getLogger(__name__)
 
 
-def teacher_identity(folders: list[str], data: PreparedData, split: str) -> str:
-    """Which teachers' weights on which images: cached logits are reused only when this matches."""
+def teacher_identity(folders: list[str], views: list[PreparedData], split: str, targets: dict) -> str:
+    """Which teachers' weights on which images, and which augmented views: cached logits are reused only when
+    this matches."""
     files = [file_stat((Path(f) / BEST).resolve()) for f in folders]
-    return fingerprint([files, data.split_fingerprint(split)])
+    return fingerprint([files, [view.split_fingerprint(split) for view in views], targets])
 
 
-def cached_teacher_logits(teacher: FrozenTeacher, folders: list[str], data: PreparedData, splits: list[str], out: Path,
-                          *, mean: list[float], std: list[float], batch_size: int,
-                          device: torch.device) -> dict[str, torch.Tensor]:
-    """Teacher logits (N, teachers, C) of un-augmented images, computed once on `device` and kept in the run
-    folder."""
+def cached_teacher_logits(teacher: FrozenTeacher, sidecars: list[dict], folders: list[str], views: list[PreparedData],
+                          splits: dict[str, dict], out: Path, *, batch_size: int, device: torch.device,
+                          augmentation: v2.Transform | None) -> dict[str, torch.Tensor]:
+    """Teacher logits of each split in `splits` ({split: {}} un-augmented, or {split: {"replay": K, "replay_seed": s,
+    "augment": settings}} on K augmented views), each teacher on its own view, computed once on `device` and kept
+    in the run folder (see teacher_logits)."""
     path = out / TEACHER_LOGITS
-    identities = {split: teacher_identity(folders, data, split) for split in splits}
+    identities = {split: teacher_identity(folders, views, split, targets) for split, targets in splits.items()}
     if path.exists():
         with safe_open(path, "pt") as handle:
             metadata = handle.metadata() or {}
@@ -47,11 +51,11 @@ def cached_teacher_logits(teacher: FrozenTeacher, folders: list[str], data: Prep
                 log.info("teacher logits read from %s", path)
                 return {split: handle.get_tensor(split) for split in splits}
     logits = {}
-    for split in splits:
-        images, _ = data.split(split)
-        logits[split] = predict_logits(teacher, images, mean=mean, std=std, batch_size=batch_size,
-                                       device=device).contiguous()
-        log.info("teacher logits of %s (%d images) computed", split, len(images))
+    for split, targets in splits.items():
+        logits[split] = teacher_logits(teacher.models, sidecars, views, split, batch_size=batch_size, device=device,
+                                       augmentation=augmentation, replay=targets.get("replay", 0),
+                                       replay_seed=targets.get("replay_seed", 0))
+        log.info("teacher logits of %s computed: %s", split, tuple(logits[split].shape))
     out.mkdir(parents=True, exist_ok=True)
     with staged(path) as staging:
         save_file(logits, staging, metadata=identities)
@@ -64,12 +68,15 @@ class Distillation:
     section = "distill"
     metric_columns = ("val_agreement", "val_teacher_kl")
 
-    def __init__(self, settings: DistillConfig) -> None:
-        self.settings = settings
+    def __init__(self, settings: DistillConfig, *, show_progress: bool = True) -> None:
+        self.settings, self.show_progress = settings, show_progress
         self.teacher: FrozenTeacher | None = None
+        self.sidecars: list[dict] = []
+        self.views: list[PreparedData] = []  # each teacher's view of the data (its preprocessing)
         self.val_logits: torch.Tensor | None = None  # the teacher's, computed once in build_module
         self.normalisation: tuple[list[float], list[float]] = ([], [])
         self.device = torch.device("cpu")  # where the teacher predicts: the run's accelerator, set in build_module
+        self.train_views = ViewPlan()
 
     def settings_dump(self) -> dict:
         return self.settings.model_dump(mode="json")
@@ -77,16 +84,37 @@ class Distillation:
     def build_module(self, model: nn.Module, settings: TrainConfig, data: PreparedData, splits: dict, *,
                      mean: list[float], std: list[float], class_weight: torch.Tensor | None,
                      out: Path) -> DistillationModule:
-        config = data.config.preprocessing
+        preprocessing, mode = data.config.preprocessing.model_dump(), self.settings.teacher_outputs
         self.normalisation = (mean, std)
         self.device = inference_device(settings.runtime.accelerator)
-        self.teacher, _ = load_teachers(self.settings.teachers, classes=data.classes, in_chans=config.channels,
-                                        preprocessing=config.model_dump(), normalisation={"mean": mean, "std": std})
-        needed = ["val"] + (["train"] if self.settings.teacher_outputs == "cached" else [])
-        logits = cached_teacher_logits(self.teacher, self.settings.teachers, data, needed, out, mean=mean, std=std,
-                                       batch_size=settings.batch_size, device=self.device)
-        for split in needed:
-            splits[split] = (*splits[split], logits[split])
+        self.teacher, self.sidecars = load_teachers(self.settings.teachers, classes=data.classes,
+                                                    preprocessing=preprocessing, normalisation={"mean": mean, "std": std})
+        if self.settings.hint is not None and self.teacher.own_view[0] is not None:
+            raise DistillationError(f"a feature hint needs the teacher at the student's preprocessing {preprocessing}; "
+                                    f"teacher {self.settings.teachers[0]} was trained at {self.sidecars[0]['preprocessing']}")
+        if mode == "cached_views" and settings.augment is None:
+            raise DistillationError("teacher_outputs: cached_views replays augmented views, but train.augment is off: "
+                                    "switch augmentation on, or use teacher_outputs: cached")
+        self.views = teacher_views(data, self.sidecars, show_progress=self.show_progress)
+        needed = {"val": {}}
+        if mode == "cached":
+            needed["train"] = {}
+        elif mode == "cached_views":
+            needed["train"] = {"replay": self.settings.views, "replay_seed": settings.seed,
+                               "augment": settings.augment.model_dump(mode="json")}
+        augmentation = build_augmentation(settings.augment)
+        logits = cached_teacher_logits(self.teacher, self.sidecars, self.settings.teachers, self.views,
+                                       needed, out,
+                                       batch_size=settings.batch_size, device=self.device, augmentation=augmentation)
+        splits["val"] = (*splits["val"], logits["val"])
+        if mode == "online":
+            own = view_images(self.views, self.teacher.own_view, "train")
+            splits["train"] = (*splits["train"], *own)
+            self.train_views = ViewPlan(paired=len(own))
+        else:
+            splits["train"] = (*splits["train"], logits["train"])
+            self.train_views = ViewPlan(replay=self.settings.views if mode == "cached_views" else 0,
+                                        replay_seed=settings.seed)
         self.val_logits = logits["val"]
         example = normalise(splits["train"][0][:2], mean, std)
         return DistillationModule(model, self.teacher, settings, self.settings, mean=mean, std=std,
@@ -94,8 +122,11 @@ class Distillation:
 
     def sidecar(self) -> dict:
         return {"distillation": {"teachers": [os.path.abspath(t) for t in self.settings.teachers],
+                                 "teacher_preprocessing": [sidecar["preprocessing"] for sidecar in self.sidecars],
                                  "loss": self.settings.loss, "temperature": self.settings.temperature,
-                                 "alpha": self.settings.alpha, "teacher_outputs": self.settings.teacher_outputs}}
+                                 "alpha": self.settings.alpha, "teacher_outputs": self.settings.teacher_outputs,
+                                 **({"views": self.settings.views} if self.settings.teacher_outputs == "cached_views"
+                                    else {})}}
 
     def finish(self, out: Path, model: nn.Module, data: PreparedData) -> None:
         """Teacher-student agreement (share of equal decisions) and KL(teacher || student) on val and test."""
@@ -106,8 +137,8 @@ class Distillation:
             if not len(images):
                 continue
             student = predict_logits(model, images, mean=mean, std=std, device=self.device)
-            stacked = self.val_logits if split == "val" else predict_logits(self.teacher, images, mean=mean, std=std,
-                                                                             device=self.device)
+            stacked = self.val_logits if split == "val" else teacher_logits(
+                self.teacher.models, self.sidecars, self.views, split, batch_size=64, device=self.device)
             teacher = ensemble_logits(stacked, self.settings.temperature)
             report[split] = {"agreement": float((student.argmax(1) == teacher.argmax(1)).float().mean()),
                              "kl_teacher_student": float(soft_kl(student, teacher, 1.0).mean()), "images": len(images)}
@@ -117,7 +148,8 @@ class Distillation:
 def distill(data_config: DataConfig, settings: TrainConfig, distillation: DistillConfig, out: str | Path, *,
             show_progress: bool = True) -> Path:
     """Train student `settings.model` from the teachers of `distillation` into run folder `out` (resumable)."""
-    return fit(data_config, settings, out, extension=Distillation(distillation), show_progress=show_progress)
+    return fit(data_config, settings, out, extension=Distillation(distillation, show_progress=show_progress),
+               show_progress=show_progress)
 
 
 def sweep(data_config: DataConfig, settings: TrainConfig, distillation: DistillConfig, out: str | Path, *,

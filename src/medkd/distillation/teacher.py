@@ -1,4 +1,4 @@
-"""Teachers: trained run folders, frozen, in eval mode, one or several (an ensemble)."""
+"""Teachers: trained run folders, frozen, in eval mode, one or several (an ensemble), each seeing its own inputs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from medkd.errors import MedkdError
-from medkd.models import load_model
+from medkd.models import channel_statistics, load_model, normalise
 
 
 class DistillationError(MedkdError):
@@ -17,22 +17,42 @@ class DistillationError(MedkdError):
 
 class FrozenTeacher(nn.Module):
     """Trained models that never train: no gradients, always in eval mode (batch-norm statistics stay fixed).
-    Inputs come normalised as the student's; `renormalise[i]` = (scale, shift), per channel, turns them into
-    what teacher i was trained on (x * scale + shift; identity when both normalise alike).
-    Its output is the stacked logits (N, teachers, C)."""
+    Its output is the stacked logits (N, teachers, C).
 
-    def __init__(self, models: list[nn.Module], renormalise: list[tuple[list[float], list[float]]] | None = None) -> None:
+    A teacher trained with the student's preprocessing reads the student's normalised batch; `renormalise[i]` =
+    (scale, shift) per channel turns it into what teacher i was trained on (x * scale + shift; identity when both
+    normalise alike). A teacher trained with another preprocessing (cross-resolution) reads its own view of the
+    same augmented samples, uint8 (N, C', H', W'): `own_view[i]` is its position among the views, and
+    `own_normalisation[i]` its (mean, std)."""
+
+    def __init__(self, models: list[nn.Module], renormalise: list[tuple[list[float], list[float]]] | None = None,
+                 own_view: list[int | None] | None = None,
+                 own_normalisation: list[tuple[list[float], list[float]] | None] | None = None) -> None:
         super().__init__()
         self.models = nn.ModuleList(models)
+        self.own_view = own_view or [None] * len(models)
         for index, (scale, shift) in enumerate(renormalise or []):
             self.register_buffer(f"scale{index}", torch.tensor(scale).view(1, -1, 1, 1), persistent=False)
             self.register_buffer(f"shift{index}", torch.tensor(shift).view(1, -1, 1, 1), persistent=False)
+        for index, statistics in enumerate(own_normalisation or []):
+            if statistics is not None:
+                self.register_buffer(f"mean{index}", channel_statistics(statistics[0]), persistent=False)
+                self.register_buffer(f"std{index}", channel_statistics(statistics[1]), persistent=False)
         self.renormalises = renormalise is not None
         self.requires_grad_(False)
         self.eval()
 
-    def teacher_inputs(self, index: int, inputs: torch.Tensor) -> torch.Tensor:
-        """The student-normalised `inputs` as teacher `index` expects them."""
+    @property
+    def views(self) -> int:
+        """How many own views (other preprocessings) its forward needs besides the student's batch."""
+        return len({view for view in self.own_view if view is not None})
+
+    def teacher_inputs(self, index: int, inputs: torch.Tensor, views: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+        """What teacher `index` reads: the student-normalised `inputs` converted, or its own uint8 view normalised."""
+        view = self.own_view[index]
+        if view is not None:
+            own = normalise(views[view], getattr(self, f"mean{index}"), getattr(self, f"std{index}"))
+            return own.contiguous(memory_format=torch.channels_last)
         if not self.renormalises:
             return inputs
         return inputs * getattr(self, f"scale{index}") + getattr(self, f"shift{index}")
@@ -41,27 +61,38 @@ class FrozenTeacher(nn.Module):
         return super().train(False)
 
     @torch.no_grad()
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return torch.stack([model(self.teacher_inputs(i, inputs)).float() for i, model in enumerate(self.models)], dim=1)
+    def forward(self, inputs: torch.Tensor, views: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+        return torch.stack([model(self.teacher_inputs(i, inputs, views)).float() for i, model in enumerate(self.models)],
+                           dim=1)
 
 
-def load_teachers(folders: list[str], *, classes: list[str], in_chans: int, preprocessing: dict,
+def load_teachers(folders: list[str], *, classes: list[str], preprocessing: dict,
                   normalisation: dict) -> tuple[FrozenTeacher, list[dict]]:
-    """The teachers of run folders `folders`, checked to share the student's classes and inputs; a teacher
-    trained with another normalisation (e.g. EfficientNet-Lite's [-1, 1]) gets the student's inputs converted."""
-    models, sidecars, renormalise = [], [], []
+    """The teachers of run folders `folders`, checked to predict the student's classes. A teacher trained with the
+    student's `preprocessing` reads the student's inputs (converted if it normalised otherwise, e.g.
+    EfficientNet-Lite's [-1, 1]); one trained at another resolution or channel count gets its own view, numbered in
+    order of first appearance of each distinct preprocessing."""
+    models, sidecars, renormalise, own_view, own_normalisation, distinct = [], [], [], [], [], []
     for folder in folders:
         model, sidecar = load_model(Path(folder))
-        expected = {"classes": classes, "in_chans": in_chans, "preprocessing": preprocessing}
-        for key, value in expected.items():
-            if sidecar[key] != value:
-                raise DistillationError(
-                    f"teacher {folder} was trained with {key} = {sidecar[key]!r}, the student uses {value!r}: "
-                    "train the student on the same data and preprocessing as its teacher")
-        renormalise.append(conversion(normalisation, sidecar["normalisation"]))
+        if sidecar["classes"] != classes:
+            raise DistillationError(
+                f"teacher {folder} predicts classes {sidecar['classes']!r}, the student {classes!r}: distil from a "
+                "teacher trained on the same classes, in the same order")
+        norm = sidecar["normalisation"]
+        renormalise.append(conversion(normalisation, norm) if sidecar["preprocessing"] == preprocessing
+                           else ([1.0] * len(norm["std"]), [0.0] * len(norm["std"])))
+        if sidecar["preprocessing"] == preprocessing:
+            own_view.append(None)
+            own_normalisation.append(None)
+        else:
+            if sidecar["preprocessing"] not in distinct:
+                distinct.append(sidecar["preprocessing"])
+            own_view.append(distinct.index(sidecar["preprocessing"]))
+            own_normalisation.append((norm["mean"], norm["std"]))
         models.append(model.to(memory_format=torch.channels_last))
         sidecars.append(sidecar)
-    return FrozenTeacher(models, renormalise), sidecars
+    return FrozenTeacher(models, renormalise, own_view, own_normalisation), sidecars
 
 
 def conversion(student: dict, teacher: dict) -> tuple[list[float], list[float]]:

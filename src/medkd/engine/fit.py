@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from medkd.data import DataConfig, PreparedData, prepare, record_data_location
 from medkd.engine.callbacks import EpochMetricsCSV
 from medkd.engine.config import TrainConfig
-from medkd.engine.datamodule import TensorDataModule, split_tensors
+from medkd.engine.datamodule import TensorDataModule, ViewPlan, split_tensors
 from medkd.engine.features import cached_features, weights_identity
 from medkd.engine.losses import class_weights
 from medkd.engine.module import ClassifierModule
@@ -44,6 +44,7 @@ class FitExtension(Protocol):
 
     section: str  # the key of its settings in the run's config.yaml
     metric_columns: tuple[str, ...]  # extra per-epoch columns of metrics.csv
+    train_views: ViewPlan  # how the train split's extra tensors follow the augmentation (set by build_module)
 
     def settings_dump(self) -> dict:
         """Its settings, for config.yaml."""
@@ -117,7 +118,8 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
                                             out=out)
         augment = settings.augment
     datamodule = TensorDataModule(splits, settings.batch_size, sampler=settings.sampler, augment=augment,
-                                  num_workers=loader_workers(runtime.num_workers, runtime.accelerator))
+                                  num_workers=loader_workers(runtime.num_workers, runtime.accelerator),
+                                  train_views=extension.train_views if extension is not None else ViewPlan())
 
     # Lightning's save_last only refreshes last.ckpt when a best checkpoint is saved: keep "last" separately.
     callbacks = [ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=MONITOR, mode="max"),

@@ -32,7 +32,7 @@ class StudyResults:
     missing: list[tuple[str, int]]  # (stage, seed) runs the recipe asks for that have not been evaluated yet
     summary: pd.DataFrame
     recommended: str
-    controls: dict[str, str]
+    controls: dict[str, list[str]]  # each distilled stage's controls: no KD, then label smoothing
     label_efficiency: dict[str, dict[float, str]]  # label_fractions(recipe)
     classes: list[str]
     data_check: dict | None

@@ -69,15 +69,26 @@ def study_jobs(recipe: Recipe, stages: Collection[str] | None = None) -> list[tu
     return [(seed, stage) for seed in range(recipe.seeds) for stage in order]
 
 
-def matched_controls(recipe: Recipe) -> dict[str, str]:
-    """Each distilled stage's matched no-KD control: the stage without a teacher whose training settings are
-    the same (model, weights, transfer, epochs, optimiser, ...); students without one are left out."""
+def matched_controls(recipe: Recipe) -> dict[str, list[str]]:
+    """Each distilled stage's controls, in this order: the matched no-KD control (the stage without a teacher whose
+    training and data settings are the same: model, weights, transfer, epochs, optimiser, ...), then the
+    label-smoothing control (the same, but trained on labels smoothed by loss.label_smoothing > 0: soft targets
+    without a teacher). Students without any control are left out."""
     plain = [stage for stage in recipe.stages if stage.distill is None and stage.pretrain is None]
     controls = {}
     for student in (stage for stage in recipe.stages if stage.distill is not None):
-        settings = (recipe.stage_train(student, 0), recipe.stage_data(student))
-        match = next((stage.name for stage in plain
-                      if (recipe.stage_train(stage, 0), recipe.stage_data(stage)) == settings), None)
-        if match is not None:
-            controls[student.name] = match
+        train, data = recipe.stage_train(student, 0), recipe.stage_data(student)
+        found = []
+        for stage in plain:
+            candidate = recipe.stage_train(stage, 0)
+            if recipe.stage_data(stage) != data:
+                continue
+            smoothing = candidate.loss.label_smoothing
+            if candidate == train:
+                found.insert(0, stage.name)
+            elif smoothing > 0 and smoothing != train.loss.label_smoothing and candidate.model_copy(update={
+                    "loss": candidate.loss.model_copy(update={"label_smoothing": train.loss.label_smoothing})}) == train:
+                found.append(stage.name)
+        if found:
+            controls[student.name] = found
     return controls

@@ -1,0 +1,78 @@
+"""Cross-resolution distillation: each teacher sees the student's samples as it was trained to see them (its
+preprocessing: resolution, channels, resize), and its outputs are computed on that view, un-augmented or on K
+augmented views drawn once and replayed to the student."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.transforms import v2
+
+from medkd.data import SPLITS, PreparedData, Preprocessing, prepare
+from medkd.distillation.teacher import DistillationError
+from medkd.engine import augment_seeded, view_seed
+from medkd.evaluation import predict_run_logits
+
+
+def teacher_views(data: PreparedData, sidecars: list[dict], *, show_progress: bool) -> list[PreparedData]:
+    """For each teacher (its run sidecar), the student's data prepared with the teacher's preprocessing: `data`
+    itself when they agree, else the same source decoded again (cached like any data set). The samples must be
+    the same in every split and in the same order, else a DistillationError says where they differ."""
+    prepared = {json.dumps(data.config.preprocessing.model_dump(), sort_keys=True): data}
+    views = []
+    for sidecar in sidecars:
+        key = json.dumps(sidecar["preprocessing"], sort_keys=True)
+        if key not in prepared:
+            config = data.config.model_copy(update={"preprocessing": Preprocessing.model_validate(sidecar["preprocessing"])})
+            prepared[key] = same_samples(data, prepare(config, show_progress=show_progress), sidecar["preprocessing"])
+        views.append(prepared[key])
+    return views
+
+
+def same_samples(student: PreparedData, teacher: PreparedData, preprocessing: dict) -> PreparedData:
+    """`teacher` when it holds the student's samples split for split, in order (a file that decodes at one size
+    and not at another would shift every later sample)."""
+    for split in SPLITS:
+        ours = student.samples.loc[student.samples["split"] == split, "ref"].astype(str).tolist()
+        theirs = teacher.samples.loc[teacher.samples["split"] == split, "ref"].astype(str).tolist()
+        if ours != theirs:
+            differ = sorted(set(ours) ^ set(theirs))[:3]
+            raise DistillationError(
+                f"prepared with the teacher's preprocessing {preprocessing}, the {split} split holds other samples "
+                f"than the student's ({len(theirs)} vs {len(ours)}; e.g. {differ or 'the same files in another order'}):"
+                " check the data's skipped_files.csv at both sizes, or train teacher and student at one preprocessing")
+    return teacher
+
+
+def teacher_logits(models: nn.ModuleList, sidecars: list[dict], views: list[PreparedData], split: str, *,
+                   batch_size: int, device: torch.device, augmentation: v2.Transform | None = None,
+                   replay: int = 0, replay_seed: int = 0) -> torch.Tensor:
+    """Logits of every teacher on its own view of `split`: (N, teachers, C); with `replay` = K > 0, on the K
+    augmented views of each image that the student's data loader replays (view k of image i drawn from seed
+    (replay_seed, i, k) at each teacher's resolution): (N, K, teachers, C)."""
+    per_teacher = []
+    for model, sidecar, view in zip(models, sidecars, views):
+        images, _ = view.split(split)
+        if not replay:
+            per_teacher.append(predict_run_logits(model, images, sidecar, batch_size=batch_size, device=device))
+            continue
+        pixels = torch.from_numpy(images)
+        per_view = []
+        for k in range(replay):
+            augmented = torch.stack([augment_seeded(augmentation, image, view_seed(replay_seed, i, k))
+                                     for i, image in enumerate(pixels)])
+            per_view.append(predict_run_logits(model, augmented, sidecar, batch_size=batch_size, device=device))
+        per_teacher.append(torch.stack(per_view, dim=1))
+    return torch.stack(per_teacher, dim=-2).contiguous()
+
+
+def view_images(views: list[PreparedData], own_view: list[int | None], split: str) -> tuple[torch.Tensor, ...]:
+    """The uint8 images of `split` for each distinct own view (FrozenTeacher.own_view numbering)."""
+    first = {}
+    for view, index in zip(views, own_view):
+        if index is not None and index not in first:
+            first[index] = view
+    return tuple(torch.from_numpy(np.ascontiguousarray(first[index].split(split)[0])) for index in sorted(first))
