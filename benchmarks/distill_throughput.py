@@ -1,12 +1,17 @@
-"""Seconds per training epoch of a student alone, with KD from cached teacher logits, and with KD from an online
-teacher (default: resnet50 -> resnet18 at 128 px, grey input; precision as `train.runtime.precision: auto` picks it).
+"""Seconds per training epoch of a student alone and with KD from each kind of teacher output: cached logits,
+cached logits of K augmented views replayed, and an online teacher; the teacher at the student's resolution or at
+its own (cross-resolution). Default: resnet50 -> resnet18 at 128 px, grey input; precision as
+`train.runtime.precision: auto` picks it.
 
-    python benchmarks/distill_throughput.py [--data PATH] [--size 128] [--batches 20] [--batch-size 32]
+    python benchmarks/distill_throughput.py [--data PATH] [--size 128] [--teacher-size 224] [--views 4]
+                                            [--batches 20] [--batch-size 32]
 
-Each mode trains `--batches` batches (after 2 warm-up batches) through the same Lightning modules `medkd train`
-and `medkd distill` use; seconds per epoch = seconds per batch x batches in an epoch of the train split.
-Teacher weights are random: speed does not depend on them. With --data the batches come from that folder's
-train split (decode cache), else from generated images.
+Each mode trains `--batches` batches (after 2 warm-up batches) through the same Lightning modules and data
+loader `medkd train` and `medkd distill` use; seconds per epoch = seconds per batch x batches in an epoch of the
+train split. The one-off cost of the cached modes (teacher outputs over the train split, K times and augmented
+for cached views) is printed apart. Teacher weights are random: speed does not depend on them. With --data the
+batches come from that folder's train split (decode cache; at --teacher-size for the teacher's view), else from
+generated images.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import torch
 from medkd.data import DataConfig, prepare
 from medkd.distillation import DistillConfig, DistillationModule, FrozenTeacher
 from medkd.device import lightning_precision
-from medkd.engine import ClassifierModule, TrainConfig
+from medkd.engine import ClassifierModule, TrainConfig, ViewPlan, augment_seeded, build_augmentation, view_seed
 from medkd.engine.datamodule import TensorDataModule
 from medkd.evaluation import predict_logits
 from medkd.models import create_model, normalisation
@@ -42,52 +47,78 @@ def seconds_per_batch(module: ClassifierModule, loader, batches: int, bf16: bool
     return (time.perf_counter() - started) / batches
 
 
+def train_images(data: str | None, size: int, count: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 train images (N, 1, size, size) and labels: a folder's train split, or generated."""
+    if data:
+        prepared = prepare(DataConfig(path=data, preprocessing={"size": size, "channels": 1}), show_progress=False)
+        return tuple(torch.from_numpy(a) for a in prepared.split("train"))
+    generator = torch.Generator().manual_seed(0)
+    return (torch.randint(0, 256, (count, 1, size, size), dtype=torch.uint8, generator=generator),
+            torch.randint(0, 2, (count,), generator=generator))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None)
     parser.add_argument("--teacher", default="resnet50")
     parser.add_argument("--student", default="resnet18")
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--teacher-size", type=int, default=None, help="the teacher's resolution (default: --size)")
+    parser.add_argument("--views", type=int, default=4, help="cached views: augmented views per image")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--batches", type=int, default=20)
     args = parser.parse_args()
 
-    if args.data:
-        data = prepare(DataConfig(path=args.data, preprocessing={"size": args.size, "channels": 1}), show_progress=False)
-        images, labels = (torch.from_numpy(a) for a in data.split("train"))
-    else:
-        images = torch.randint(0, 256, (2048, 1, args.size, args.size), dtype=torch.uint8)
-        labels = torch.randint(0, 2, (2048,))
+    teacher_size = args.teacher_size or args.size
+    images, labels = train_images(args.data, args.size)
+    teacher_images = images if teacher_size == args.size else train_images(args.data, teacher_size)[0]
     used = (args.batches + 2) * args.batch_size
     settings = TrainConfig(model=args.student, batch_size=args.batch_size)
     bf16 = lightning_precision(settings.runtime.precision, "cpu") == "bf16-mixed"
     mean, std = normalisation(1)
     torch.manual_seed(0)
-    teacher = FrozenTeacher([create_model(args.teacher, num_classes=2, in_chans=1).to(memory_format=torch.channels_last)])
+    model = create_model(args.teacher, num_classes=2, in_chans=1).to(memory_format=torch.channels_last)
+    cross = teacher_size != args.size
+    teacher = (FrozenTeacher([model], own_view=[0], own_normalisation=[(mean, std)]) if cross
+               else FrozenTeacher([model]))
     started = time.perf_counter()
-    cached = predict_logits(teacher, images[:used], mean=mean, std=std, batch_size=args.batch_size, bf16=bf16)
+    cached = predict_logits(model, teacher_images[:used], mean=mean, std=std, batch_size=args.batch_size,
+                            bf16=bf16)[:, None]
     logits_seconds = (time.perf_counter() - started) / used * len(images)
+    augmentation = build_augmentation(settings.augment)
+    started = time.perf_counter()
+    views = torch.stack([predict_logits(model, torch.stack([augment_seeded(augmentation, image, view_seed(0, i, k))
+                                                            for i, image in enumerate(teacher_images[:used])]),
+                                        mean=mean, std=std, batch_size=args.batch_size, bf16=bf16)[:, None]
+                         for k in range(args.views)], dim=1)
+    views_seconds = (time.perf_counter() - started) / used * len(images)
     epoch_batches = math.ceil(len(images) / args.batch_size)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {'bf16' if bf16 else 'fp32'}, "
-          f"{args.teacher} -> {args.student}, {args.size} px, batch {args.batch_size}, "
+          f"{args.teacher} at {teacher_size} px -> {args.student} at {args.size} px, batch {args.batch_size}, "
           f"{len(images)} train images ({epoch_batches} batches per epoch), timed over {args.batches} batches")
 
     rows = {}
-    for mode in ("student alone", "KD, cached teacher", "KD, online teacher"):
+    plans = {"student alone": ((images[:used], labels[:used]), ViewPlan(), None),
+             "KD, cached teacher": ((images[:used], labels[:used], cached), ViewPlan(), "cached"),
+             f"KD, cached views (K={args.views})": ((images[:used], labels[:used], views),
+                                                   ViewPlan(replay=args.views), "cached_views"),
+             "KD, online teacher": ((images[:used], labels[:used], *([teacher_images[:used]] if cross else [])),
+                                    ViewPlan(paired=int(cross)), "online")}
+    for mode, (train, plan, outputs) in plans.items():
         student = create_model(args.student, num_classes=2, in_chans=1).to(memory_format=torch.channels_last)
-        if mode == "student alone":
-            module, splits = ClassifierModule(student, settings, mean=mean, std=std), {"train": (images[:used], labels[:used])}
+        if outputs is None:
+            module = ClassifierModule(student, settings, mean=mean, std=std)
         else:
-            outputs = "cached" if "cached" in mode else "online"
-            splits = {"train": (images[:used], labels[:used], cached) if outputs == "cached" else (images[:used], labels[:used])}
-            module = DistillationModule(student, teacher, settings,
-                                        DistillConfig(teachers=["benchmark"], teacher_outputs=outputs), mean=mean, std=std)
+            module = DistillationModule(student, teacher, settings, DistillConfig(
+                teachers=["benchmark"], teacher_outputs=outputs, views=args.views), mean=mean, std=std)
         module.log = lambda *a, **k: None  # no trainer attached: logging is not part of the cost measured
-        loader = TensorDataModule(splits, args.batch_size, augment=settings.augment).train_dataloader()
+        loader = TensorDataModule({"train": train}, args.batch_size, augment=settings.augment,
+                                  train_views=plan).train_dataloader()
         rows[mode] = seconds_per_batch(module, loader, args.batches, bf16) * epoch_batches
-        print(f"{mode:<22}{rows[mode]:>9.1f} s/epoch  ({rows[mode] / rows['student alone']:.2f}x the student alone)",
+        print(f"{mode:<28}{rows[mode]:>9.1f} s/epoch  ({rows[mode] / rows['student alone']:.2f}x the student alone)",
               flush=True)
-    print(f"one-off teacher logits over the train split (cached mode): {logits_seconds:.1f} s")
+    print(f"one-off teacher logits over the train split: cached {logits_seconds:.1f} s, "
+          f"cached views (K={args.views}, augmented) {views_seconds:.1f} s")
 
 
 if __name__ == "__main__":

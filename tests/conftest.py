@@ -19,17 +19,19 @@ from medkd.data import DataConfig
 from medkd.engine import TrainConfig, fit
 
 
-def class_image(label: int, seed: int, size: int = 48) -> np.ndarray:
-    """A grey image whose class is visible (a bright band, at a class-dependent place) under noise."""
+def class_image(label: int, seed: int, size: int = 48, band_level: int = 200) -> np.ndarray:
+    """A grey image whose class is visible (a band of grey `band_level`, at a class-dependent place) under noise
+    (grey 0-79): clear at 200, hard to see near 40."""
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 80, (size, size), dtype=np.uint8)
     band = slice(label * size // 4, label * size // 4 + size // 4)
-    image[band, :] = 200
+    image[band, :] = np.maximum(image[band, :], band_level) if band_level < 80 else band_level
     return image
 
 
-def write_kermany_like(root: Path, splits: dict[str, int], patients_per_class: int = 6, fmt: str = "jpeg") -> Path:
-    """ROOT/split/CLASS/*.fmt with Kermany-style names: several images per patient."""
+def write_kermany_like(root: Path, splits: dict[str, int], patients_per_class: int = 6, fmt: str = "jpeg",
+                       band_level: int = 200) -> Path:
+    """ROOT/split/CLASS/*.fmt with Kermany-style names: several images per patient (see class_image)."""
     seed = 0
     for split, per_patient in splits.items():
         for label, cls in enumerate(("NORMAL", "PNEUMONIA")):
@@ -40,7 +42,7 @@ def write_kermany_like(root: Path, splits: dict[str, int], patients_per_class: i
                 for k in range(per_patient):
                     seed += 1
                     name = f"IM-{pid:04d}-{k:04d}.{fmt}" if label == 0 else f"person{pid}_bacteria_{seed}.{fmt}"
-                    Image.fromarray(class_image(label, seed)).save(folder / name)
+                    Image.fromarray(class_image(label, seed, band_level=band_level)).save(folder / name)
     return root
 
 

@@ -147,6 +147,14 @@ def test_evaluate_command_scores_the_test_split(trained_run, tmp_path):
     assert saved["calibration"]["ece_uncalibrated"] == pytest.approx(
         expected_calibration_error(predictions["label"].to_numpy(), raw))
     assert saved["calibration"]["ece"] == pytest.approx(saved["at_argmax"]["ece"])
+    # the guard's verdict on each test image, from the same pass as the probabilities (features -> head)
+    flagged = ~predictions["in_distribution"]
+    assert (flagged == (predictions["ood_score"] > saved["ood"]["threshold"])).all()
+    assert saved["ood"]["flagged"] == flagged.sum() and saved["ood"]["flagged_share"] == pytest.approx(flagged.mean())
+    model, sidecar = load_model(folder)
+    images, _ = prepare(config, show_progress=False).split("test")
+    np.testing.assert_allclose(predictions["p_PNEUMONIA"], predict_probabilities(model, images, sidecar)[:, 1],
+                               atol=1e-5)
 
 
 def test_evaluate_rejects_unknown_split_and_non_run_folders(tmp_path):

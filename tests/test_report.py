@@ -42,8 +42,10 @@ def check_report(out: Path, summary: pd.DataFrame) -> None:
     calibration = markdown.split("Temperature scaling (one temperature per run")[1].split("\n## ")[0]
     for stage in summary.index:  # each run's temperature, and its test ECE before and after it
         recorded = study.evaluation(stage, study.seeds[0])["calibration"]
+        ood = study.evaluation(stage, study.seeds[0])["ood"]  # and the share of test images its guard flags
         assert re.search(rf"^\| {stage} +\| +{recorded['temperature']:.3f} \| +{recorded['ece_uncalibrated']:.3f} \| +"
-                         rf"{recorded['ece']:.3f} \|$", calibration, re.MULTILINE), stage
+                         rf"{recorded['ece']:.3f} \| +{ood['flagged']} \({100 * ood['flagged_share']:.1f}%\) \|$",
+                         calibration, re.MULTILINE), stage
 
 
 def test_matched_controls_and_the_missing_weights_warning(tmp_path):

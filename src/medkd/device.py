@@ -77,6 +77,20 @@ def lightning_precision(choice: str, accelerator: str) -> str:
     return "bf16-mixed" if native_cpu_bf16() else "32-true"
 
 
+def is_primary_process() -> bool:
+    """True in the process of a distributed run that writes the run folder (global rank 0), and in any run that is
+    not distributed. Asks torch.distributed once a process group exists; before that, the launchers' environment:
+    torchrun sets RANK, SLURM's srun SLURM_PROCID, Lightning's own launcher LOCAL_RANK and NODE_RANK."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    for key in ("RANK", "SLURM_PROCID"):
+        if key in os.environ:
+            return int(os.environ[key]) == 0
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
 def loader_workers(choice: int | str, accelerator: str) -> int:
     """Data loader processes for a num_workers setting. auto: none on a CPU, where the main process reads the
     in-memory cache and workers would take cores from training; beside a GPU, whose steps outpace per-image

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from medkd.device import native_cpu_bf16
+
 PACKAGES = ("medkd", "torch", "torchvision", "lightning", "torchmetrics", "scikit-learn", "numpy", "timm")
 
 
@@ -36,6 +38,7 @@ def describe_environment() -> dict:
         "cpu": cpu_name(),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "cpu_native_bf16": native_cpu_bf16(),  # decides whether precision: auto trains in bf16 on this CPU
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "packages": versions,
     }

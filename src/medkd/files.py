@@ -62,6 +62,18 @@ def staged(path: Path) -> Iterator[Path]:
         staging.unlink(missing_ok=True)
 
 
+@contextmanager
+def one_writer(path: Path) -> Iterator[None]:
+    """Hold PATH.lock for the block. Processes that would compute the same cached file at once (the ranks of a
+    distributed run started together by torchrun or SLURM) take turns: the first computes and writes it, the others
+    find it written when they get the lock."""
+    from filelock import FileLock
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):
+        yield
+
+
 def write_text_atomically(path: Path, text: str) -> None:
     """Write `text` to `path` whole or not at all."""
     with staged(path) as staging:

@@ -65,5 +65,16 @@ SeedOpt = Annotated[Optional[int], typer.Option(help="training seed")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads for torch")]
 WorkersOpt = Annotated[Optional[int], typer.Option(help="data loader processes for augmentation (default: the "
                                                         "recipe's, auto: none on a CPU, up to 8 beside a GPU)")]
+AcceleratorOpt = Annotated[Optional[str], typer.Option(help="Lightning accelerator: auto, cpu, gpu")]
+DevicesOpt = Annotated[Optional[str], typer.Option(
+    help="devices (one process each) per machine: a number or auto; more than one trains with DDP (docs/distributed.md)")]
+NodesOpt = Annotated[Optional[int], typer.Option(help="machines of a multi-node run (how to launch: docs/distributed.md)")]
 CacheOpt = Annotated[Optional[str], typer.Option(help="decode cache folder")]
 ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]
+
+
+def runtime_overrides(*, threads: int | None = None, workers: int | None = None, accelerator: str | None = None,
+                      devices: str | None = None, num_nodes: int | None = None) -> dict:
+    """A recipe's runtime section from the command line (None: keep the recipe's value)."""
+    return {"threads": threads, "num_workers": workers, "accelerator": accelerator, "num_nodes": num_nodes,
+            "devices": int(devices) if devices is not None and devices.isdigit() else devices}

@@ -8,11 +8,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from medkd.cli.common import (EXIT_LEAK, CacheOpt, ChannelsOpt, DataOpt, IntOpt, LrOpt, ProgressOpt, RecipeArg,
-                              RunFolderOpt, SeedOpt, SizeOpt, ThreadsOpt, TransferOpt, WeightsOpt, WorkersOpt, app,
-                              console, data_app, fail, user_errors)
+from medkd.cli.common import (EXIT_LEAK, AcceleratorOpt, CacheOpt, ChannelsOpt, DataOpt, DevicesOpt, IntOpt, LrOpt,
+                              NodesOpt, ProgressOpt, RecipeArg, RunFolderOpt, SeedOpt, SizeOpt, ThreadsOpt, TransferOpt,
+                              WeightsOpt, WorkersOpt, app, console, data_app, fail, runtime_overrides, user_errors)
 from medkd.config import ConfigError, load_recipe
 from medkd.data import available_sources, check_data, prepare, print_report
+from medkd.device import is_primary_process
 from medkd.distillation import LOGIT_LOSSES
 from medkd.errors import MedkdError
 
@@ -56,12 +57,14 @@ def data_overrides(data, cache_dir, size, channels) -> dict:
 
 
 def training_overrides(*, data, cache_dir, size, channels, model, weights, transfer, epochs, batch_size, lr, seed,
-                       threads, workers) -> dict:
+                       threads, workers, accelerator, devices, num_nodes) -> dict:
     """Recipe overrides from the options every training command shares (None: keep the recipe's value)."""
     return {
         "data": data_overrides(data, cache_dir, size, channels),
         "train": {"model": model, "weights": weights, "transfer": transfer, "epochs": epochs, "batch_size": batch_size,
-                  "seed": seed, "optimizer": {"lr": lr}, "runtime": {"threads": threads, "num_workers": workers}},
+                  "seed": seed, "optimizer": {"lr": lr},
+                  "runtime": runtime_overrides(threads=threads, workers=workers, accelerator=accelerator,
+                                               devices=devices, num_nodes=num_nodes)},
     }
 
 
@@ -73,6 +76,7 @@ def train(
     model: Annotated[Optional[str], typer.Option(help="model name (create_model): compact_cnn, resnet18, ...")] = None,
     weights: WeightsOpt = None, transfer: TransferOpt = None, epochs: IntOpt = None, batch_size: IntOpt = None,
     lr: LrOpt = None, seed: SeedOpt = None, threads: ThreadsOpt = None, workers: WorkersOpt = None,
+    accelerator: AcceleratorOpt = None, devices: DevicesOpt = None, num_nodes: NodesOpt = None,
     cache_dir: CacheOpt = None, progress: ProgressOpt = True,
 ) -> None:
     """Train one model into a run folder: config, per-epoch metrics, best (on validation) and last weights."""
@@ -80,11 +84,13 @@ def train(
 
     overrides = training_overrides(data=data, cache_dir=cache_dir, size=size, channels=channels, model=model,
                                    weights=weights, transfer=transfer, epochs=epochs, batch_size=batch_size, lr=lr,
-                                   seed=seed, threads=threads, workers=workers)
+                                   seed=seed, threads=threads, workers=workers,
+                                   accelerator=accelerator, devices=devices, num_nodes=num_nodes)
     with user_errors():
         config = load_recipe(recipe, overrides)
         folder = fit(config.data, config.train, out, show_progress=progress)
-    console.print(f"run folder: {folder}")
+    if is_primary_process():  # of a distributed run, the one that wrote it
+        console.print(f"run folder: {folder}")
 
 
 @app.command("pretrain")
@@ -95,7 +101,8 @@ def pretrain(
     model: Annotated[Optional[str], typer.Option(help="backbone name (create_model)")] = None,
     data: DataOpt = None, size: SizeOpt = None, channels: ChannelsOpt = None, weights: WeightsOpt = None,
     epochs: IntOpt = None, batch_size: IntOpt = None, lr: LrOpt = None, seed: SeedOpt = None,
-    threads: ThreadsOpt = None, cache_dir: CacheOpt = None, progress: ProgressOpt = True,
+    threads: ThreadsOpt = None, accelerator: AcceleratorOpt = None, devices: DevicesOpt = None,
+    num_nodes: NodesOpt = None, cache_dir: CacheOpt = None, progress: ProgressOpt = True,
 ) -> None:
     """Self-supervised pretraining on the data's unlabelled images (never its test split); writes a backbone
     checkpoint for `--weights RUN/backbone.safetensors`."""
@@ -105,9 +112,11 @@ def pretrain(
     with user_errors():
         config = load_recipe(recipe, {"data": data_overrides(data, cache_dir, size, channels), "pretrain": {
             "method": method, "model": model, "weights": weights, "epochs": epochs, "batch_size": batch_size,
-            "lr": lr, "seed": seed, "runtime": {"threads": threads}}})
+            "lr": lr, "seed": seed, "runtime": runtime_overrides(threads=threads, accelerator=accelerator, devices=devices,
+                                                    num_nodes=num_nodes)}})
         folder = run_pretraining(config.data, config.pretrain, out, show_progress=progress)
-    console.print(f"run folder: {folder}\nuse it with: --weights {folder / BACKBONE}")
+    if is_primary_process():
+        console.print(f"run folder: {folder}\nuse it with: --weights {folder / BACKBONE}")
 
 
 @app.command("distill")
@@ -125,8 +134,8 @@ def distill(
     sweep: Annotated[bool, typer.Option(help="distil from each teacher alone and from their ensemble; print a table")] = False,
     data: DataOpt = None, size: SizeOpt = None, channels: ChannelsOpt = None, weights: WeightsOpt = None,
     transfer: TransferOpt = None, epochs: IntOpt = None, batch_size: IntOpt = None, lr: LrOpt = None,
-    seed: SeedOpt = None, threads: ThreadsOpt = None, workers: WorkersOpt = None, cache_dir: CacheOpt = None,
-    progress: ProgressOpt = True,
+    seed: SeedOpt = None, threads: ThreadsOpt = None, workers: WorkersOpt = None, accelerator: AcceleratorOpt = None,
+    devices: DevicesOpt = None, num_nodes: NodesOpt = None, cache_dir: CacheOpt = None, progress: ProgressOpt = True,
 ) -> None:
     """Distil a student from trained teacher run(s) into a run folder, with teacher-student agreement."""
     from medkd.distillation import distill as run_distillation
@@ -134,7 +143,8 @@ def distill(
 
     overrides = training_overrides(data=data, cache_dir=cache_dir, size=size, channels=channels, model=student,
                                    weights=weights, transfer=transfer, epochs=epochs, batch_size=batch_size, lr=lr,
-                                   seed=seed, threads=threads, workers=workers)
+                                   seed=seed, threads=threads, workers=workers,
+                                   accelerator=accelerator, devices=devices, num_nodes=num_nodes)
     hint = {"student_layer": hint_student_layer, "teacher_layer": hint_teacher_layer}
     overrides["distill"] = {"teachers": teacher or None, "loss": loss, "temperature": temperature, "alpha": alpha,
                             "teacher_outputs": teacher_outputs, "hint": hint if any(hint.values()) else None}
@@ -144,11 +154,14 @@ def distill(
             raise ConfigError("no teacher: give --teacher RUN_FOLDER (repeat for several) or a distill section")
         if sweep:
             table = run_sweep(config.data, config.train, config.distill, out, show_progress=progress)
+            if not is_primary_process():
+                return
             console.print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
             console.print(f"sweep table: {out / 'sweep.csv'}")
             return
         folder = run_distillation(config.data, config.train, config.distill, out, show_progress=progress)
-    console.print(f"run folder: {folder}")
+    if is_primary_process():
+        console.print(f"run folder: {folder}")
 
 
 @app.command("run")
@@ -161,20 +174,25 @@ def run(
                                                          "weights cannot be fetched)")] = None,
     stage: Annotated[Optional[list[str]], typer.Option(
         help="run only this stage, and the stages it needs if unfinished (repeatable); the report covers all")] = None,
-    workers: WorkersOpt = None, cache_dir: CacheOpt = None, progress: ProgressOpt = True,
+    workers: WorkersOpt = None, accelerator: AcceleratorOpt = None, devices: DevicesOpt = None,
+    num_nodes: NodesOpt = None, cache_dir: CacheOpt = None, progress: ProgressOpt = True,
 ) -> None:
     """Run a whole study: every stage and seed, teachers first, finished stages skipped; print the comparison."""
     from medkd.study import print_summary, run_study, summarise, with_weights
 
     with user_errors():
         config = load_recipe(recipe, {"data": {"path": data, "cache_dir": cache_dir}, "seeds": seeds,
-                                      "train": {"runtime": {"num_workers": workers}}}, preset=preset)
+                                      "train": {"runtime": runtime_overrides(workers=workers, accelerator=accelerator,
+                                                                             devices=devices, num_nodes=num_nodes)}},
+                           preset=preset)
         if weights is not None:
             config = with_weights(config, weights)
         if not config.stages:
             raise ConfigError(f"{recipe} has no stages: list the models to compare under `stages:`")
         folder = out or Path("runs") / config.name
         runs = run_study(config, folder, stages=stage, show_progress=progress)
+    if not is_primary_process():
+        return  # the other processes of a distributed study: rank 0 writes and prints its tables
     print_summary(summarise(runs), config, console)
     console.print(f"study folder: {folder} (runs.csv, summary.csv)")
     console.print(f"report: {folder / 'report.html'} and {folder / 'report.md'}")

@@ -23,7 +23,7 @@ from medkd.data.config import DataConfig, cache_root
 from medkd.data.errors import BadImageError, DataError
 from medkd.data.preprocess import preprocess
 from medkd.data.table import SampleTable
-from medkd.files import fingerprint
+from medkd.files import fingerprint, one_writer
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 2  # bump when decoding or preprocessing code changes what lands in the cache (2: compressed DICOM)
@@ -57,10 +57,11 @@ def decode_all(table: SampleTable, config: DataConfig, *, show_progress: bool = 
     """Decoded images of every sample, from the cache when it is there, else decoded now and cached."""
     start = time.perf_counter()
     folder = cache_root(config) / "decoded" / cache_key(table, config)
-    if (folder / "meta.json").exists():
-        decoded = _load(folder, table, start)
-    else:
-        decoded = _build(folder, table, config, show_progress, start)
+    with one_writer(folder):
+        if (folder / "meta.json").exists():
+            decoded = _load(folder, table, start)
+        else:
+            decoded = _build(folder, table, config, show_progress, start)
     if config.on_bad_file == "fail" and not decoded.info["ok"].all():
         first = decoded.info[~decoded.info["ok"]].iloc[0]
         raise DataError(f"{first['ref']}: {first['problem']} (data.on_bad_file is 'fail'; set it to 'skip' to go on without it)")

@@ -49,19 +49,23 @@ class DistillationModule(ClassifierModule):
         if self.logit_loss is not None:
             distilled = self.logit_loss(logits, teacher, labels)
             loss = (1 - self.distill.alpha) * hard + self.distill.alpha * distilled
-            self.log("train_kd_loss", distilled, on_step=False, on_epoch=True, batch_size=len(labels))
+            self.log("train_kd_loss", distilled, on_step=False, on_epoch=True, batch_size=len(labels),
+                     sync_dist=True)
         if self.hint is not None:
             hint = self.hint.loss()
             loss = loss + hint
-            self.log("train_hint_loss", hint, on_step=False, on_epoch=True, batch_size=len(labels))
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
+            self.log("train_hint_loss", hint, on_step=False, on_epoch=True, batch_size=len(labels),
+                     sync_dist=True)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels),
+                 sync_dist=True)
         return loss
 
     def log_validation_metrics(self, logits: torch.Tensor, labels: torch.Tensor, *targets: torch.Tensor) -> None:
         super().log_validation_metrics(logits, labels)
         teacher = ensemble_logits(targets[0].to(logits.device), self.distill.temperature)
-        self.log("val_agreement", (logits.argmax(dim=1) == teacher.argmax(dim=1)).float().mean(), prog_bar=True)
-        self.log("val_teacher_kl", soft_kl(logits, teacher, 1.0).mean())
+        self.log("val_agreement", (logits.argmax(dim=1) == teacher.argmax(dim=1)).float().mean(), prog_bar=True,
+                 sync_dist=True)
+        self.log("val_teacher_kl", soft_kl(logits, teacher, 1.0).mean(), sync_dist=True)
 
     def extra_parameters(self) -> list[nn.Parameter]:
         return [] if self.hint is None else list(self.hint.connector.parameters())

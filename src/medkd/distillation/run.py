@@ -21,9 +21,9 @@ from medkd.distillation.module import DistillationModule
 from medkd.distillation.teacher import DistillationError, FrozenTeacher, load_teachers
 from medkd.distillation.views import teacher_logits, teacher_views, view_images
 from medkd.engine import TrainConfig, ViewPlan, build_augmentation, fit
-from medkd.device import inference_device
+from medkd.device import inference_device, is_primary_process, lightning_precision
 from medkd.evaluation import SCALARS, EvaluationConfig, evaluate_run, predict_logits
-from medkd.files import BEST, DISTILLATION_REPORT, TEACHER_LOGITS, fingerprint, staged, write_json
+from medkd.files import BEST, DISTILLATION_REPORT, TEACHER_LOGITS, fingerprint, one_writer, staged, write_json
 from medkd.models import normalise
 
 log = logging.getLogger(__name__)
@@ -38,27 +38,28 @@ def teacher_identity(folders: list[str], views: list[PreparedData], split: str, 
 
 def cached_teacher_logits(teacher: FrozenTeacher, sidecars: list[dict], folders: list[str], views: list[PreparedData],
                           splits: dict[str, dict], out: Path, *, batch_size: int, device: torch.device,
-                          augmentation: v2.Transform | None) -> dict[str, torch.Tensor]:
+                          augmentation: v2.Transform | None, bf16: bool) -> dict[str, torch.Tensor]:
     """Teacher logits of each split in `splits` ({split: {}} un-augmented, or {split: {"replay": K, "replay_seed": s,
     "augment": settings}} on K augmented views), each teacher on its own view, computed once on `device` and kept
     in the run folder (see teacher_logits)."""
     path = out / TEACHER_LOGITS
-    identities = {split: teacher_identity(folders, views, split, targets) for split, targets in splits.items()}
-    if path.exists():
-        with safe_open(path, "pt") as handle:
-            metadata = handle.metadata() or {}
-            if all(metadata.get(split) == identities[split] for split in splits):
-                log.info("teacher logits read from %s", path)
-                return {split: handle.get_tensor(split) for split in splits}
-    logits = {}
-    for split, targets in splits.items():
-        logits[split] = teacher_logits(teacher.models, sidecars, views, split, batch_size=batch_size, device=device,
-                                       augmentation=augmentation, replay=targets.get("replay", 0),
-                                       replay_seed=targets.get("replay_seed", 0))
-        log.info("teacher logits of %s computed: %s", split, tuple(logits[split].shape))
-    out.mkdir(parents=True, exist_ok=True)
-    with staged(path) as staging:
-        save_file(logits, staging, metadata=identities)
+    identities = {split: teacher_identity(folders, views, split, {**targets, "bf16": bf16})
+                  for split, targets in splits.items()}
+    with one_writer(path):  # the ranks of a distributed run: one computes, the others read
+        if path.exists():
+            with safe_open(path, "pt") as handle:
+                metadata = handle.metadata() or {}
+                if all(metadata.get(split) == identities[split] for split in splits):
+                    log.info("teacher logits read from %s", path)
+                    return {split: handle.get_tensor(split) for split in splits}
+        logits = {}
+        for split, targets in splits.items():
+            logits[split] = teacher_logits(teacher.models, sidecars, views, split, batch_size=batch_size,
+                                           device=device, augmentation=augmentation, replay=targets.get("replay", 0),
+                                           replay_seed=targets.get("replay_seed", 0), bf16=bf16)
+            log.info("teacher logits of %s computed: %s", split, tuple(logits[split].shape))
+        with staged(path) as staging:
+            save_file(logits, staging, metadata=identities)
     return logits
 
 
@@ -76,6 +77,7 @@ class Distillation:
         self.val_logits: torch.Tensor | None = None  # the teacher's, computed once in build_module
         self.normalisation: tuple[list[float], list[float]] = ([], [])
         self.device = torch.device("cpu")  # where the teacher predicts: the run's accelerator, set in build_module
+        self.bf16 = False  # the teacher predicts in bf16 when the run trains in it (set in build_module)
         self.train_views = ViewPlan()
 
     def settings_dump(self) -> dict:
@@ -87,6 +89,7 @@ class Distillation:
         preprocessing, mode = data.config.preprocessing.model_dump(), self.settings.teacher_outputs
         self.normalisation = (mean, std)
         self.device = inference_device(settings.runtime.accelerator)
+        self.bf16 = lightning_precision(settings.runtime.precision, settings.runtime.accelerator) == "bf16-mixed"
         self.teacher, self.sidecars = load_teachers(self.settings.teachers, classes=data.classes,
                                                     preprocessing=preprocessing, normalisation={"mean": mean, "std": std})
         if self.settings.hint is not None and self.teacher.own_view[0] is not None:
@@ -105,7 +108,8 @@ class Distillation:
         augmentation = build_augmentation(settings.augment)
         logits = cached_teacher_logits(self.teacher, self.sidecars, self.settings.teachers, self.views,
                                        needed, out,
-                                       batch_size=settings.batch_size, device=self.device, augmentation=augmentation)
+                                       batch_size=settings.batch_size, device=self.device, augmentation=augmentation,
+                                       bf16=self.bf16)
         splits["val"] = (*splits["val"], logits["val"])
         if mode == "online":
             own = view_images(self.views, self.teacher.own_view, "train")
@@ -138,7 +142,7 @@ class Distillation:
                 continue
             student = predict_logits(model, images, mean=mean, std=std, device=self.device)
             stacked = self.val_logits if split == "val" else teacher_logits(
-                self.teacher.models, self.sidecars, self.views, split, batch_size=64, device=self.device)
+                self.teacher.models, self.sidecars, self.views, split, batch_size=64, device=self.device, bf16=self.bf16)
             teacher = ensemble_logits(stacked, self.settings.temperature)
             report[split] = {"agreement": float((student.argmax(1) == teacher.argmax(1)).float().mean()),
                              "kl_teacher_student": float(soft_kl(student, teacher, 1.0).mean()), "images": len(images)}
@@ -165,11 +169,14 @@ def sweep(data_config: DataConfig, settings: TrainConfig, distillation: DistillC
         name = "ensemble" if len(teachers) > 1 else Path(teachers[0]).name
         folder = distill(data_config, settings, distillation.model_copy(update={"teachers": teachers}), out / name,
                          show_progress=show_progress)
+        if not is_primary_process():
+            continue  # the other processes of a distributed sweep train; rank 0 evaluates and writes the table
         result = evaluate_run(folder, "test", settings=EvaluationConfig(bootstrap_resamples=0),
                               accelerator=settings.runtime.accelerator, show_progress=show_progress)
         scores = result.at_threshold or result.at_argmax
         agreement = json.loads((folder / DISTILLATION_REPORT).read_text())["test"]["agreement"]
         rows.append({"teachers": name, **{k: scores[k] for k in SCALARS}, "test_agreement": agreement})
     table = pd.DataFrame(rows)
-    table.to_csv(out / "sweep.csv", index=False)
+    if is_primary_process():
+        table.to_csv(out / "sweep.csv", index=False)
     return table

@@ -12,7 +12,8 @@ EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "val_acc", "lr", 
 
 
 class EpochMetricsCSV(L.Callback):
-    """One row per finished epoch in `path`; on resume, rows of epochs not yet re-reached are dropped."""
+    """One row per finished epoch in `path`; on resume, rows of epochs not yet re-reached are dropped. In a
+    distributed run only global rank 0 writes (its metrics are every process's: see ClassifierModule)."""
 
     def __init__(self, path: Path, extra_columns: tuple[str, ...] = (), metric_columns: tuple[str, ...] = tuple(EPOCH_COLUMNS[1:5])) -> None:
         self.path = path
@@ -21,6 +22,8 @@ class EpochMetricsCSV(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         # after Lightning restored a resumed run's epoch counter
+        if not trainer.is_global_zero:
+            return
         rows = []
         if self.path.exists():
             with open(self.path, newline="") as handle:
@@ -34,7 +37,7 @@ class EpochMetricsCSV(L.Callback):
         self._started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not trainer.is_global_zero:
             return
         metrics = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch, "lr": trainer.optimizers[0].param_groups[-1]["lr"],

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRandomSampler
 from torchvision.transforms import v2
 
 from medkd.data import PreparedData
@@ -91,6 +91,16 @@ class CachedImages(Dataset):
                 *targets[self.views.paired:])
 
 
+class WholeSplit(DistributedSampler):
+    """Every index of a split, in order, in every process of a distributed run. Lightning leaves a loader with a
+    DistributedSampler as it is, so validation is not sharded: AUC is not an average over shards, and a sharded
+    split would also repeat samples to even the shards out. Each process scores all of it, so all agree on the
+    metric that picks the best checkpoint (validation splits are small next to training)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        super().__init__(dataset, num_replicas=1, rank=0, shuffle=False)
+
+
 def split_tensors(data: PreparedData, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (uint8) and labels of one split as tensors."""
     images, labels = data.split(split)
@@ -111,7 +121,7 @@ class TensorDataModule(L.LightningDataModule):
         inputs, labels, *targets = self.splits[split]
         dataset = CachedImages(inputs, labels, *targets, transform=self.augmentation if train else None,
                                views=self.train_views if train else ViewPlan())
-        sampler = None
+        sampler = None if train else WholeSplit(dataset)
         if train and self.sampler == "balanced":
             per_class = 1.0 / np.maximum(np.bincount(labels.numpy()), 1)
             sampler = WeightedRandomSampler(torch.as_tensor(per_class[labels.numpy()]), len(labels), replacement=True)

@@ -12,7 +12,7 @@ from torch import nn
 
 from medkd.data import PreparedData, cache_root, file_stat
 from medkd.evaluation import predict_logits
-from medkd.files import fingerprint
+from medkd.files import fingerprint, one_writer
 from medkd.models import headless
 
 log = logging.getLogger(__name__)
@@ -39,16 +39,17 @@ def cached_features(model: nn.Module, identity: dict, data: PreparedData, split:
     key = fingerprint({"format": FEATURE_FORMAT, "model": identity, "images": data.split_fingerprint(split),
                        "mean": mean, "std": std, "bf16": precision_bf16}, length=20)
     path = cache_root(data.config) / "features" / f"{key}.npy"
-    if path.exists():
-        features = torch.from_numpy(np.load(path))
-        log.info("features of %s (%d images) read from cache %s: feature extraction skipped", split, len(features), path)
-        return features, True
-    images, _ = data.split(split)
-    features = predict_logits(headless(model).to(memory_format=torch.channels_last), images, mean=mean, std=std,
-                              batch_size=batch_size, bf16=precision_bf16, device=device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(f".tmp-{os.getpid()}.npy")
-    np.save(staging, features.numpy())
-    staging.replace(path)
+    with one_writer(path):
+        if path.exists():
+            features = torch.from_numpy(np.load(path))
+            log.info("features of %s (%d images) read from cache %s: feature extraction skipped", split,
+                     len(features), path)
+            return features, True
+        images, _ = data.split(split)
+        features = predict_logits(headless(model).to(memory_format=torch.channels_last), images, mean=mean, std=std,
+                                  batch_size=batch_size, bf16=precision_bf16, device=device)
+        staging = path.with_suffix(f".tmp-{os.getpid()}.npy")
+        np.save(staging, features.numpy())
+        staging.replace(path)
     log.info("features of %s (%d images) extracted and cached in %s", split, len(images), path)
     return features, False

@@ -20,7 +20,7 @@ from medkd.engine.features import cached_features, weights_identity
 from medkd.engine.losses import class_weights
 from medkd.engine.module import ClassifierModule
 from medkd.engine.trainer import build_trainer
-from medkd.device import inference_device, lightning_precision, loader_workers
+from medkd.device import inference_device, is_primary_process, lightning_precision, loader_workers
 from medkd.evaluation import (EvaluationConfig, GuardConfig, calibrated, calibration_record, choose_threshold, fit_guard,
                               fit_temperature, predict_logits, predict_run_logits)
 from medkd.files import BEST, CHECKPOINTS, CONFIG, LAST, METRICS, PROBE, RESUME_CHECKPOINT, SKIPPED_FILES, write_yaml
@@ -72,13 +72,17 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
     resolved = {"data": data_config.model_dump(mode="json"), "train": settings.model_dump(mode="json")}
     if extension is not None:
         resolved[extension.section] = extension.settings_dump()
-    write_yaml(out / CONFIG, resolved)
-    record_data_location(out, data_config.path)  # evaluate and export find the data from any working folder
+    primary = is_primary_process()  # of a distributed run, only global rank 0 writes the run folder
+    show_progress = show_progress and primary
+    if primary:
+        write_yaml(out / CONFIG, resolved)
+        record_data_location(out, data_config.path)  # evaluate and export find the data from any working folder
     runtime = settings.runtime
     if runtime.threads:
         torch.set_num_threads(runtime.threads)
     data = prepare(data_config, show_progress=show_progress)
-    data.skipped.to_csv(out / SKIPPED_FILES, index=False)
+    if primary:
+        data.skipped.to_csv(out / SKIPPED_FILES, index=False)
     # before seeding: a resumed run whose probe is finished draws the same random numbers as an unbroken one
     probe = linear_probe(data_config, settings, out, show_progress=show_progress) if settings.transfer == "lp-ft" else None
     L.seed_everything(settings.seed, workers=True, verbose=False)
@@ -132,15 +136,31 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
     if resume.exists():
         log.info("resuming %s from %s", out, resume)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume if resume.exists() else None)
+    try:
+        if trainer.is_global_zero:  # of a distributed run, rank 0 alone calibrates and writes the final model
+            write_final_model(out, trainer, callbacks[0], module, model, settings, data_config, data,
+                              extension=extension, device=device)
+    finally:  # the other processes wait: what follows (an lp-ft fine-tune, a study's next stage) reads it
+        trainer.strategy.barrier("medkd: final model written")
+    return out
 
-    best_path = Path(callbacks[0].best_model_path or resume)
+
+def write_final_model(out: Path, trainer: L.Trainer, best: ModelCheckpoint, module: ClassifierModule,
+                      model: torch.nn.Module, settings: TrainConfig, data_config: DataConfig, data: PreparedData, *,
+                      extension: FitExtension | None, device: torch.device) -> None:
+    """The end of a run: the best (on validation) and last weights with their sidecar, calibrated and with the
+    out-of-distribution guard, into run folder `out`. `model` is the whole network; `module` what was trained."""
+    in_chans, classes = data_config.preprocessing.channels, data.classes
+    mean, std = normalisation(in_chans, settings.model)
+    resume = out / RESUME_CHECKPOINT
+    best_path = Path(best.best_model_path or resume)
     sidecar = {
         "architecture": settings.model, "model_args": settings.model_args, "in_chans": in_chans, "classes": classes,
         "positive_class": classes[1] if len(classes) == 2 else None,
         "preprocessing": data_config.preprocessing.model_dump(), "normalisation": {"mean": mean, "std": std, "scale": 1 / 255},
         "threshold": None, "threshold_rule": None, "weights": settings.weights, "transfer": settings.transfer,
         "epochs_trained": trainer.current_epoch, "best_checkpoint": best_path.name,
-        "best_val_auc": float(callbacks[0].best_model_score) if callbacks[0].best_model_score is not None else None,
+        "best_val_auc": float(best.best_model_score) if best.best_model_score is not None else None,
         **(extension.sidecar() if extension else {}),
     }
     if settings.weights == "imagenet":
@@ -163,7 +183,6 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
         save_model(out, whole, sidecar, filename)
     if extension is not None:
         extension.finish(out, whole, data)
-    return out
 
 
 def linear_probe(data_config: DataConfig, settings: TrainConfig, out: Path, *, show_progress: bool) -> Path:

@@ -50,14 +50,16 @@ class ClassifierModule(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         inputs, labels = batch[:2]
         loss = classification_loss(self(inputs), labels, self.settings.loss, self.class_weight)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        # sync_dist: epoch means over every process of a distributed run (the validation ones agree already)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels),
+                 sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         inputs, labels = batch[:2]
         logits = self(inputs).float()
         self.log("val_loss", classification_loss(logits, labels, self.settings.loss, self.class_weight),
-                 on_epoch=True, prog_bar=True, batch_size=len(labels))
+                 on_epoch=True, prog_bar=True, batch_size=len(labels), sync_dist=True)
         self._val_outputs.append((logits, *batch[1:]))
 
     def on_validation_epoch_end(self) -> None:
@@ -68,8 +70,8 @@ class ClassifierModule(L.LightningModule):
     def log_validation_metrics(self, logits: torch.Tensor, labels: torch.Tensor, *targets: torch.Tensor) -> None:
         """Epoch-level validation scores; `targets` are the val split's extra tensors (e.g. teacher logits)."""
         probabilities = logits.softmax(dim=1)
-        self.log("val_auc", auroc(probabilities, labels), prog_bar=True)
-        self.log("val_acc", (probabilities.argmax(dim=1) == labels).float().mean(), prog_bar=True)
+        self.log("val_auc", auroc(probabilities, labels), prog_bar=True, sync_dist=True)
+        self.log("val_acc", (probabilities.argmax(dim=1) == labels).float().mean(), prog_bar=True, sync_dist=True)
 
     def extra_parameters(self) -> list[nn.Parameter]:
         """Trainable parameters outside `model` (e.g. a distillation connector); they train at the head's lr."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from medkd.data import PreparedData, prepare, run_data_config
 from medkd.evaluation.bootstrap import bootstrap_intervals
@@ -16,11 +17,10 @@ from medkd.evaluation.efficiency import measure_efficiency
 from medkd.evaluation.metrics import classification_metrics, expected_calibration_error
 from medkd.device import inference_device
 from medkd.evaluation.calibration import calibrated
+from medkd.evaluation.ood import load_guard
 from medkd.evaluation.predict import predict_run_logits, run_temperature
 from medkd.files import BEST, RESULTS, evaluation_file, predictions_file, write_json
-from medkd.models import load_model
-
-
+from medkd.models import classifier_name, headless, load_model
 
 @dataclass
 class Evaluation:
@@ -38,6 +38,7 @@ class Evaluation:
     seconds: float
     efficiency: dict | None = None  # see efficiency.Efficiency; None when not measured
     calibration: dict | None = None  # temperature, and the top-label ECE without it (raw softmax) and with it
+    ood: dict | None = None  # the guard's threshold and how many images of the split it flags; None without one
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,7 +56,18 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
     if data is None:
         data = prepare(run_data_config(folder, data_path, cache_dir), show_progress=show_progress)
     images, labels = data.split(split)
-    logits = predict_run_logits(model, images, sidecar, device=inference_device(accelerator))
+    guard = load_guard(folder, sidecar.get("ood"))
+    device = inference_device(accelerator)
+    if guard is None:
+        logits, scores, ood = predict_run_logits(model, images, sidecar, device=device), None, None
+    else:  # one pass: the pooled features go to the head and to the guard, as in predict and serve
+        features = predict_run_logits(headless(model), images, sidecar, device=device)
+        with torch.no_grad():
+            logits = model.get_submodule(classifier_name(model))(features)
+        scores = guard.scores(features)
+        flagged = int((~guard.in_distribution(scores)).sum())
+        ood = {"threshold": guard.threshold, "val_pass_rate": guard.record.get("val_pass_rate"), "flagged": flagged,
+               "flagged_share": flagged / max(len(labels), 1)}
     temperature = run_temperature(sidecar)
     probabilities, uncalibrated = calibrated(logits, temperature), calibrated(logits)
     calibration = {"temperature": temperature,
@@ -73,7 +85,7 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
                                         calibration_bins=settings.calibration_bins)
     cost = measure_efficiency(model, images.shape[1:], checkpoint=folder / BEST).to_dict() if efficiency else None
     result = Evaluation(str(folder), split, sidecar["classes"], len(labels), threshold, at_argmax, at_threshold,
-                        intervals, settings.confidence, time.perf_counter() - started, cost, calibration)
+                        intervals, settings.confidence, time.perf_counter() - started, cost, calibration, ood)
     out = folder / RESULTS
     out.mkdir(exist_ok=True)
     refs = data.samples.loc[data.samples["split"] == split, "ref"].to_numpy()
@@ -84,6 +96,8 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
         table[f"uncalibrated_p_{name}"] = uncalibrated[:, index]
     table["predicted"] = np.argmax(probabilities, axis=1) if threshold is None else (probabilities[:, 1] >= threshold)
     table["predicted"] = table["predicted"].astype(int)
+    if scores is not None:
+        table["ood_score"], table["in_distribution"] = scores, guard.in_distribution(scores)
     table.to_csv(folder / predictions_file(split), index=False)
     # The JSON last, and whole: a study takes its presence as "this split is evaluated", so a run killed while
     # writing must not leave it beside a missing or half-written predictions file.

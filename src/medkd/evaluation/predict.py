@@ -30,10 +30,11 @@ def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, *, mean:
 
 
 def predict_run_logits(model: nn.Module, images: np.ndarray | torch.Tensor, sidecar: dict, batch_size: int = 64,
-                       device: str | torch.device | None = None) -> torch.Tensor:
+                       device: str | torch.device | None = None, bf16: bool = False) -> torch.Tensor:
     """Logits (N, classes) of a run folder's model, with the normalisation its sidecar records."""
     norm = sidecar["normalisation"]
-    return predict_logits(model, images, mean=norm["mean"], std=norm["std"], batch_size=batch_size, device=device)
+    return predict_logits(model, images, mean=norm["mean"], std=norm["std"], batch_size=batch_size, device=device,
+                          bf16=bf16)
 
 
 def predict_probabilities(model: nn.Module, images: np.ndarray | torch.Tensor, sidecar: dict,

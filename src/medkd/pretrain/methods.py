@@ -29,7 +29,9 @@ class SelfSupervised(L.LightningModule):
         heads = {"moco": MoCoProjectionHead, "simclr": SimCLRProjectionHead}
         self.projection = heads[settings.method](feature_dim, settings.projection_hidden, settings.projection_dim)
         bank = (settings.memory_bank_size, settings.projection_dim) if settings.method == "moco" else 0
-        self.criterion = NTXentLoss(temperature=settings.temperature, memory_bank_size=bank)
+        # gather_distributed: under DDP, negatives (and the memory bank's updates) from every process, as lightly
+        # recommends; the same loss in one process
+        self.criterion = NTXentLoss(temperature=settings.temperature, memory_bank_size=bank, gather_distributed=True)
         if settings.method == "moco":
             self.backbone_momentum = copy.deepcopy(backbone)
             self.projection_momentum = copy.deepcopy(self.projection)
@@ -51,7 +53,8 @@ class SelfSupervised(L.LightningModule):
             loss = self.criterion(self.embed(view_a), keys)
         else:
             loss = self.criterion(self.embed(view_a), self.embed(view_b))
-        self.log("ssl_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(view_a))
+        self.log("ssl_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(view_a),
+                 sync_dist=True)
         return loss
 
     def configure_optimizers(self):

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from medkd.data import DataConfig, DataError, unlabelled_images
 from medkd.data import record_data_location
-from medkd.device import loader_workers
+from medkd.device import is_primary_process, loader_workers
 from medkd.engine import EpochMetricsCSV, build_trainer
 from medkd.files import BACKBONE, CHECKPOINTS, CONFIG, METRICS, PRETRAIN_REPORT, RESUME_CHECKPOINT, staged, write_json, write_yaml
 from medkd.models import create_model, feature_width, headless, normalisation
@@ -31,8 +31,12 @@ def pretrain(data_config: DataConfig, settings: PretrainConfig, out: str | Path,
     (OUT/backbone.safetensors: the model's weights without its classifier). Re-running continues a killed run."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_yaml(out / CONFIG, {"data": data_config.model_dump(mode="json"), "pretrain": settings.model_dump(mode="json")})
-    record_data_location(out, data_config.path)
+    primary = is_primary_process()  # of a distributed run, only global rank 0 writes the run folder
+    show_progress = show_progress and primary
+    if primary:
+        write_yaml(out / CONFIG, {"data": data_config.model_dump(mode="json"),
+                                  "pretrain": settings.model_dump(mode="json")})
+        record_data_location(out, data_config.path)
     runtime = settings.runtime
     if runtime.threads:
         torch.set_num_threads(runtime.threads)
@@ -60,13 +64,23 @@ def pretrain(data_config: DataConfig, settings: PretrainConfig, out: str | Path,
     resume = out / RESUME_CHECKPOINT
     trainer.fit(module, train_dataloaders=loader, ckpt_path=resume if resume.exists() else None)
 
-    # the factory model's state dict minus its classifier (an identity now): weights: PATH leaves a new head
+    try:
+        if trainer.is_global_zero:
+            write_backbone(out, module, settings, data_config, images=len(images), epochs=trainer.current_epoch)
+    finally:  # the other processes wait: a study's next stage starts from the backbone
+        trainer.strategy.barrier("medkd: backbone written")
+    return out
+
+
+def write_backbone(out: Path, module: SelfSupervised, settings: PretrainConfig, data_config: DataConfig, *,
+                   images: int, epochs: int) -> None:
+    """OUT/backbone.safetensors and its report: the factory model's state dict minus its classifier (an identity
+    now), so that weights: PATH leaves a new head."""
     state = {k: v.detach().contiguous().cpu() for k, v in module.backbone.state_dict().items()}
     with staged(out / BACKBONE) as staging:
         save_file(state, staging)
     write_json(out / PRETRAIN_REPORT, {
-        "architecture": settings.model, "model_args": settings.model_args, "in_chans": in_chans,
-        "method": settings.method, "images": len(images), "epochs_trained": trainer.current_epoch,
-        "backbone": BACKBONE, "preprocessing": data_config.preprocessing.model_dump()})
+        "architecture": settings.model, "model_args": settings.model_args,
+        "in_chans": data_config.preprocessing.channels, "method": settings.method, "images": images,
+        "epochs_trained": epochs, "backbone": BACKBONE, "preprocessing": data_config.preprocessing.model_dump()})
     log.info("backbone written to %s (use it as weights: %s)", out / BACKBONE, out / BACKBONE)
-    return out

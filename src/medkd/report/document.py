@@ -294,7 +294,7 @@ def provenance(results: StudyResults) -> list[str]:
         machine = ("No session of this study was recorded (a folder from a medkd that recorded sessions only when "
                    "they ended), so its command, wall time and machine are unknown. This report was written on")
     lines += [f"{machine}: {environment['cpu']}, {environment['cpu_cores']} logical cores, "
-              f"{environment['torch_threads']} torch threads, GPU: {environment['gpu'] or 'none'}; "
+              f"{environment['torch_threads']} torch threads{native_bf16(environment)}, GPU: {environment['gpu'] or 'none'}; "
               f"{environment['os']}, Python {environment['python']}.", "",
               "Packages: " + ", ".join(f"{name} {version}" for name, version in environment["packages"].items()),
               "", "The resolved recipe (presets and command-line options applied):", "", "```yaml",
@@ -319,19 +319,31 @@ def figures(results: StudyResults, folder: Path) -> list[str]:
     return lines + calibration_table(results, seed)
 
 
+def native_bf16(environment: dict) -> str:
+    """How the CPU computes bf16 (recorded since medkd recorded it): precision auto trains in bf16 only natively."""
+    if "cpu_native_bf16" not in environment:
+        return ""
+    return ", native bf16" if environment["cpu_native_bf16"] else ", no native bf16 (fp32 under precision auto)"
+
+
 def calibration_table(results: StudyResults, seed: int) -> list[str]:
     """Each stage's temperature (fitted on validation) and its test ECE with and without it, for one seed."""
     rows = {}
     for stage in results.stages:
         calibration = results.evaluation(stage, seed).get("calibration")
         if calibration:  # runs evaluated before medkd calibrated have none
+            ood = results.evaluation(stage, seed).get("ood")
             rows[stage] = {"temperature": f"{calibration['temperature']:.3f}",
                            "test ECE, raw softmax": f"{calibration['ece_uncalibrated']:.3f}",
-                           "test ECE, calibrated": f"{calibration['ece']:.3f}"}
+                           "test ECE, calibrated": f"{calibration['ece']:.3f}",
+                           "test images the guard flags": (f"{ood['flagged']} ({ood['flagged_share']:.1%})" if ood
+                                                           else "no guard")}
     if not rows:
         return []
     return [f"Temperature scaling (one temperature per run, fitted on validation; seed {seed}). The probabilities "
-            "everywhere else in this report, and in predict, serve and the export, are the calibrated ones:", "",
+            "everywhere else in this report, and in predict, serve and the export, are the calibrated ones. The "
+            "out-of-distribution guard's threshold passes a set share of validation images; the last column is how "
+            "many official test X-rays it would flag:", "",
             markdown_table(pd.DataFrame(rows).T), ""]
 
 

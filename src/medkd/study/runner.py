@@ -9,11 +9,11 @@ from collections.abc import Collection
 from datetime import timedelta
 from pathlib import Path
 
-
 import pandas as pd
 
-from medkd.config import Recipe
+from medkd.config import Recipe, StageConfig
 from medkd.data import DataConfig, PreparedData, check_data, prepare, record_data_location
+from medkd.device import is_primary_process
 from medkd.distillation import distill
 from medkd.engine import fit
 from medkd.evaluation import evaluate_run
@@ -37,6 +37,8 @@ def run_study(recipe: Recipe, out: str | Path, *, stages: Collection[str] | None
     started = time.time()
     out = Path(out)
     jobs = study_jobs(recipe, stages)
+    if not is_primary_process():  # the other processes of a distributed study train; rank 0 does the rest
+        return train_jobs(recipe, out, jobs, show_progress=show_progress)
     out.mkdir(parents=True, exist_ok=True)
     write_yaml(out / RECIPE, recipe.model_dump(mode="json"))
     prepared = {}  # prepared data per distinct data section, shared by the evaluations of its stages
@@ -63,24 +65,15 @@ def run_study(recipe: Recipe, out: str | Path, *, stages: Collection[str] | None
         # the console's live displays when it starts, and an enclosing display then fails when it stops.
         log.info("run %d of %d: %s seed %d (study time so far %s)", number, len(jobs), stage.name, seed,
                  timedelta(seconds=round(time.time() - started)))
-        data_config = recipe.stage_data(stage)
-        if stage.pretrain is not None:
-            if not (folder / BACKBONE).exists():
-                pretrain(data_config, recipe.stage_pretrain(stage, seed), folder, show_progress=show_progress)
-                jobs_run += 1
-                record_session(ended=False)
-            continue  # a backbone has no test scores: it shows through the stages that start from it
-        if is_evaluated(folder):
-            log.info("%s seed %d: finished before, skipped", stage.name, seed)
-            if not (folder / DATA_LOCATION).exists():  # finished before medkd recorded where a run's data is
-                record_data_location(folder, data_config.path)
+        if not train_job(recipe, out, stage, seed, show_progress=show_progress):
+            if not (folder / DATA_LOCATION).exists() and is_evaluated(folder):  # from before medkd recorded it
+                record_data_location(folder, recipe.stage_data(stage).path)
             continue
-        settings = recipe.stage_train(stage, seed, stage.weights_from and starting_weights_file(out, stage.weights_from, seed))
-        if stage.distill is None:
-            fit(data_config, settings, folder, show_progress=show_progress)
-        else:
-            teachers = [str(run_folder(out, t, seed)) for t in stage.distill.get("teachers", [])]
-            distill(data_config, settings, recipe.stage_distill(stage, teachers), folder, show_progress=show_progress)
+        if stage.pretrain is not None:
+            jobs_run += 1
+            record_session(ended=False)
+            continue  # a backbone has no test scores: it shows through the stages that start from it
+        data_config, settings = recipe.stage_data(stage), recipe.stage_train(stage, seed)
         jobs_run += 1
         data = data_for(data_config)
         evaluate_run(folder, "val", settings=recipe.evaluation.model_copy(update={"bootstrap_resamples": 0}),
@@ -96,3 +89,31 @@ def run_study(recipe: Recipe, out: str | Path, *, stages: Collection[str] | None
 
     write_report(out)
     return table
+
+
+def train_job(recipe: Recipe, out: Path, stage: StageConfig, seed: int, *, show_progress: bool) -> bool:
+    """Train (or pretrain) one (stage, seed) of the study into its run folder; False when finished before."""
+    folder, data_config = run_folder(out, stage.name, seed), recipe.stage_data(stage)
+    if stage.pretrain is not None:
+        if (folder / BACKBONE).exists():
+            return False
+        pretrain(data_config, recipe.stage_pretrain(stage, seed), folder, show_progress=show_progress)
+        return True
+    if is_evaluated(folder):
+        log.info("%s seed %d: finished before, skipped", stage.name, seed)
+        return False
+    settings = recipe.stage_train(stage, seed, stage.weights_from and starting_weights_file(out, stage.weights_from, seed))
+    if stage.distill is None:
+        fit(data_config, settings, folder, show_progress=show_progress)
+    else:
+        teachers = [str(run_folder(out, t, seed)) for t in stage.distill.get("teachers", [])]
+        distill(data_config, settings, recipe.stage_distill(stage, teachers), folder, show_progress=show_progress)
+    return True
+
+
+def train_jobs(recipe: Recipe, out: Path, jobs: list[tuple[int, StageConfig]], *, show_progress: bool) -> pd.DataFrame:
+    """A process of a distributed study other than rank 0: its share of every training run, in the study's order
+    (rank 0 evaluates and writes the tables; an empty table here)."""
+    for seed, stage in jobs:
+        train_job(recipe, out, stage, seed, show_progress=show_progress)
+    return pd.DataFrame()
