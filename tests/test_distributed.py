@@ -4,6 +4,7 @@ must give one metrics row per epoch, validation metrics over the whole validatio
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -20,7 +21,8 @@ from medkd.config import load_recipe
 from medkd.data import prepare
 from medkd.engine import TrainConfig, fit
 from medkd.evaluation import evaluate_run
-from medkd.models import read_sidecar
+from medkd.files import BACKBONE
+from medkd.models import create_model, read_sidecar
 
 RUN_SECONDS = 240  # a generous bound on one 2-process run of a few seconds' training
 SETTLED = {"checkpoints", "config.yaml", "data_location.json", "last.safetensors", "logs", "metrics.csv", "model.json",
@@ -115,6 +117,21 @@ def test_two_process_ddp_run_is_one_run(tmp_path: Path, kind: str, request) -> N
     assert "Starting with 2 processes" in output or "MEMBER: 2/2" in output
     assert output.count("run folder:") == 1  # the other process says nothing of its own
     check_as_one_process(tmp_path / "run", recipe, reference)
+
+
+def test_two_process_ddp_pretraining(tmp_path: Path) -> None:
+    """SimCLR on 2 processes (negatives gathered from both): one loss row per epoch, one backbone, which loads
+    into a classifier."""
+    recipe = write_recipe(tmp_path)
+    spec = yaml.safe_load(recipe.read_text())
+    spec["pretrain"] = {"method": "simclr", "model": "compact_cnn", "model_args": {"width": 8}, "epochs": 2,
+                        "batch_size": 16, "runtime": spec["train"]["runtime"]}
+    recipe.write_text(yaml.safe_dump(spec))
+    output = finish(medkd("pretrain", recipe, "--out", tmp_path / "ssl", cwd=tmp_path))
+    assert "MEMBER: 2/2" in output and output.count("run folder:") == 1
+    assert [int(r["epoch"]) for r in metric_rows(tmp_path / "ssl")] == [0, 1]
+    assert all(math.isfinite(float(r["ssl_loss"])) for r in metric_rows(tmp_path / "ssl"))
+    create_model("compact_cnn", num_classes=2, in_chans=1, weights=str(tmp_path / "ssl" / BACKBONE), width=8)
 
 
 def test_killed_ddp_run_resumes(tmp_path: Path) -> None:
