@@ -53,6 +53,27 @@ def test_a_teacher_at_another_resolution_teaches_from_its_own_view(trained_run, 
     assert 0 <= report["test"]["agreement"] <= 1
 
 
+def test_a_linear_probe_teacher_teaches_from_the_features_its_run_cached(trained_run, tmp_path, caplog):
+    """A probe teacher (frozen backbone, trained head) at 32 px, the student at 24 px: its cached targets are its
+    head on the backbone features its own run cached (no network pass, no new extraction), and equal the whole
+    teacher's predictions on its own view."""
+    probe = TrainConfig(model="compact_cnn", model_args={"width": 8}, transfer="linear", epochs=2, batch_size=16,
+                        precision="32")
+    teacher = fit(trained_run.config, probe, tmp_path / "probe", show_progress=False)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        out = distill(student_at(trained_run.config, 24), STUDENT, DistillConfig(teachers=[str(teacher)]),
+                      tmp_path / "student", show_progress=False)
+    assert "extracted and cached" not in caplog.text
+    assert caplog.text.count("read from cache") >= 2  # the train and val splits of the teacher's view
+    model, sidecar = load_model(teacher)
+    data = prepare(trained_run.config, show_progress=False)
+    cached = load_file(out / "teacher_logits.safetensors")
+    for split in ("train", "val"):
+        expected = predict_run_logits(model, data.split(split)[0], sidecar)
+        torch.testing.assert_close(cached[split][:, 0], expected, atol=1e-4, rtol=1e-4)
+
+
 def test_an_online_teacher_at_another_resolution_reads_its_own_view(trained_run, tmp_path):
     """Without augmentation the online teacher's targets equal the cached ones: it reads its 32 px view of each
     sample of the student's 24 px batch, not an upsampled student image."""

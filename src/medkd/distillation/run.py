@@ -18,7 +18,7 @@ from medkd.data import DataConfig, PreparedData, file_stat
 from medkd.distillation.config import DistillConfig
 from medkd.distillation.losses import ensemble_logits, soft_kl
 from medkd.distillation.module import DistillationModule
-from medkd.distillation.teacher import DistillationError, FrozenTeacher, load_teachers
+from medkd.distillation.teacher import DistillationError, FrozenTeacher, load_teachers, probe_identity
 from medkd.distillation.views import teacher_logits, teacher_views, view_images
 from medkd.engine import TrainConfig, ViewPlan, build_augmentation, fit
 from medkd.device import inference_device, is_primary_process, lightning_precision
@@ -53,10 +53,11 @@ def cached_teacher_logits(teacher: FrozenTeacher, sidecars: list[dict], folders:
                     log.info("teacher logits read from %s", path)
                     return {split: handle.get_tensor(split) for split in splits}
         logits = {}
+        probes = [probe_identity(folder, sidecar) for folder, sidecar in zip(folders, sidecars)]
         for split, targets in splits.items():
             logits[split] = teacher_logits(teacher.models, sidecars, views, split, batch_size=batch_size,
                                            device=device, augmentation=augmentation, replay=targets.get("replay", 0),
-                                           replay_seed=targets.get("replay_seed", 0), bf16=bf16)
+                                           replay_seed=targets.get("replay_seed", 0), bf16=bf16, probes=probes)
             log.info("teacher logits of %s computed: %s", split, tuple(logits[split].shape))
         with staged(path) as staging:
             save_file(logits, staging, metadata=identities)

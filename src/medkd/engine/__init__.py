@@ -1,16 +1,18 @@
 """Training engine on Lightning, shared by train, distill and pretrain.
 
-Public API: TrainConfig (and its parts), fit(), ClassifierModule, TensorDataModule and its ViewPlan.
+Public API: TrainConfig (and its parts), fit(), ClassifierModule, TensorDataModule and its ViewPlan, and a linear
+probe's cached backbone features (cached_features, backbone_identity).
 """
 
 from medkd.engine.callbacks import EpochMetricsCSV
 from medkd.engine.config import AugmentConfig, LossConfig, OptimizerConfig, ScheduleConfig, TrainConfig
 from medkd.engine.datamodule import TensorDataModule, ViewPlan, augment_seeded, build_augmentation, view_seed
+from medkd.engine.features import backbone_identity, cached_features
 from medkd.engine.fit import fit
 from medkd.engine.losses import classification_loss
 from medkd.engine.module import ClassifierModule
 from medkd.engine.trainer import build_trainer
 
-__all__ = ["AugmentConfig", "ClassifierModule", "EpochMetricsCSV", "LossConfig", "OptimizerConfig", "ScheduleConfig", "TensorDataModule",
-           "TrainConfig", "ViewPlan", "augment_seeded", "build_augmentation", "build_trainer", "classification_loss", "fit",
-           "view_seed"]
+__all__ = ["AugmentConfig", "ClassifierModule", "EpochMetricsCSV", "LossConfig", "OptimizerConfig", "ScheduleConfig",
+           "TensorDataModule", "TrainConfig", "ViewPlan", "augment_seeded", "backbone_identity", "build_augmentation",
+           "build_trainer", "cached_features", "classification_loss", "fit", "view_seed"]

@@ -31,6 +31,14 @@ def weights_identity(weights: str, seed: int, source: str | None = None) -> list
     return file_stat(Path(weights).resolve())
 
 
+def backbone_identity(settings, in_chans: int, source: str | None) -> dict:
+    """What identifies the frozen backbone of a linear probe with TrainConfig `settings` (architecture, its
+    arguments, input channels, starting weights): the features cache key's model part, for the probe's own run and
+    for anyone reading its features later (a probe teacher's logits)."""
+    return {"model": settings.model, "args": settings.model_args, "in_chans": in_chans,
+            "weights": weights_identity(settings.weights, settings.seed, source)}
+
+
 def cached_features(model: nn.Module, identity: dict, data: PreparedData, split: str, *, mean: list[float],
                     std: list[float], batch_size: int, precision_bf16: bool,
                     device: torch.device) -> tuple[torch.Tensor, bool]:

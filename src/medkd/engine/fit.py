@@ -16,7 +16,7 @@ from medkd.data import DataConfig, PreparedData, prepare, record_data_location
 from medkd.engine.callbacks import EpochMetricsCSV
 from medkd.engine.config import TrainConfig
 from medkd.engine.datamodule import TensorDataModule, ViewPlan, split_tensors
-from medkd.engine.features import cached_features, weights_identity
+from medkd.engine.features import backbone_identity, cached_features
 from medkd.engine.losses import class_weights
 from medkd.engine.module import ClassifierModule
 from medkd.engine.trainer import build_trainer
@@ -102,9 +102,7 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
                                                           math.ceil(settings.min_steps / steps_per_epoch))})
     weight = class_weights(torch.bincount(splits["train"][1], minlength=len(classes)).numpy(), settings.loss.class_weights)
     if settings.transfer == "linear":
-        identity = {"model": settings.model, "args": settings.model_args, "in_chans": in_chans,
-                    "weights": weights_identity(settings.weights, settings.seed,
-                                                getattr(model, "medkd_weights_source", None))}
+        identity = backbone_identity(settings, in_chans, getattr(model, "medkd_weights_source", None))
         for split, (_, labels) in list(splits.items()):
             features, _ = cached_features(model, identity, data, split, mean=mean, std=std,
                                           batch_size=settings.batch_size, precision_bf16=precision == "bf16-mixed",
