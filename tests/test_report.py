@@ -106,6 +106,15 @@ def test_multiclass_imbalanced_study_and_its_report(tmp_path):
     markdown = (out / "report.md").read_text()
     assert "At probability 0.5" not in markdown and "DeLong p" not in markdown and "McNemar p" in markdown
     assert "**student_kd** vs **control**" in markdown
+    recalls = {stage: study.evaluation(stage, 0)["at_argmax"]["per_class"]["recall"] for stage in study.stages}
+    for stage, recall in recalls.items():  # each class's test recall, as the run's evaluation recorded it
+        cells = r" \| +".join(f"{value:.3f}" for value in recall)
+        assert re.search(rf"^\| {stage} +\| +{cells} \|$", markdown, re.MULTILINE), stage
+    paired = markdown.split("**student_kd** vs **control**")[1].split("\n\n")[1]  # which class KD moved
+    header, _, row = paired.splitlines()[:3]
+    assert [c.strip() for c in header.split("|")][-4:-1] == [f"Δrecall {c}" for c in study.classes]
+    deltas = [float(c) for c in row.split("|")[-4:-1]]
+    assert np.allclose(deltas, np.subtract(recalls["student_kd"], recalls["control"]), atol=6e-5)
     assert (out / "report.html").read_text().count('src="data:image/png;base64,') == 5
     best = study.summary["val_balanced_accuracy_mean"]
     assert study.recommended in best[best >= best.max() - 0.01].index

@@ -10,6 +10,7 @@ from pathlib import Path
 import markdown
 import pandas as pd
 import yaml
+from sklearn.metrics import recall_score
 
 from medkd.config import Recipe
 from medkd.environment import describe_environment
@@ -17,6 +18,7 @@ from medkd.evaluation import delong_test, mcnemar_test
 from medkd.report.collect import StudyResults, load_study
 from medkd.report.figures import (confusion_matrices, efficiency_tradeoff, label_efficiency_curves,
                                   reliability_diagram, roc_curves, training_curves)
+from medkd.study import per_class_recall_column
 
 FIGURE_FOLDER = "report_files"
 FIGURE_DPI = 110
@@ -137,6 +139,11 @@ def comparison(results: StudyResults) -> list[str]:
     if binary:
         argmax = pd.DataFrame({title: mean_sd(summary, f"test_{name}") for name, title in ARGMAX_METRICS})
         lines += ["At probability 0.5 instead (argmax):", "", markdown_table(argmax), ""]
+    else:
+        recall = pd.DataFrame({name: mean_sd(summary, per_class_recall_column("test", name))
+                               for name in results.classes})
+        lines += ["Recall of each class (the share of its test images called that class), mean ± sd; the macro "
+                  "means above can hide a class a model misses:", "", markdown_table(recall), ""]
     seed = results.seeds[0]
     intervals = {}
     for stage in results.stages:
@@ -213,6 +220,11 @@ def paired_rows(results: StudyResults, first: str, second: str, seeds: list[int]
         row.update({f"acc. {first}": f"{accuracy.statistic_a:.4f}", f"acc. {second}": f"{accuracy.statistic_b:.4f}",
                     "Δacc.": f"{accuracy.statistic_a - accuracy.statistic_b:+.4f}",
                     "McNemar p": p_value(accuracy.p_value)})
+        if len(results.classes) > 2:  # which class a gain (or a loss) comes from
+            classes = list(range(len(results.classes)))
+            change = (recall_score(labels, d_first, labels=classes, average=None, zero_division=0)
+                      - recall_score(labels, d_second, labels=classes, average=None, zero_division=0))
+            row.update({f"Δrecall {name}": f"{delta:+.4f}" for name, delta in zip(results.classes, change)})
         rows.append(row)
     return rows
 
@@ -235,7 +247,7 @@ def paired_tests(results: StudyResults) -> list[str]:
                 table = pd.DataFrame(paired_rows(results, student, control, seeds)).set_index("seed")
                 lines += [f"**{student}** vs **{control}**:", "", markdown_table(table, "seed"), ""]
                 if len(table) > 1:
-                    deltas = {c: table[c].astype(float) for c in ("ΔAUC", "Δacc.") if c in table}
+                    deltas = {c: table[c].astype(float) for c in table.columns if c.startswith("Δ")}
                     lines += ["Mean ± sd over seeds: " + ", ".join(
                         f"{c} {d.mean():+.4f} ± {d.std():.4f}" for c, d in deltas.items()) + ".", ""]
     else:

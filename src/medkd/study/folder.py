@@ -43,6 +43,11 @@ def finished_runs(recipe: Recipe, out: Path) -> tuple[pd.DataFrame, list[tuple[s
     return pd.DataFrame(rows), missing
 
 
+def per_class_recall_column(split: str, class_name: str) -> str:
+    """The result-row column of one class's recall (multi-class studies): e.g. test_recall[VIRUS]."""
+    return f"{split}_recall[{class_name}]"
+
+
 def result_row(folder: Path, stage: str, seed: int) -> dict:
     """One run's val and test scores (at its validation threshold) and its cost."""
     row = {"stage": stage, "seed": seed}
@@ -50,6 +55,9 @@ def result_row(folder: Path, stage: str, seed: int) -> dict:
         result = json.loads((folder / evaluation_file(split)).read_text())
         scores = result["at_threshold"] or result["at_argmax"]
         row.update({f"{split}_{name}": scores[name] for name in SCALARS})
+        if len(result["classes"]) > 2:  # a class the model misses hides in the macro means: keep each class's recall
+            row.update({per_class_recall_column(split, name): recall
+                        for name, recall in zip(result["classes"], scores["per_class"]["recall"])})
         if split == "test":
             row.update({f"test_{name}@argmax": result["at_argmax"][name] for name in ("accuracy", "recall", "specificity")})
             cost = result["efficiency"]
