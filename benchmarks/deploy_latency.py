@@ -21,7 +21,7 @@ import torch
 from medkd.data import DataConfig, prepare
 from medkd.deploy.export import evenly_spaced, export_onnx, quantise_int8
 from medkd.deploy.graph import ProbabilityModel
-from medkd.evaluation.efficiency import time_inference
+from medkd.evaluation import time_inference
 from medkd.models import create_model, normalisation
 
 # (label, model name, model arguments); the strided compact_cnn shows where the next speed-up comes from

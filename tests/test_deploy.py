@@ -95,6 +95,9 @@ def test_int8_model_is_reevaluated_on_test_against_fp32(exported):
     int8 = load_predictor(exported["int8_path"])
     assert int8.card["precision"] == "int8" and "int8" in int8.engine
     assert any(node.op_type == "QuantizeLinear" for node in onnx.load(exported["int8_path"]).graph.node)
+    # batch-1 CPU latency of both exported engines, with the thread count the run's PyTorch latency used
+    assert set(exported["latency_ms"]) == {"onnx_fp32", "onnx_int8"} and exported["threads"] == torch.get_num_threads()
+    assert all(0 < timing["median"] <= timing["p95"] for timing in exported["latency_ms"].values())
 
 
 def test_int8_over_the_allowed_drop_is_refused_or_warned(trained_run, tmp_path, monkeypatch):

@@ -60,9 +60,26 @@ def test_study_runs_every_stage_and_seed_and_a_killed_study_continues(tmp_path):
     assert "Unfinished study" in markdown and "control seed 1" in markdown and "teacher seed 0," not in markdown
     assert re.search(r"^\| teacher +\| +[01]\.\d{3} ", markdown, re.MULTILINE)
 
+    # the resumed study also exports two stages' runs in int8 (the teacher's seed 0 finished before: exported now)
+    settings = yaml.safe_load(recipe.read_text())
+    settings["export"] = {"stages": ["teacher", "student_kd"], "int8": True, "calibration_images": 32,
+                          "latency_repeats": 5, "on_int8_drop": "warn"}  # one epoch: int8 may fall further
+    recipe.write_text(yaml.safe_dump(settings))
     result = CliRunner().invoke(app, command[3:])
     assert result.exit_code == 0, result.output
     assert (out / "teacher" / "seed0" / "model.safetensors").stat().st_mtime_ns == finished_weights  # not redone
+    exported = pd.read_csv(out / "runs.csv").set_index(["stage", "seed"])
+    for stage in ("teacher", "student_kd"):
+        for seed in (0, 1):
+            report = json.loads((out / stage / f"seed{seed}" / "export" / "export.json").read_text())
+            assert (out / stage / f"seed{seed}" / "export" / "model.int8.onnx").exists()
+            assert exported.loc[(stage, seed), "onnx_int8_latency_ms"] == report["latency_ms"]["onnx_int8"]["median"] > 0
+            assert exported.loc[(stage, seed), "onnx_int8_test_auc"] == report["test_scores"]["onnx_int8"]["auc"]
+    assert not (out / "control" / "seed0" / "export").exists()
+    assert exported.loc[("control", 0), ["onnx_int8_latency_ms", "onnx_fp32_latency_ms"]].isna().all()
+    cost = (out / "report.md").read_text().split("Cost on the CPU")[1].split("\n\n")[1]
+    assert "ONNX int8 ms" in cost.splitlines()[0]
+    assert re.search(r"^\| control +\|.*\| +- \| +- \| +- \|$", cost, re.MULTILINE)
     runs = pd.read_csv(out / "runs.csv")
     assert sorted(zip(runs["stage"], runs["seed"])) == sorted(
         (stage, seed) for stage in ("teacher", "student_kd", "control", "baseline") for seed in (0, 1))

@@ -43,6 +43,9 @@ def export(
         console.print(f"  test {engine:10s} " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
     if report.int8_path:
         console.print(f"{report.int8_path}: test AUC change vs fp32 {-report.int8_auc_drop:+.4f}")
+    for engine, latency in report.latency_ms.items():
+        console.print(f"  CPU latency {engine:10s} batch 1: median {latency['median']:.2f} ms, p95 "
+                      f"{latency['p95']:.2f} ms ({report.threads} threads)")
     for note in report.notes:
         err_console.print(f"[bold yellow]warning:[/bold yellow] {note}")
 

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from medkd.config.stages import SelectionConfig, StageConfig
+from medkd.config.stages import SelectionConfig, StageConfig, StudyExportConfig
 from medkd.data import DataConfig
 from medkd.distillation import DistillConfig
 from medkd.engine import TrainConfig
@@ -35,12 +35,22 @@ class Recipe(StrictModel):
     seeds: int = Field(1, ge=1, description="each stage runs with seeds 0..seeds-1")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    export: StudyExportConfig | None = Field(None, description="export runs after their evaluation (medkd run), "
+                                                               "e.g. the students in int8 with their CPU latency")
     presets: dict[str, dict] = Field(default_factory=dict, description="named overrides, chosen with --preset")
 
     @model_validator(mode="after")
     def _distillation_trains_the_whole_student(self) -> Recipe:
         if self.distill is not None and self.train.transfer == "linear":
             raise ValueError("distillation trains the whole student: train.transfer must be scratch or finetune")
+        return self
+
+    @model_validator(mode="after")
+    def _exported_stages_exist(self) -> Recipe:
+        unknown = sorted(set(self.export.stages or []) - {stage.name for stage in self.stages}) if self.export else []
+        if unknown:
+            raise ValueError(f"export.stages: {unknown} are not stages of this recipe "
+                             f"(its stages: {[stage.name for stage in self.stages]})")
         return self
 
     @model_validator(mode="after")

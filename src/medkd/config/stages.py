@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
+from medkd.deploy import ExportConfig
 from medkd.settings import StrictModel
 
 
@@ -47,3 +48,14 @@ class SelectionConfig(StrictModel):
         if metric not in SCALARS or metric == "ece":
             raise ValueError(f"selection.metric must be one of {[m for m in SCALARS if m != 'ece']}")
         return metric
+
+
+class StudyExportConfig(ExportConfig):
+    """Which runs a study exports for deployment once they are evaluated (into RUN/export, as `medkd export RUN`
+    does), with medkd export's settings; e.g. {int8: true, stages: [student, student_kd]}."""
+
+    stages: list[str] | None = Field(None, description="stages whose runs are exported; default: every stage "
+                                                       "that has test scores")
+
+    def covers(self, stage: StageConfig) -> bool:
+        return stage.pretrain is None and (self.stages is None or stage.name in self.stages)

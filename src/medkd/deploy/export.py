@@ -22,7 +22,8 @@ from medkd.deploy.config import ExportConfig
 from medkd.deploy.runtime import METADATA_KEY, OnnxPredictor, model_card
 from medkd.deploy.graph import ProbabilityModel
 from medkd.errors import MedkdError
-from medkd.evaluation import classification_metrics, decisions, load_guard, predict_probabilities
+from medkd.evaluation import (classification_metrics, decisions, load_guard, predict_probabilities,
+                              time_inference)
 from medkd.files import EXPORT, EXPORT_REPORT, write_json
 from medkd.models import load_model
 
@@ -46,6 +47,10 @@ class ExportReport:
     int8_path: str | None = None
     test_scores: dict[str, dict[str, float]] = field(default_factory=dict)  # pytorch / onnx fp32 / onnx int8
     int8_auc_drop: float | None = None
+    # batch-1 CPU latency of each exported engine ({"onnx_fp32": {"median": ms, "p95": ms}, "onnx_int8": ...}),
+    # uint8 image in, probabilities out, with `threads` intra-op threads
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    threads: int | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -124,6 +129,14 @@ def guard_only_nodes(graph) -> list[str]:
     return [node.name for node in graph.node if node.name not in needed]
 
 
+def onnx_latency(path: Path, image: np.ndarray, repeats: int) -> dict[str, float]:
+    """Median and 95th-percentile batch-1 latency (ms) of an exported ONNX model on one uint8 image (1, C, H, W),
+    with as many intra-op threads as torch uses here, so that it compares with the run's PyTorch latency."""
+    predictor = OnnxPredictor(path, threads=torch.get_num_threads())
+    median, p95, _ = time_inference(predictor.predict, image, image, repeats=repeats)
+    return {"median": median, "p95": p95}
+
+
 def test_scores(labels: np.ndarray, probabilities: np.ndarray, threshold: float | None) -> dict[str, float]:
     scores = classification_metrics(labels, probabilities, threshold)
     return {name: float(scores[name]) for name in ("auc", "accuracy", "recall", "specificity")}
@@ -169,6 +182,10 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
         same_decisions=bool((decisions(exported, threshold) == decisions(reference[checked], threshold)).all()))
     log.info("%s: max |p_export - p_pytorch| = %.2e over %d test images, same decisions: %s", path,
              report.max_abs_difference, len(checked), report.same_decisions)
+    if settings.latency_repeats:
+        report.threads = torch.get_num_threads()
+        if settings.format == "onnx":
+            report.latency_ms["onnx_fp32"] = onnx_latency(path, test_images[:1], settings.latency_repeats)
 
     if settings.int8:
         if settings.format != "onnx":
@@ -185,6 +202,8 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
         report.test_scores["onnx_int8"] = test_scores(test_labels, int8, threshold)
         report.int8_auc_drop = report.test_scores["onnx_fp32"]["auc"] - report.test_scores["onnx_int8"]["auc"]
         report.int8_path = str(int8_path)
+        if settings.latency_repeats:
+            report.latency_ms["onnx_int8"] = onnx_latency(int8_path, test_images[:1], settings.latency_repeats)
         if report.int8_auc_drop > settings.max_int8_auc_drop:
             message = (f"int8 model's test AUC is {report.int8_auc_drop:.4f} below fp32's, more than the allowed "
                        f"{settings.max_int8_auc_drop}: use the fp32 model, calibrate on more images "

@@ -1,7 +1,8 @@
 """Evaluation: metrics from predicted probabilities, validation-chosen thresholds, bootstrap intervals.
 
 Public API: evaluate_run, Evaluation, classification_metrics, choose_threshold, predict_logits,
-predict_probabilities, bootstrap_intervals, delong_test, mcnemar_test, measure_efficiency, count_macs, temperature
+predict_probabilities, bootstrap_intervals, delong_test, mcnemar_test, measure_efficiency, time_inference, count_macs,
+temperature
 scaling (fit_temperature, calibrated, run_temperature), expected_calibration_error,
 EvaluationConfig, ThresholdConfig, CalibrationConfig, SCALARS; the out-of-distribution guard (GuardConfig, fit_guard,
 load_guard, FeatureGuard, MahalanobisScore).
@@ -12,7 +13,7 @@ from medkd.evaluation.compare import PairedTest, delong_test, mcnemar_test
 from medkd.evaluation.calibration import calibrated, calibration_record, fit_temperature
 from medkd.evaluation.config import CalibrationConfig, EvaluationConfig, GuardConfig, ThresholdConfig
 from medkd.evaluation.console import print_evaluation
-from medkd.evaluation.efficiency import Efficiency, count_macs, measure_efficiency
+from medkd.evaluation.efficiency import Efficiency, count_macs, measure_efficiency, time_inference
 from medkd.evaluation.evaluate import Evaluation, evaluate_run
 from medkd.evaluation.metrics import SCALARS, classification_metrics, decisions, expected_calibration_error
 from medkd.evaluation.ood import FeatureGuard, MahalanobisScore, fit_guard, load_guard
@@ -23,4 +24,4 @@ __all__ = ["SCALARS", "CalibrationConfig", "Efficiency", "Evaluation", "Evaluati
            "bootstrap_intervals", "calibrated", "calibration_record", "choose_threshold", "classification_metrics", "count_macs", "decisions", "delong_test",
            "evaluate_run", "expected_calibration_error", "fit_guard", "fit_temperature", "load_guard", "mcnemar_test", "measure_efficiency",
            "predict_logits", "predict_run_logits", "run_temperature",
-           "predict_probabilities", "print_evaluation"]
+           "predict_probabilities", "print_evaluation", "time_inference"]

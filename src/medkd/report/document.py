@@ -27,6 +27,8 @@ TEST_METRICS = [("auc", "AUC"), ("average_precision", "AP"), ("accuracy", "accur
                 ("specificity", "specificity"), ("f1", "F1"), ("ece", "ECE")]
 ARGMAX_METRICS = [("accuracy@argmax", "accuracy"), ("recall@argmax", "sensitivity"),
                   ("specificity@argmax", "specificity")]
+EXPORT_COLUMNS = [("onnx_fp32_latency_ms", "ONNX fp32 ms", 2), ("onnx_int8_latency_ms", "ONNX int8 ms", 2),
+                  ("onnx_int8_test_auc", "int8 test AUC", 3)]
 INTERVAL_METRICS = [("auc", "AUC"), ("accuracy", "accuracy"), ("recall", "sensitivity"), ("specificity", "specificity")]
 HTML_STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 75em; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -164,8 +166,14 @@ def comparison(results: StudyResults) -> list[str]:
         "latency ms (p95)": mean_sd(summary, "latency_p95_ms", 2),
         "images/s (batch 32)": summary["throughput_mean"].map("{:,.0f}".format),
         "training s": mean_sd(summary, "train_seconds", 0)})
+    for column, title, digits in EXPORT_COLUMNS:  # stages the recipe exported (its `export` section)
+        if f"{column}_mean" in summary:
+            cost[title] = mean_sd(summary, column, digits).where(summary[f"{column}_mean"].notna(), "-")
+    exported = ("; ONNX columns: the exported models (`export` in the recipe, as `medkd export --int8`), batch 1, "
+                "uint8 image in, probabilities out, with int8's test AUC" if EXPORT_COLUMNS[0][0] + "_mean" in summary
+                else "")
     lines += [f"Cost {cost_machines(results)} (see *How this study was run*), even where it trained on a GPU; "
-              "training seconds: sum of epoch times:",
+              f"PyTorch fp32 latency; training seconds: sum of epoch times{exported}:",
               "", markdown_table(cost), "",
               "Validation scores (what the recommendation and the thresholds were chosen on):", "",
               markdown_table(pd.DataFrame({title: mean_sd(summary, f"val_{name}") for name, title in TEST_METRICS

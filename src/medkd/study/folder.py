@@ -14,7 +14,7 @@ import pandas as pd
 from medkd.config import Recipe
 from medkd.environment import describe_environment
 from medkd.evaluation import SCALARS
-from medkd.files import BACKBONE, BEST, METRICS, evaluation_file
+from medkd.files import BACKBONE, BEST, EXPORT, EXPORT_REPORT, METRICS, evaluation_file
 from medkd.study.plan import study_jobs
 
 RUNS, SUMMARY, RECIPE, DATA_CHECK, SESSIONS = "runs.csv", "summary.csv", "recipe.yaml", "data_check.json", "study.json"
@@ -27,6 +27,11 @@ def run_folder(out: Path, stage: str, seed: int) -> Path:
 def is_evaluated(folder: Path) -> bool:
     """Whether the run in `folder` is finished: trained and evaluated on val and test."""
     return (folder / evaluation_file("test")).exists() and (folder / evaluation_file("val")).exists()
+
+
+def is_exported(folder: Path) -> bool:
+    """Whether the run in `folder` has been exported into its default export folder (RUN/export)."""
+    return (folder / EXPORT / EXPORT_REPORT).exists()
 
 
 def finished_runs(recipe: Recipe, out: Path) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
@@ -65,6 +70,12 @@ def result_row(folder: Path, stage: str, seed: int) -> dict:
                        latency_ms=cost["latency_ms_median"], latency_p95_ms=cost["latency_ms_p95"],
                        throughput=cost["throughput_images_per_s"])
     row["train_seconds"] = float(pd.read_csv(folder / METRICS)["seconds"].sum())
+    if is_exported(folder):  # exported for deployment: what the deployed engines cost, and int8's test AUC
+        export = json.loads((folder / EXPORT / EXPORT_REPORT).read_text())
+        for engine, latency in export.get("latency_ms", {}).items():
+            row[f"{engine}_latency_ms"] = latency["median"]
+        if export.get("int8_path"):
+            row["onnx_int8_test_auc"] = export["test_scores"]["onnx_int8"]["auc"]
     return row
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import pandas as pd
 
 from medkd.config import Recipe, StageConfig
 from medkd.data import DataConfig, PreparedData, check_data, prepare, record_data_location
+from medkd.deploy import ExportError, export_run
 from medkd.device import is_primary_process
 from medkd.distillation import distill
 from medkd.engine import fit
@@ -20,7 +21,7 @@ from medkd.evaluation import evaluate_run
 from medkd.files import BACKBONE, DATA_LOCATION, write_json, write_text_atomically, write_yaml
 from medkd.pretrain import pretrain
 from medkd.study.folder import (DATA_CHECK, RECIPE, RUNS, SESSIONS, SUMMARY, finished_runs, is_evaluated,
-                                read_sessions, run_folder, session_record, starting_weights_file)
+                                is_exported, read_sessions, run_folder, session_record, starting_weights_file)
 from medkd.study.plan import study_jobs
 from medkd.study.summary import summarise
 
@@ -66,8 +67,10 @@ def run_study(recipe: Recipe, out: str | Path, *, stages: Collection[str] | None
         log.info("run %d of %d: %s seed %d (study time so far %s)", number, len(jobs), stage.name, seed,
                  timedelta(seconds=round(time.time() - started)))
         if not train_job(recipe, out, stage, seed, show_progress=show_progress):
-            if not (folder / DATA_LOCATION).exists() and is_evaluated(folder):  # from before medkd recorded it
-                record_data_location(folder, recipe.stage_data(stage).path)
+            if is_evaluated(folder):
+                if not (folder / DATA_LOCATION).exists():  # from before medkd recorded it
+                    record_data_location(folder, recipe.stage_data(stage).path)
+                export_job(recipe, folder, stage, data_for)  # a recipe that asks for exports after its runs
             continue
         if stage.pretrain is not None:
             jobs_run += 1
@@ -80,6 +83,7 @@ def run_study(recipe: Recipe, out: str | Path, *, stages: Collection[str] | None
                      data=data, accelerator=settings.runtime.accelerator, show_progress=False)
         evaluate_run(folder, "test", settings=recipe.evaluation, efficiency=True, data=data,
                      accelerator=settings.runtime.accelerator, show_progress=False)
+        export_job(recipe, folder, stage, data_for)
         record_session(ended=False)
     table, _ = finished_runs(recipe, out)
     table.to_csv(out / RUNS, index=False)
@@ -109,6 +113,18 @@ def train_job(recipe: Recipe, out: Path, stage: StageConfig, seed: int, *, show_
         teachers = [str(run_folder(out, t, seed)) for t in stage.distill.get("teachers", [])]
         distill(data_config, settings, recipe.stage_distill(stage, teachers), folder, show_progress=show_progress)
     return True
+
+
+def export_job(recipe: Recipe, folder: Path, stage: StageConfig,
+               data_for: Callable[[DataConfig], PreparedData]) -> None:
+    """Export an evaluated run into RUN/export when the recipe's `export` covers its stage, once. An int8 model
+    refused for its fall in test AUC is logged and the study goes on (export.json records the refusal)."""
+    if recipe.export is None or not recipe.export.covers(stage) or is_exported(folder):
+        return
+    try:
+        export_run(folder, recipe.export, data=data_for(recipe.stage_data(stage)), show_progress=False)
+    except ExportError as err:
+        log.warning("%s: %s", folder, err)
 
 
 def train_jobs(recipe: Recipe, out: Path, jobs: list[tuple[int, StageConfig]], *, show_progress: bool) -> pd.DataFrame:
