@@ -86,7 +86,7 @@ def test_multiclass_imbalanced_study_and_its_report(tmp_path):
         "train": {"model": "compact_cnn", "model_args": {"width": 8}, "epochs": 2, "batch_size": 16,
                   "precision": "32", "loss": {"class_weights": "balanced"}},
         "evaluation": {"bootstrap_resamples": 20},
-        "selection": {"metric": "balanced_accuracy"},
+        "selection": {"metric": "balanced_accuracy", "max_parameters": 10_000_000},  # a budget every stage fits
         "stages": [{"name": "teacher", "train": {"model_args": {"width": 16}}},
                    {"name": "student_kd", "distill": {"teachers": ["teacher"]}},
                    {"name": "control"}],
@@ -116,6 +116,7 @@ def test_multiclass_imbalanced_study_and_its_report(tmp_path):
     deltas = [float(c) for c in row.split("|")[-4:-1]]
     assert np.allclose(deltas, np.subtract(recalls["student_kd"], recalls["control"]), atol=6e-5)
     assert (out / "report.html").read_text().count('src="data:image/png;base64,') == 5
+    assert "Budget: at most 10,000,000 parameters; 3 of 3 stages fit it" in markdown
     best = study.summary["val_balanced_accuracy_mean"]
     assert study.recommended in best[best >= best.max() - 0.01].index
 

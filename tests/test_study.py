@@ -20,7 +20,7 @@ from conftest import tiny_recipe
 from medkd.cli import app
 from test_report import check_report
 from medkd.config import ConfigError, load_recipe
-from medkd.config.stages import StageConfig
+from medkd.config.stages import SelectionConfig, StageConfig
 from medkd.files import DATA_LOCATION
 from medkd.study import recommend, run_study, stage_order
 
@@ -37,7 +37,13 @@ def test_teachers_come_first_and_unknown_or_cyclic_teachers_are_refused():
 def test_recommendation_uses_validation_and_speed_only():
     summary = pd.DataFrame({"val_auc_mean": [0.95, 0.945, 0.90], "latency_ms_mean": [30.0, 2.0, 0.5],
                             "test_auc_mean": [0.80, 0.70, 0.99]}, index=["big", "small", "tiny"])
-    assert recommend(summary, "auc", 0.01) == "small"  # tiny is fastest and best on test, but 0.05 behind on val
+    summary["parameters_mean"] = [25e6, 3e6, 0.1e6]
+    assert recommend(summary, SelectionConfig(metric="auc")) == "small"  # tiny: fastest and best on test, 0.05 behind on val
+    # a deployment budget: only what fits is considered (then tiny, the one left), and none fitting is ignored
+    assert recommend(summary, SelectionConfig(metric="auc", max_parameters=1_000_000)) == "tiny"
+    assert recommend(summary, SelectionConfig(metric="auc", max_latency_ms=40, tolerance=0.0)) == "big"
+    assert recommend(summary, SelectionConfig(metric="auc", max_latency_ms=20, tolerance=0.0)) == "small"
+    assert recommend(summary, SelectionConfig(metric="auc", max_parameters=10)) == "small"
 
 
 def test_study_runs_every_stage_and_seed_and_a_killed_study_continues(tmp_path):

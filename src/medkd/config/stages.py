@@ -39,6 +39,11 @@ class SelectionConfig(StrictModel):
     metric: str = Field("auc", description="a metric of medkd.evaluation.SCALARS, higher is better")
     tolerance: float = Field(0.01, ge=0, description="stages within this of the best val score count as equal; "
                                                       "among them the fastest (CPU latency at batch 1) wins")
+    # A deployment budget: a clinic's CPU and memory decide what may be recommended (a search within a budget).
+    max_parameters: int | None = Field(None, gt=0, description="only stages with at most this many parameters "
+                                                               "are recommended")
+    max_latency_ms: float | None = Field(None, gt=0, description="only stages at most this fast on the CPU (PyTorch "
+                                                                 "fp32, batch 1, median) are recommended")
 
     @field_validator("metric")
     @classmethod

@@ -116,5 +116,5 @@ def load_study(folder: str | Path) -> StudyResults:
     data_check = json.loads((folder / DATA_CHECK).read_text()) if (folder / DATA_CHECK).exists() else None
     sessions = read_sessions(folder)
     return StudyResults(folder, recipe, runs, missing, summary,
-                        recommend(summary, recipe.selection.metric, recipe.selection.tolerance),
+                        recommend(summary, recipe.selection),
                         matched_controls(recipe), label_fractions(recipe), classes, data_check, sessions)

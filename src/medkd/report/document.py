@@ -18,7 +18,7 @@ from medkd.evaluation import delong_test, mcnemar_test
 from medkd.report.collect import StudyResults, load_study
 from medkd.report.figures import (confusion_matrices, efficiency_tradeoff, label_efficiency_curves,
                                   reliability_diagram, roc_curves, training_curves)
-from medkd.study import per_class_recall_column
+from medkd.study import per_class_recall_column, within_budget
 
 FIGURE_FOLDER = "report_files"
 FIGURE_DPI = 110
@@ -119,13 +119,21 @@ def recommendation(results: StudyResults) -> list[str]:
     selection, summary, best = results.recipe.selection, results.summary, results.recommended
     top = summary[f"val_{selection.metric}_mean"].idxmax()
     row = summary.loc[best]
+    limits = [f"at most {selection.max_parameters:,} parameters" if selection.max_parameters else "",
+              f"at most {selection.max_latency_ms} ms per image on CPU" if selection.max_latency_ms else ""]
+    limits = " and ".join(limit for limit in limits if limit)
+    budget = ""
+    if limits:
+        fits = within_budget(summary, selection)
+        budget = (f" Budget: {limits}; {len(fits)} of {len(summary)} stages fit it, and only those were considered."
+                  if len(fits) else f" Budget: {limits}; **no stage fits it**, so it was ignored.")
     return ["## Recommended model", "",
             f"**{best}**: validation {selection.metric} {row[f'val_{selection.metric}_mean']:.3f} (best: {top}, "
             f"{summary.loc[top, f'val_{selection.metric}_mean']:.3f}), {row['parameters_mean'] / 1e6:.2f} M "
             f"parameters, {row['latency_ms_mean']:.1f} ms per image on CPU.", "",
             f"Rule: among the stages whose mean validation {selection.metric} is within {selection.tolerance} of "
             "the best, the one with the lowest CPU latency. The choice uses validation scores and cost only, "
-            f"never the test split. Its test figures: AUC {row['test_auc_mean']:.3f}, sensitivity "
+            f"never the test split.{budget} Its test figures: AUC {row['test_auc_mean']:.3f}, sensitivity "
             f"{row['test_recall_mean']:.3f}, specificity {row['test_specificity_mean']:.3f}.", ""]
 
 

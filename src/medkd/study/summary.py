@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from medkd.config import Recipe
+from medkd.config import Recipe, SelectionConfig
+
+log = logging.getLogger(__name__)
 
 COLUMNS = [("val_auc", "val AUC"), ("test_auc", "test AUC"), ("test_accuracy", "accuracy"),
            ("test_recall", "sensitivity"), ("test_specificity", "specificity"), ("test_f1", "F1")]
@@ -20,10 +24,26 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def recommend(summary: pd.DataFrame, metric: str, tolerance: float) -> str:
-    """The fastest stage among those within `tolerance` of the best mean validation `metric`."""
-    scores = summary[f"val_{metric}_mean"]
-    contenders = summary[scores >= scores.max() - tolerance]
+def within_budget(summary: pd.DataFrame, selection: SelectionConfig) -> pd.Index:
+    """The stages within the selection's deployment budget (parameters, CPU latency): all without one."""
+    fits = pd.Series(True, index=summary.index)
+    if selection.max_parameters is not None:
+        fits &= summary["parameters_mean"] <= selection.max_parameters
+    if selection.max_latency_ms is not None:
+        fits &= summary["latency_ms_mean"] <= selection.max_latency_ms
+    return summary.index[fits]
+
+
+def recommend(summary: pd.DataFrame, selection: SelectionConfig) -> str:
+    """The fastest stage among those within `selection.tolerance` of the best mean validation `selection.metric`,
+    looking only at the stages within the budget (at all of them, with a warning, when none is)."""
+    candidates = within_budget(summary, selection)
+    if candidates.empty:
+        log.warning("no stage is within the selection budget (max_parameters %s, max_latency_ms %s): the "
+                    "recommendation ignores it", selection.max_parameters, selection.max_latency_ms)
+        candidates = summary.index
+    scores = summary.loc[candidates, f"val_{selection.metric}_mean"]
+    contenders = summary.loc[scores.index[scores >= scores.max() - selection.tolerance]]
     return str(contenders["latency_ms_mean"].idxmin())
 
 
@@ -39,6 +59,6 @@ def print_summary(summary: pd.DataFrame, recipe: Recipe, console: Console) -> No
                  for c, _ in COLUMNS]  # one seed has no sd
         table.add_row(str(stage), *cells, f"{row['parameters_mean']:,.0f}", f"{row['latency_ms_mean']:.1f}")
     console.print(table)
-    best = recommend(summary, recipe.selection.metric, recipe.selection.tolerance)
+    best = recommend(summary, recipe.selection)
     console.print(f"recommended (validation {recipe.selection.metric} within {recipe.selection.tolerance} of the "
                   f"best, then the fastest): [bold]{best}[/bold]")
