@@ -32,6 +32,10 @@ def check_report(out: Path, summary: pd.DataFrame) -> None:
     assert "**student_kd** vs **control**" in markdown and "DeLong p" in markdown and "McNemar p" in markdown
     assert re.search(r"^\| student_kd +\| compact_cnn +\| scratch +\| random +\| teacher +\|$", markdown, re.MULTILINE)
     assert html.count('src="data:image/png;base64,') == 5 and 'src="report_files' not in html
+    against = markdown.split(f"### The recommended model ({study.recommended}) against each other stage")[1]
+    header = [cell.strip() for cell in against.split("\n\n")[1].splitlines()[0].strip("|").split("|")]
+    assert header == ["other stage", "AUC recommended", "AUC other", "ΔAUC", "DeLong p", "acc. recommended",
+                      "acc. other", "Δacc.", "McNemar p"]  # named by role, whatever the stages are called
     for plot in ("tradeoff", "roc", "confusion", "curves", "reliability"):
         assert (out / "report_files" / f"{plot}.png").stat().st_size > 10_000
     killed, resumed = study.sessions  # the killed session left its record up to its last finished run

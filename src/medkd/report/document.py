@@ -221,12 +221,15 @@ def label_efficiency(results: StudyResults) -> list[str]:
             "test unchanged).", "", markdown_table(pd.DataFrame(cells).T, "method"), ""]
 
 
-def paired_rows(results: StudyResults, first: str, second: str, seeds: list[int]) -> list[dict]:
-    """Per seed: DeLong (AUC, binary tasks) and McNemar (accuracy of the decisions) of `first` vs `second`."""
-    rows = []
+def paired_rows(results: StudyResults, first: str, second: str, seeds: list[int],
+                names: tuple[str, str] | None = None) -> list[dict]:
+    """Per seed: DeLong (AUC, binary tasks) and McNemar (accuracy of the decisions) of stage `first` vs stage
+    `second`; columns name them as `names` (default: the stage names)."""
+    rows, stages = [], (first, second)
+    first, second = names or stages
     for seed in seeds:
-        labels, p_first, d_first = results.predictions(first, seed)
-        _, p_second, d_second = results.predictions(second, seed)
+        labels, p_first, d_first = results.predictions(stages[0], seed)
+        _, p_second, d_second = results.predictions(stages[1], seed)
         row = {"seed": seed}
         if len(results.classes) == 2:
             auc = delong_test(labels, p_first[:, 1], p_second[:, 1])
@@ -274,9 +277,8 @@ def paired_tests(results: StudyResults) -> list[str]:
     if others:
         rows = []
         for other in others:
-            row = paired_rows(results, results.recommended, other, [seed])[0]
-            rows.append({"other": other, **{k.replace(other, "other").replace(results.recommended, "recommended"): v
-                                            for k, v in row.items() if k != "seed"}})
+            row = paired_rows(results, results.recommended, other, [seed], names=("recommended", "other"))[0]
+            rows.append({"other": other, **{k: v for k, v in row.items() if k != "seed"}})
         lines += [f"### The recommended model ({results.recommended}) against each other stage, seed {seed}", "",
                   markdown_table(pd.DataFrame(rows).set_index("other"), "other stage"), ""]
     return lines
