@@ -38,6 +38,20 @@ def test_loss_is_zero_when_the_student_matches_the_teacher(name):
     assert loss(torch.randn(16, 5), logits, labels).item() > 0.01
 
 
+@pytest.mark.parametrize("name", sorted(LOGIT_LOSSES))
+def test_weighted_loss_is_the_weighted_mean_of_the_samples_losses(name):
+    student, teacher = torch.randn(12, 3), torch.randn(12, 3)
+    labels = torch.tensor([0, 1, 2] * 4)
+    loss = build_logit_loss(name, 2.0, {})
+    each = loss.per_sample(student, teacher, labels)
+    assert each.shape == (12,) and loss(student, teacher, labels).item() == pytest.approx(each.mean().item())
+    only_class_1 = torch.tensor([0.0, 1.0, 0.0])[labels]
+    assert loss(student, teacher, labels, only_class_1).item() == pytest.approx(each[labels == 1].mean().item())
+    doubled = torch.tensor([1.0, 2.0, 1.0])[labels]
+    expected = (each[labels != 1].sum() + 2 * each[labels == 1].sum()) / 16
+    assert loss(student, teacher, labels, doubled).item() == pytest.approx(expected.item())
+
+
 def test_kd_is_t_squared_times_the_softened_kl():
     student, teacher = torch.randn(8, 3), torch.randn(8, 3)
     for temperature in (1.0, 4.0):
@@ -110,8 +124,8 @@ def test_a_new_loss_is_one_registered_class_with_its_own_params():
     class ScaledKD(LogitLoss):
         Params = ScaledParams
 
-        def __call__(self, student, teacher, labels):
-            return self.params.scale * (student - teacher).abs().mean()
+        def per_sample(self, student, teacher, labels):
+            return self.params.scale * (student - teacher).abs().mean(dim=1)
 
     try:
         config = settings(loss="scaled_kd_test", loss_params={"scale": 3.0})  # accepted: the registry is the list
@@ -162,6 +176,28 @@ def test_cached_and_online_teacher_targets_are_identical_without_augmentation(ge
         modules[mode] = [modules[mode].teacher_targets(modules[mode].on_after_batch_transfer(b, 0)) for b in loader]
     for cached, online in zip(modules["cached"], modules["online"]):
         assert torch.allclose(cached, online, atol=1e-5)
+
+
+def test_weight_by_class_weighs_the_kd_term_as_the_hard_label_loss_is(generated, tmp_path):
+    config, teacher = generated
+    data = prepare(config, show_progress=False)
+    mean, std = normalisation(1)
+    student = create_model("compact_cnn", num_classes=2, in_chans=1, width=8)
+    weighted = settings(teachers=[str(teacher)], weight_by_class=True, alpha=1.0)  # the KD term alone
+    with pytest.raises(DistillationError, match="class_weights: balanced"):
+        Distillation(weighted).build_module(student, STUDENT, data, {s: split_tensors(data, s) for s in ("train", "val")},
+                                            mean=mean, std=std, class_weight=None, out=tmp_path / "unweighted")
+    splits = {s: split_tensors(data, s) for s in ("train", "val")}
+    only_pneumonia = torch.tensor([0.0, 1.0])  # weights of NORMAL, PNEUMONIA: only PNEUMONIA samples count
+    module = Distillation(weighted).build_module(student, STUDENT, data, splits, mean=mean, std=std,
+                                                 class_weight=only_pneumonia, out=tmp_path / "weighted").eval()
+    whole_split = len(splits["train"][1])  # one batch holding both classes
+    batch = module.on_after_batch_transfer(next(iter(TensorDataModule({"val": splits["train"]}, whole_split,
+                                                                      augment=None).val_dataloader())), 0)
+    labels = batch[1]
+    assert 0 < int(labels.sum()) < len(labels)  # both classes in the batch
+    each = module.logit_loss.per_sample(module(batch[0]).float(), module.teacher_targets(batch), labels)
+    assert module.training_step(batch, 0).item() == pytest.approx(each[labels == 1].mean().item(), rel=1e-5)
 
 
 def test_distill_command_writes_a_run_with_agreement_and_resumes(generated, tmp_path):

@@ -128,7 +128,9 @@ def distill(
     loss: Annotated[Optional[str], typer.Option(help=f"a logit loss ({', '.join(sorted(LOGIT_LOSSES))}) or hint")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="softening temperature T")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="weight of the distillation term (1 - alpha: labels)")] = None,
-    teacher_outputs: Annotated[Optional[str], typer.Option(help="cached or online")] = None,
+    teacher_outputs: Annotated[Optional[str], typer.Option(help="cached, cached_views or online")] = None,
+    weight_by_class: Annotated[Optional[bool], typer.Option(
+        help="weigh the distillation term by the class weights too (train.loss.class_weights)")] = None,
     hint_student_layer: Annotated[Optional[str], typer.Option(help="feature hint: student module name")] = None,
     hint_teacher_layer: Annotated[Optional[str], typer.Option(help="feature hint: teacher module name")] = None,
     sweep: Annotated[bool, typer.Option(help="distil from each teacher alone and from their ensemble; print a table")] = False,
@@ -147,7 +149,7 @@ def distill(
                                    accelerator=accelerator, devices=devices, num_nodes=num_nodes)
     hint = {"student_layer": hint_student_layer, "teacher_layer": hint_teacher_layer}
     overrides["distill"] = {"teachers": teacher or None, "loss": loss, "temperature": temperature, "alpha": alpha,
-                            "teacher_outputs": teacher_outputs, "hint": hint if any(hint.values()) else None}
+                            "teacher_outputs": teacher_outputs, "weight_by_class": weight_by_class, "hint": hint if any(hint.values()) else None}
     with user_errors():
         config = load_recipe(recipe, overrides)
         if config.distill is None:

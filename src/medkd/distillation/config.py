@@ -29,6 +29,10 @@ class DistillConfig(StrictModel):
                                                                 "nckd_weight")
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1, description="weight of the logit term; the hard-label loss gets 1 - alpha")
+    weight_by_class: bool = Field(False, description="weigh each sample's logit term by its class's weight "
+                                                     "(train.loss.class_weights), as the hard-label loss is; "
+                                                     "without it class weighting reaches only the 1 - alpha "
+                                                     "hard-label share of the loss")
     hint: HintConfig | None = Field(None, description="adds a feature-hint term (required by loss: hint)")
     teacher_outputs: Literal["cached", "cached_views", "online"] = Field(
         "cached", description="cached: teacher logits computed once on un-augmented train images; cached_views: "

@@ -1,9 +1,11 @@
 """Distillation losses on logits, in a registry: Hinton KD, decoupled KD, logit-standardised KD.
 
 A loss is one registered class (as in torchdistill): built with the temperature and its own settings
-(`Params`, from the recipe's `distill.loss_params`), called with student logits, teacher logits (N, C) and
-labels (N,), it returns the batch mean. Temperatures soften **both** sides, and the T^2 factor keeps
-gradient sizes comparable across temperatures (Hinton et al., 2015): KD = T^2 * KL(softmax(t / T) || softmax(s / T)).
+(`Params`, from the recipe's `distill.loss_params`). Its `per_sample(student, teacher, labels)` takes student
+and teacher logits (N, C) and labels (N,) and returns the loss of each sample (N,); calling the loss gives the
+batch mean, or the mean weighted by per-sample weights (N,) (class weighting, see DistillConfig.weight_by_class).
+Temperatures soften **both** sides, and the T^2 factor keeps gradient sizes comparable across temperatures
+(Hinton et al., 2015): KD = T^2 * KL(softmax(t / T) || softmax(s / T)).
 """
 
 from __future__ import annotations
@@ -33,8 +35,18 @@ class LogitLoss:
         self.temperature = temperature
         self.params = params if params is not None else self.Params()
 
-    def __call__(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def per_sample(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """(N,) loss of each sample."""
         raise NotImplementedError
+
+    def __call__(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None,
+                 weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The batch mean of `per_sample`; with `weight` (N,), sum(weight * loss) / sum(weight), as a weighted
+        cross-entropy averages."""
+        losses = self.per_sample(student, teacher, labels)
+        if weight is None:
+            return losses.mean()
+        return (losses * weight).sum() / weight.sum()
 
 
 LOGIT_LOSSES: dict[str, type[LogitLoss]] = {}
@@ -66,8 +78,8 @@ def soft_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) ->
 
 @register_logit_loss("kd")
 class HintonKD(LogitLoss):
-    def __call__(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        return self.temperature**2 * soft_kl(student, teacher, self.temperature).mean()
+    def per_sample(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return self.temperature**2 * soft_kl(student, teacher, self.temperature)
 
 
 def decoupled_parts(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
@@ -100,10 +112,10 @@ class DecoupledParams(StrictModel):
 class DecoupledKD(LogitLoss):
     Params = DecoupledParams
 
-    def __call__(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def per_sample(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         tckd, nckd, _ = decoupled_parts(student, teacher, labels, self.temperature)
         weights = self.params
-        return self.temperature**2 * (weights.tckd_weight * tckd + weights.nckd_weight * nckd).mean()
+        return self.temperature**2 * (weights.tckd_weight * tckd + weights.nckd_weight * nckd)
 
 
 def standardise(logits: torch.Tensor) -> torch.Tensor:
@@ -114,8 +126,8 @@ def standardise(logits: torch.Tensor) -> torch.Tensor:
 
 @register_logit_loss("lskd")
 class StandardisedKD(HintonKD):
-    def __call__(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        return super().__call__(standardise(student), standardise(teacher), labels)
+    def per_sample(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return super().per_sample(standardise(student), standardise(teacher), labels)
 
 
 def ensemble_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:

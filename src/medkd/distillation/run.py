@@ -96,6 +96,9 @@ class Distillation:
         if self.settings.hint is not None and self.teacher.own_view[0] is not None:
             raise DistillationError(f"a feature hint needs the teacher at the student's preprocessing {preprocessing}; "
                                     f"teacher {self.settings.teachers[0]} was trained at {self.sidecars[0]['preprocessing']}")
+        if self.settings.weight_by_class and class_weight is None:
+            raise DistillationError("distill.weight_by_class weighs the logit term by the class weights, but the run "
+                                    "has none: set train.loss.class_weights: balanced, or drop weight_by_class")
         if mode == "cached_views" and settings.augment is None:
             raise DistillationError("teacher_outputs: cached_views replays augmented views, but train.augment is off: "
                                     "switch augmentation on, or use teacher_outputs: cached")
