@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from conftest import class_image, tiny_recipe
@@ -119,6 +120,13 @@ def test_multiclass_imbalanced_study_and_its_report(tmp_path):
     assert [c.strip() for c in header.split("|")][-4:-1] == [f"Δrecall {c}" for c in study.classes]
     deltas = [float(c) for c in row.split("|")[-4:-1]]
     assert np.allclose(deltas, np.subtract(recalls["student_kd"], recalls["control"]), atol=6e-5)
+    taught = markdown.split("### Students and what they were taught")[1].split("\n## ")[0]
+    softened = study.uncalibrated("teacher", 0) ** (1 / 4)  # softmax(log p / T) at the recipe's default T = 4
+    softened /= softened.sum(axis=1, keepdims=True)
+    teacher_auc = roc_auc_score(study.predictions("teacher", 0)[0], softened, multi_class="ovr", average="macro")
+    student_auc = study.evaluation("student_kd", 0)["at_argmax"]["auc"]
+    assert re.search(rf"^\| student_kd +\| +teacher \| +4\.0 \| +1 \| +{teacher_auc:.4f} \| +{student_auc:.4f} \| "
+                     rf"+{student_auc - teacher_auc:+.4f} ± 0.0000 \|$", taught, re.MULTILINE), taught
     assert (out / "report.html").read_text().count('src="data:image/png;base64,') == 5
     assert "Budget: at most 10,000,000 parameters; 3 of 3 stages fit it" in markdown
     best = study.summary["val_balanced_accuracy_mean"]

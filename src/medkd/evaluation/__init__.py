@@ -1,6 +1,6 @@
 """Evaluation: metrics from predicted probabilities, validation-chosen thresholds, bootstrap intervals.
 
-Public API: evaluate_run, Evaluation, classification_metrics, choose_threshold, predict_logits,
+Public API: evaluate_run, Evaluation, classification_metrics, ranking_scores, choose_threshold, predict_logits,
 predict_probabilities, bootstrap_intervals, delong_test, mcnemar_test, measure_efficiency, time_inference, count_macs,
 temperature
 scaling (fit_temperature, calibrated, run_temperature), expected_calibration_error,
@@ -15,7 +15,8 @@ from medkd.evaluation.config import CalibrationConfig, EvaluationConfig, GuardCo
 from medkd.evaluation.console import print_evaluation
 from medkd.evaluation.efficiency import Efficiency, count_macs, measure_efficiency, time_inference
 from medkd.evaluation.evaluate import Evaluation, evaluate_run
-from medkd.evaluation.metrics import SCALARS, classification_metrics, decisions, expected_calibration_error
+from medkd.evaluation.metrics import (SCALARS, classification_metrics, decisions, expected_calibration_error,
+                                     ranking_scores)
 from medkd.evaluation.ood import FeatureGuard, MahalanobisScore, fit_guard, load_guard
 from medkd.evaluation.predict import predict_logits, predict_probabilities, predict_run_logits, run_temperature
 from medkd.evaluation.threshold import choose_threshold
@@ -24,4 +25,4 @@ __all__ = ["SCALARS", "CalibrationConfig", "Efficiency", "Evaluation", "Evaluati
            "bootstrap_intervals", "calibrated", "calibration_record", "choose_threshold", "classification_metrics", "count_macs", "decisions", "delong_test",
            "evaluate_run", "expected_calibration_error", "fit_guard", "fit_temperature", "load_guard", "mcnemar_test", "measure_efficiency",
            "predict_logits", "predict_run_logits", "run_temperature",
-           "predict_probabilities", "print_evaluation", "time_inference"]
+           "predict_probabilities", "print_evaluation", "ranking_scores", "time_inference"]

@@ -8,13 +8,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import markdown
+import numpy as np
 import pandas as pd
+import torch
 import yaml
 from sklearn.metrics import recall_score
 
 from medkd.config import Recipe
 from medkd.environment import describe_environment
-from medkd.evaluation import delong_test, mcnemar_test
+from medkd.distillation import ensemble_logits
+from medkd.evaluation import delong_test, mcnemar_test, ranking_scores
 from medkd.report.collect import StudyResults, load_study
 from medkd.report.figures import (confusion_matrices, efficiency_tradeoff, label_efficiency_curves,
                                   reliability_diagram, roc_curves, training_curves)
@@ -284,6 +287,48 @@ def paired_tests(results: StudyResults) -> list[str]:
     return lines
 
 
+def teacher_targets_auc(results: StudyResults, teachers: list[str], temperature: float, seed: int) -> float | None:
+    """Test AUC of what a student was taught: its teachers' softened probabilities at `temperature`, averaged
+    (ensemble_logits), from the teachers' own uncalibrated test predictions (log-probabilities are logits up to a
+    per-image constant, which softmax ignores). None when a teacher's predictions predate uncalibrated columns."""
+    probabilities = [results.uncalibrated(teacher, seed) for teacher in teachers]
+    if any(p is None for p in probabilities):
+        return None
+    logits = torch.from_numpy(np.log(np.clip(np.stack(probabilities, axis=1), 1e-12, None)))  # (N, teachers, C)
+    targets = (ensemble_logits(logits, temperature) / temperature).softmax(dim=1).numpy()
+    labels, _, _ = results.predictions(teachers[0], seed)
+    return ranking_scores(labels, targets)[0]
+
+
+def students_and_teachers(results: StudyResults) -> list[str]:
+    """Each distilled stage's test AUC beside that of its teachers' targets (same seeds): how close distillation
+    brought the student to what it was shown."""
+    rows = []
+    for stage in results.recipe.stages:
+        if stage.distill is None or stage.name not in results.stages:
+            continue
+        distill = results.recipe.stage_distill(stage)
+        seeds = [seed for seed in results.seeds_of(stage.name)
+                 if all(seed in results.seeds_of(teacher) for teacher in distill.teachers)]
+        pairs = [(teacher_targets_auc(results, distill.teachers, distill.temperature, seed),
+                  results.evaluation(stage.name, seed)["at_argmax"]["auc"]) for seed in seeds]
+        pairs = [(teacher, student) for teacher, student in pairs if teacher is not None]
+        if not pairs:
+            continue
+        teacher, student = np.array(pairs).T
+        gap = student - teacher
+        rows.append({"student": stage.name, "teachers": " + ".join(distill.teachers), "T": distill.temperature,
+                     "seeds": len(pairs), "teachers' AUC": f"{teacher.mean():.4f}", "student AUC": f"{student.mean():.4f}",
+                     "student - teachers": f"{gap.mean():+.4f} ± {gap.std(ddof=1) if len(gap) > 1 else 0:.4f}"})
+    if not rows:
+        return []
+    return ["### Students and what they were taught", "",
+            "Test AUC of each distilled stage beside the test AUC of its teachers' targets (their probabilities "
+            "softened at the student's temperature and averaged over the teachers, from the teachers' own test "
+            "predictions), same seeds: the ceiling the teachers set, and how close the student came to it.", "",
+            markdown_table(pd.DataFrame(rows).set_index("student"), "student"), ""]
+
+
 def data_summary(results: StudyResults) -> list[str]:
     check = results.data_check
     if check is None:
@@ -390,7 +435,7 @@ def write_report(folder: str | Path) -> tuple[Path, Path]:
     results = load_study(folder)
     lines = [*header(results), *recommendation(results), *stage_table(results), *comparison(results),
              *label_efficiency(results),
-             *paired_tests(results),
+             *paired_tests(results), *students_and_teachers(results),
              *figures(results, results.folder / FIGURE_FOLDER), *data_summary(results), *provenance(results)]
     text = "\n".join(lines)
     markdown_path = results.folder / "report.md"
