@@ -3,7 +3,7 @@
 A loss is one registered class (as in torchdistill): built with the temperature and its own settings
 (`Params`, from the recipe's `distill.loss_params`). Its `per_sample(student, teacher, labels)` takes student
 and teacher logits (N, C) and labels (N,) and returns the loss of each sample (N,); calling the loss gives the
-batch mean, or the mean weighted by per-sample weights (N,) (class weighting, see DistillConfig.weight_by_class).
+batch mean, or with class weights (C,) the class-weighted mean (see DistillConfig.weight_by_class).
 Temperatures soften **both** sides, and the T^2 factor keeps gradient sizes comparable across temperatures
 (Hinton et al., 2015): KD = T^2 * KL(softmax(t / T) || softmax(s / T)).
 """
@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from medkd.engine import class_weighted_mean
 from medkd.settings import StrictModel
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,10 @@ class LogitLoss:
         raise NotImplementedError
 
     def __call__(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None,
-                 weight: torch.Tensor | None = None) -> torch.Tensor:
-        """The batch mean of `per_sample`; with `weight` (N,), sum(weight * loss) / sum(weight), as a weighted
-        cross-entropy averages."""
-        losses = self.per_sample(student, teacher, labels)
-        if weight is None:
-            return losses.mean()
-        return (losses * weight).sum() / weight.sum()
+                 class_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The batch mean of `per_sample`; with `class_weight` (C,), weighted by each sample's class as a
+        weighted cross-entropy is (class_weighted_mean)."""
+        return class_weighted_mean(self.per_sample(student, teacher, labels), labels, class_weight)
 
 
 LOGIT_LOSSES: dict[str, type[LogitLoss]] = {}

@@ -47,8 +47,8 @@ class DistillationModule(ClassifierModule):
         hard = classification_loss(logits, labels, self.settings.loss, self.class_weight)
         loss = hard
         if self.logit_loss is not None:
-            weight = self.class_weight[labels] if self.distill.weight_by_class else None
-            distilled = self.logit_loss(logits, teacher, labels, weight)
+            distilled = self.logit_loss(logits, teacher, labels,
+                                        self.class_weight if self.distill.weight_by_class else None)
             loss = (1 - self.distill.alpha) * hard + self.distill.alpha * distilled
             self.log("train_kd_loss", distilled, on_step=False, on_epoch=True, batch_size=len(labels),
                      sync_dist=True)

@@ -9,10 +9,10 @@ from medkd.engine.config import AugmentConfig, LossConfig, OptimizerConfig, Sche
 from medkd.engine.datamodule import TensorDataModule, ViewPlan, augment_seeded, build_augmentation, view_seed
 from medkd.engine.features import backbone_identity, cached_features
 from medkd.engine.fit import fit
-from medkd.engine.losses import classification_loss
+from medkd.engine.losses import class_weighted_mean, classification_loss
 from medkd.engine.module import ClassifierModule
 from medkd.engine.trainer import build_trainer
 
 __all__ = ["AugmentConfig", "ClassifierModule", "EpochMetricsCSV", "LossConfig", "OptimizerConfig", "ScheduleConfig",
            "TensorDataModule", "TrainConfig", "ViewPlan", "augment_seeded", "backbone_identity", "build_augmentation",
-           "build_trainer", "cached_features", "classification_loss", "fit", "view_seed"]
+           "build_trainer", "cached_features", "class_weighted_mean", "classification_loss", "fit", "view_seed"]

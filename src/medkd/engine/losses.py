@@ -17,6 +17,15 @@ def class_weights(counts: np.ndarray, mode: str) -> torch.Tensor | None:
     return torch.as_tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32)
 
 
+def class_weighted_mean(losses: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean of per-sample `losses` (N,); with class weights `weight` (C,), sum(w_y * loss) / sum(w_y), the mean a
+    weighted cross-entropy takes."""
+    if weight is None:
+        return losses.mean()
+    weights = weight[labels]
+    return (losses * weights).sum() / weights.sum()
+
+
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, settings: LossConfig,
                         weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean loss of a batch; focal loss down-weights examples the model already gets right by (1 - p_true)^gamma."""
@@ -25,8 +34,4 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, settings: Lo
         return F.cross_entropy(logits, labels, weight=weight, label_smoothing=settings.label_smoothing)
     per_example = F.cross_entropy(logits, labels, reduction="none", label_smoothing=settings.label_smoothing)
     p_true = logits.softmax(dim=1).gather(1, labels[:, None])[:, 0]
-    focal = (1 - p_true) ** settings.focal_gamma * per_example
-    if weight is None:
-        return focal.mean()
-    weights = weight[labels]
-    return (focal * weights).sum() / weights.sum()
+    return class_weighted_mean((1 - p_true) ** settings.focal_gamma * per_example, labels, weight)
