@@ -178,6 +178,28 @@ def test_cached_and_online_teacher_targets_are_identical_without_augmentation(ge
         assert torch.allclose(cached, online, atol=1e-5)
 
 
+def test_cached_teacher_targets_follow_their_images_onto_the_device(generated, tmp_path):
+    """With images kept on the device, a shuffled batch's cached teacher logits are gathered with its images: they
+    equal the teacher's own (online) logits on those very images."""
+    config, teacher = generated
+    data = prepare(config, show_progress=False)
+    mean, std = normalisation(1)
+    modules, splits = {}, {}
+    for mode in ("cached", "online"):
+        splits[mode] = {s: split_tensors(data, s) for s in ("train", "val")}
+        student = create_model("compact_cnn", num_classes=2, in_chans=1, width=8)
+        modules[mode] = Distillation(settings(teachers=[str(teacher)], teacher_outputs=mode)).build_module(
+            student, STUDENT, data, splits[mode], mean=mean, std=std, class_weight=None, out=tmp_path / mode)
+    datamodule = TensorDataModule(splits["cached"], 16, augment=None, images_on_device=True)
+    torch.manual_seed(0)
+    for indices in list(datamodule.train_dataloader())[:3]:
+        assert not torch.equal(indices, torch.arange(indices[0], indices[0] + len(indices)))  # shuffled
+        batch = modules["cached"].on_after_batch_transfer(
+            datamodule.transfer_batch_to_device(indices, torch.device("cpu"), 0), 0)
+        assert torch.allclose(modules["cached"].teacher_targets(batch), modules["online"].teacher_targets(batch),
+                              atol=1e-5)
+
+
 def test_weight_by_class_weighs_the_kd_term_as_the_hard_label_loss_is(generated, tmp_path):
     config, teacher = generated
     data = prepare(config, show_progress=False)

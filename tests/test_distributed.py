@@ -94,10 +94,11 @@ def teacher(tmp_path: Path) -> Path:
                show_progress=False)
 
 
-@pytest.mark.parametrize("kind", ["train", "linear", "distill_cached", "distill_online"])
+@pytest.mark.parametrize("kind", ["train", "train_images_on_device", "linear", "distill_cached", "distill_online"])
 def test_two_process_ddp_run_is_one_run(tmp_path: Path, kind: str, request) -> None:
-    transfer = {"transfer": "linear", "model": "resnet18", "model_args": {}} if kind == "linear" else {}
-    recipe = write_recipe(tmp_path, **transfer)
+    train = {"linear": {"transfer": "linear", "model": "resnet18", "model_args": {}},
+             "train_images_on_device": {"images_on_device": True}}.get(kind, {})  # each process holds its own copy
+    recipe = write_recipe(tmp_path, **train)
     config = load_recipe(recipe)
     reference_settings = one_process(config.train)
     if kind.startswith("distill"):
@@ -116,6 +117,7 @@ def test_two_process_ddp_run_is_one_run(tmp_path: Path, kind: str, request) -> N
         reference = fit(config.data, reference_settings, tmp_path / "one", show_progress=False)
     assert "Starting with 2 processes" in output or "MEMBER: 2/2" in output
     assert output.count("run folder:") == 1  # the other process says nothing of its own
+    assert ("batches are gathered and augmented there" in output) == (kind == "train_images_on_device")
     check_as_one_process(tmp_path / "run", recipe, reference)
 
 

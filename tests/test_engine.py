@@ -19,8 +19,8 @@ from lightning.pytorch.accelerators import CUDAAccelerator
 
 from conftest import write_kermany_like
 from medkd.data import DataConfig, prepare
-from medkd.engine import LossConfig, TrainConfig, fit
-from medkd.engine.datamodule import TensorDataModule, build_augmentation
+from medkd.engine import LossConfig, TrainConfig, build_augmentation, fit
+from medkd.engine.datamodule import TensorDataModule
 from medkd.engine.losses import class_weights, classification_loss
 from medkd.engine.module import auroc
 from medkd.evaluation import evaluate_run

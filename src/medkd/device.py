@@ -28,6 +28,9 @@ class RuntimeConfig(StrictModel):
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         "auto", description="data loader processes for augmentation; auto: none on a CPU, several beside a GPU")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice")
+    images_on_device: Literal["auto"] | bool = Field(
+        "auto", description="keep the training images (uint8) on the training device and augment them there batch by "
+        "batch; auto: on a GPU, where per-image augmentation in loader processes leaves it waiting")
 
 
 class WithRuntime(StrictModel):
@@ -98,3 +101,12 @@ def loader_workers(choice: int | str, accelerator: str) -> int:
     if choice != "auto":
         return int(choice)
     return min(GPU_LOADER_WORKERS, max(1, (os.cpu_count() or 1) - 1)) if inference_device(accelerator).type == "cuda" else 0
+
+
+def images_on_device(choice: bool | str, accelerator: str) -> bool:
+    """Whether training batches are gathered and augmented on the training device (an images_on_device setting).
+    auto: on a GPU only. On a CPU both ways compute on the same cores, and the per-image loader keeps the random
+    draws of the CPU results published so far (docs/performance.md measures both)."""
+    if choice != "auto":
+        return bool(choice)
+    return inference_device(accelerator).type == "cuda"

@@ -32,7 +32,8 @@ class LossConfig(StrictModel):
 
 
 class AugmentConfig(StrictModel):
-    """Random transforms of training images (torchvision transforms v2); off when all are zero."""
+    """Random transforms of training images (engine.augment: per image or per batch on the device); off when all
+    are zero."""
 
     rotation_degrees: float = Field(5.0, ge=0, le=180)
     translate: float = Field(0.05, ge=0, lt=0.5, description="fraction of the side")
@@ -40,6 +41,15 @@ class AugmentConfig(StrictModel):
     brightness: float = Field(0.1, ge=0)
     contrast: float = Field(0.1, ge=0)
     horizontal_flip: bool = Field(False, description="off by default: chest X-rays have a left and a right")
+
+    @property
+    def geometric(self) -> bool:
+        """An affine warp is drawn (rotation, shift or zoom)."""
+        return bool(self.rotation_degrees or self.translate or tuple(self.scale) != (1.0, 1.0))
+
+    @property
+    def enabled(self) -> bool:
+        return self.geometric or bool(self.brightness or self.contrast or self.horizontal_flip)
 
 
 class ProbeConfig(StrictModel):

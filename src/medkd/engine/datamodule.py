@@ -1,8 +1,10 @@
-"""Batches from in-memory tensors (the decode cache or cached features): per-image augmentation, class balancing,
-and augmentation draws shared with other views of the same sample (a teacher's own resolution) or replayed."""
+"""Batches from in-memory tensors (the decode cache or cached features): augmentation per image in the loader or
+per batch on the training device, class balancing, and augmentation draws shared with other views of the same
+sample (a teacher's own resolution) or replayed."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import lightning as L
@@ -12,22 +14,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRa
 from torchvision.transforms import v2
 
 from medkd.data import PreparedData
+from medkd.engine.augment import build_augmentation, build_batch_augmentation
 from medkd.engine.config import AugmentConfig
 
-
-def build_augmentation(settings: AugmentConfig | None) -> v2.Transform | None:
-    """Random transforms on uint8 (C, H, W) tensors; None when nothing is switched on."""
-    if settings is None:
-        return None
-    steps: list[v2.Transform] = []
-    if settings.rotation_degrees or settings.translate or settings.scale != (1.0, 1.0):
-        steps.append(v2.RandomAffine(settings.rotation_degrees, translate=(settings.translate, settings.translate),
-                                     scale=settings.scale))
-    if settings.brightness or settings.contrast:
-        steps.append(v2.ColorJitter(brightness=settings.brightness, contrast=settings.contrast))
-    if settings.horizontal_flip:
-        steps.append(v2.RandomHorizontalFlip())
-    return v2.Compose(steps) if steps else None
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -107,24 +97,53 @@ def split_tensors(data: PreparedData, split: str) -> tuple[torch.Tensor, torch.T
     return torch.from_numpy(images), torch.from_numpy(labels)
 
 
+class SampleIndices(Dataset):
+    """0 .. n-1: the train loader of images kept on the device yields sample indices; the batch is gathered there."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
 class TensorDataModule(L.LightningDataModule):
-    """train/val loaders over in-memory (inputs, labels, *targets) tensors: cached images or cached features."""
+    """train/val loaders over in-memory (inputs, labels, *targets) tensors: cached images or cached features.
+
+    images_on_device: the train split is copied once to the training device; its loader yields sample indices
+    (shuffled, balanced or sharded over processes as usual), and each batch is gathered there and augmented in
+    one batched call (engine.augment). Augmentation that other views must follow draw for draw (`train_views`
+    seeded) stays per image in the loader."""
 
     def __init__(self, splits: dict[str, tuple[torch.Tensor, ...]], batch_size: int, *,
                  sampler: str = "shuffle", augment: AugmentConfig | None = None, num_workers: int = 0,
-                 train_views: ViewPlan = ViewPlan()) -> None:
+                 train_views: ViewPlan = ViewPlan(), images_on_device: bool = False) -> None:
         super().__init__()
         self.splits, self.batch_size, self.sampler, self.num_workers = splits, batch_size, sampler, num_workers
         self.augmentation, self.train_views = build_augmentation(augment), train_views
+        self.images_on_device = images_on_device and not train_views.seeded
+        if images_on_device and train_views.seeded:
+            log.info("training images stay in the data loader: their augmentation is drawn per image so that "
+                     "other views of each sample (a teacher's resolution, replayed views) follow it")
+        self.batch_augmentation = build_batch_augmentation(augment) if self.images_on_device else None
+        self._train_on: tuple[torch.device, tuple[torch.Tensor, ...]] | None = None  # the train split, moved once
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         inputs, labels, *targets = self.splits[split]
-        dataset = CachedImages(inputs, labels, *targets, transform=self.augmentation if train else None,
-                               views=self.train_views if train else ViewPlan())
-        sampler = None if train else WholeSplit(dataset)
+        sampler = None
         if train and self.sampler == "balanced":
             per_class = 1.0 / np.maximum(np.bincount(labels.numpy()), 1)
             sampler = WeightedRandomSampler(torch.as_tensor(per_class[labels.numpy()]), len(labels), replacement=True)
+        if train and self.images_on_device:  # indices only: nothing for loader processes to do
+            return DataLoader(SampleIndices(len(labels)), batch_size=self.batch_size, shuffle=sampler is None,
+                              sampler=sampler)
+        dataset = CachedImages(inputs, labels, *targets, transform=self.augmentation if train else None,
+                               views=self.train_views if train else ViewPlan())
+        if not train:
+            sampler = WholeSplit(dataset)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=train and sampler is None, sampler=sampler,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
@@ -133,3 +152,20 @@ class TensorDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", train=False)
+
+    def train_split_on(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """The train split's (inputs, labels, *targets) on `device`, copied there at the first call."""
+        if self._train_on is None or self._train_on[0] != device:
+            self._train_on = (device, tuple(t.to(device) for t in self.splits["train"]))
+            log.info("train split (%d samples) kept on %s: batches are gathered%s there", len(self.splits["train"][1]),
+                     device, " and augmented" if self.batch_augmentation is not None else "")
+        return self._train_on[1]
+
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        if not isinstance(batch, torch.Tensor):  # a batch the loader built (validation, or images in the loader)
+            return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        # sample indices (B,) of a train batch: gathered and augmented where the model is
+        inputs, labels, *targets = (t[batch.to(device)] for t in self.train_split_on(device))
+        if self.batch_augmentation is not None:
+            inputs = self.batch_augmentation(inputs)
+        return (inputs, labels, *targets)

@@ -20,7 +20,7 @@ from medkd.engine.features import backbone_identity, cached_features
 from medkd.engine.losses import class_weights
 from medkd.engine.module import ClassifierModule
 from medkd.engine.trainer import build_trainer
-from medkd.device import inference_device, is_primary_process, lightning_precision, loader_workers
+from medkd.device import images_on_device, inference_device, is_primary_process, lightning_precision, loader_workers
 from medkd.evaluation import (EvaluationConfig, GuardConfig, calibrated, calibration_record, choose_threshold, fit_guard,
                               fit_temperature, predict_logits, predict_run_logits)
 from medkd.files import BEST, CHECKPOINTS, CONFIG, LAST, METRICS, PROBE, RESUME_CHECKPOINT, SKIPPED_FILES, write_yaml
@@ -121,7 +121,8 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
         augment = settings.augment
     datamodule = TensorDataModule(splits, settings.batch_size, sampler=settings.sampler, augment=augment,
                                   num_workers=loader_workers(runtime.num_workers, runtime.accelerator),
-                                  train_views=extension.train_views if extension is not None else ViewPlan())
+                                  train_views=extension.train_views if extension is not None else ViewPlan(),
+                                  images_on_device=images_on_device(runtime.images_on_device, runtime.accelerator))
 
     # Lightning's save_last only refreshes last.ckpt when a best checkpoint is saved: keep "last" separately.
     callbacks = [ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=MONITOR, mode="max"),

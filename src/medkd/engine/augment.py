@@ -1,0 +1,64 @@
+"""Training augmentation from one AugmentConfig, done one of two ways: per image in the data loader (torchvision
+transforms v2 on uint8 (C, H, W)), or per batch on the training device (kornia on uint8 (N, C, H, W), every image
+with its own random draw), so that a GPU is not left waiting for CPU workers. Both draw the same transforms from
+the same ranges."""
+
+from __future__ import annotations
+
+import kornia.augmentation as K
+import torch
+from torch import nn
+from torchvision.transforms import v2
+
+from medkd.engine.config import AugmentConfig
+
+PIXEL_MAX = 255  # uint8 images: the batched path computes in [0, 1] floats and rounds back to uint8
+
+
+def build_augmentation(settings: AugmentConfig | None) -> v2.Transform | None:
+    """Random transforms on uint8 (C, H, W) tensors; None when nothing is switched on."""
+    if settings is None or not settings.enabled:
+        return None
+    steps: list[v2.Transform] = []
+    if settings.geometric:
+        steps.append(v2.RandomAffine(settings.rotation_degrees, translate=(settings.translate, settings.translate),
+                                     scale=settings.scale))
+    if settings.brightness or settings.contrast:
+        steps.append(v2.ColorJitter(brightness=settings.brightness, contrast=settings.contrast))
+    if settings.horizontal_flip:
+        steps.append(v2.RandomHorizontalFlip())
+    return v2.Compose(steps)
+
+
+class BatchAugmentation(nn.Module):
+    """uint8 (N, C, H, W) -> uint8 (N, C, H, W) on the images' own device, each image with its own parameters.
+
+    The transforms of `build_augmentation` in kornia's batched form: an affine warp with torchvision's
+    conventions (degrees, translate as a fraction of the side, scale; nearest-neighbour sampling and zero fill,
+    as torchvision's default on uint8), then torchvision's brightness and contrast formulas (kornia's
+    ColorJitter, which follows them), then the optional flip. Random parameters come from torch's global
+    generator, so a seeded run draws the same ones again."""
+
+    def __init__(self, settings: AugmentConfig) -> None:
+        super().__init__()
+        steps: list[nn.Module] = []
+        if settings.geometric:
+            steps.append(K.RandomAffine(settings.rotation_degrees, translate=(settings.translate, settings.translate),
+                                        scale=settings.scale, resample="nearest", padding_mode="zeros", p=1.0))
+        if settings.brightness or settings.contrast:
+            steps.append(K.ColorJitter(brightness=settings.brightness, contrast=settings.contrast, p=1.0))
+        if settings.horizontal_flip:
+            steps.append(K.RandomHorizontalFlip(p=0.5))
+        self.steps = K.AugmentationSequential(*steps)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        augmented = self.steps(images.float() / PIXEL_MAX)
+        return (augmented * PIXEL_MAX).round_().clamp_(0, PIXEL_MAX).to(torch.uint8)
+
+
+def build_batch_augmentation(settings: AugmentConfig | None) -> BatchAugmentation | None:
+    """The batched, on-device form of `build_augmentation(settings)`; None when nothing is switched on."""
+    if settings is None or not settings.enabled:
+        return None
+    return BatchAugmentation(settings)
