@@ -21,7 +21,7 @@ from medkd.evaluation import (CalibrationConfig, ThresholdConfig, calibrated, ch
                               predict_run_logits)
 from medkd.files import SIDECAR
 from medkd.models import load_model, normalise
-from medkd.site import SITE_STUDY, VARIANTS, site_images, site_parts
+from medkd.site import CEILING, SITE_STUDY, VARIANTS, site_images, site_parts
 from medkd.study import run_study
 
 
@@ -87,7 +87,7 @@ def test_site_study_scores_every_variant_on_patients_it_did_not_calibrate_on(tmp
     result = CliRunner().invoke(app, ["site-study", str(out), "--stage", "control", "--splits", "2", "--no-progress"])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / SITE_STUDY / "site_study.csv")
-    assert list(table["variant"].unique()) == list(VARIANTS) and len(table) == 2 * len(VARIANTS)
+    assert list(table["variant"].unique()) == [*VARIANTS, CEILING] and len(table) == 2 * (len(VARIANTS) + 1)
     markdown = (out / SITE_STUDY / "site_study.md").read_text()
     assert markdown.startswith("# Site-calibration protocol") and "Not the main results" in markdown
     # the parts: whole patients, disjoint, a quarter of the test patients calibrating
@@ -103,5 +103,12 @@ def test_site_study_scores_every_variant_on_patients_it_did_not_calibrate_on(tmp
     expected = (predictions.loc[evaluation, "predicted"] == predictions.loc[evaluation, "label"]).mean()
     row = table[(table["split_seed"] == 0) & (table["variant"] == "as trained")].iloc[0]
     assert row["accuracy"] == pytest.approx(expected) and row["evaluation_images"] == len(evaluation)
+    # the ceiling: the best accuracy of any threshold on the evaluation part, above every variant's
+    positive = predictions.loc[evaluation, "p_PNEUMONIA"].to_numpy()
+    labels = predictions.loc[evaluation, "label"].to_numpy()
+    best = max(((positive >= t) == (labels == 1)).mean() for t in [*np.unique(positive), 1.1])
+    split0 = table[table["split_seed"] == 0].set_index("variant")["accuracy"]
+    thresholds_only = split0[["as trained", "site threshold", "site temperature + threshold"]]
+    assert split0[CEILING] == pytest.approx(best) and (thresholds_only <= best + 1e-9).all()
     unknown = CliRunner().invoke(app, ["site-study", str(out), "--stage", "student_kd", "--no-progress"])
     assert unknown.exit_code == 2 and "student_kd: no finished run" in unknown.output
