@@ -117,7 +117,8 @@ def test_two_process_ddp_run_is_one_run(tmp_path: Path, kind: str, request) -> N
         reference = fit(config.data, reference_settings, tmp_path / "one", show_progress=False)
     assert "Starting with 2 processes" in output or "MEMBER: 2/2" in output
     assert output.count("run folder:") == 1  # the other process says nothing of its own
-    assert ("batches are gathered and augmented there" in output) == (kind == "train_images_on_device")
+    said = " ".join(output.split())  # the log's lines as one, however the console wrapped them
+    assert ("batches are gathered and augmented there" in said) == (kind == "train_images_on_device")
     check_as_one_process(tmp_path / "run", recipe, reference)
 
 

@@ -30,7 +30,8 @@ class RuntimeConfig(StrictModel):
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice")
     images_on_device: Literal["auto"] | bool = Field(
         "auto", description="keep the training images (uint8) on the training device and augment them there batch by "
-        "batch; auto: on a GPU, where per-image augmentation in loader processes leaves it waiting")
+        "batch (train, distill, linear probes; self-supervised pretraining draws its views in the loader); auto: on "
+        "a GPU, where per-image augmentation in loader processes leaves it waiting")
 
 
 class WithRuntime(StrictModel):
