@@ -121,7 +121,7 @@ def test_replayed_views_carry_the_teacher_outputs_of_that_very_view(trained_run)
     model, sidecar = load_model(trained_run.folder)
     data = prepare(trained_run.config, show_progress=False)
     transform = build_augmentation(GEOMETRY)
-    logits = teacher_logits(torch.nn.ModuleList([model]), [sidecar], [data], "val", batch_size=32,
+    logits = teacher_logits(torch.nn.ModuleList([model]), [sidecar], [data], "val",
                             device=torch.device("cpu"), augmentation=transform, replay=3, replay_seed=7)
     images, labels = split_tensors(data, "val")
     assert logits.shape == (len(labels), 3, 1, 2)

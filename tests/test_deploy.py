@@ -29,9 +29,9 @@ from pydicom.uid import (JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit, JPEGExten
                          JPEGLSLossless, JPEGLSNearLossless, RLELossless)
 from typer.testing import CliRunner
 
-from conftest import class_image, write_dicom, write_kermany_like
+from conftest import class_image, kermany_like_config, write_dicom, write_kermany_like
 from medkd.cli import app
-from medkd.data import DataConfig, DataError
+from medkd.data import DataConfig, DataError, prepare
 from medkd.files import DATA_LOCATION
 from medkd.deploy import (ExportConfig, ExportError, ServeConfig, create_app, export_run, load_predictor,
                           predict_files, write_predictions)
@@ -84,6 +84,34 @@ def test_onnx_export_matches_pytorch_and_carries_its_card(trained_run, exported)
     # the ONNX predictor knows heatmaps are possible (its run folder exists) but loads PyTorch only when asked
     assert onnx_model.has_heatmaps and "torch_model" not in vars(onnx_model)
     assert isinstance(onnx_model.torch_model, torch.nn.Module) and "torch_model" in vars(onnx_model)
+
+
+def test_a_guard_on_every_block_with_augmented_views_is_one_pass_in_pytorch_evaluate_and_onnx(tmp_path):
+    """guard features 'blocks' (each resolution's last feature map, pooled) fitted on the train split and two
+    augmented views of it: evaluate, PyTorch prediction and the exported graph give the same scores, and the
+    probabilities are those of the model without a guard."""
+    config = kermany_like_config(tmp_path, patients_per_class=8)
+    settings = TrainConfig(model="compact_cnn", model_args={"width": 8}, epochs=1, batch_size=16,
+                           guard={"features": "blocks", "train_views": 2})
+    folder = fit(config, settings, tmp_path / "run", show_progress=False)
+    sidecar = json.loads((folder / "model.json").read_text())
+    train_images = len(prepare(config, show_progress=False).split("train")[1])
+    record = sidecar["ood"]
+    assert record["features"] == "blocks" and record["train_views"] == 2 and record["train_images"] == 3 * train_images
+    assert record["feature_dim"] == 8 + 16 + 32 + 32  # compact_cnn width 8: its three blocks and the last pool
+    evaluation = evaluate_run(folder, "test", settings=EvaluationConfig(bootstrap_resamples=0), show_progress=False)
+    table = pd.read_csv(folder / "evaluation" / "test_predictions.csv")
+    report = export_run(folder, ExportConfig(int8=False), show_progress=False)
+    onnx_model, torch_model = load_predictor(report.path), load_predictor(folder)
+    images = np.stack([band_image(i % 2, i, 32)[None] for i in range(5)])
+    onnx_probabilities, onnx_scores = onnx_model.predict(images)
+    torch_probabilities, torch_scores = torch_model.predict(images)
+    np.testing.assert_allclose(onnx_scores, torch_scores, rtol=1e-4)
+    np.testing.assert_allclose(onnx_probabilities, torch_probabilities, atol=1e-5)
+    logits = predict_run_logits(torch_model.torch_model, images, sidecar)  # the plain network, no guard
+    np.testing.assert_allclose(torch_probabilities, (logits / sidecar["calibration"]["temperature"]).softmax(1),
+                               atol=1e-5)
+    assert evaluation.ood["flagged"] == int((~table["in_distribution"]).sum()) and table["ood_score"].notna().all()
 
 
 def test_int8_model_is_reevaluated_on_test_against_fp32(exported):

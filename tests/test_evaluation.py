@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from typer.testing import CliRunner
 
 from medkd.cli import app
@@ -17,8 +17,9 @@ from medkd.data import prepare
 from medkd.engine import TrainConfig, fit
 from medkd.evaluation import (CalibrationConfig, ThresholdConfig, bootstrap_intervals, calibrated, choose_threshold,
                               classification_metrics, count_macs, delong_test, expected_calibration_error,
-                              fit_temperature, mcnemar_test, measure_efficiency, predict_probabilities,
+                              fit_temperature, mcnemar_test, measure_efficiency, predict_logits, predict_probabilities,
                               predict_run_logits, run_temperature)
+from medkd.device import inference_batch_size
 from medkd.models import classifier_name, load_model
 
 LABELS = np.array([0, 0, 0, 1, 1, 1])
@@ -39,6 +40,29 @@ def test_binary_metrics_match_hand_counts():
     assert lower["confusion_matrix"] == [[1, 2], [1, 2]]
     assert lower["specificity"] == pytest.approx(1 / 3) and lower["precision"] == pytest.approx(0.5)
     assert lower["auc"] == scores["auc"]  # ranking metrics do not depend on the threshold
+
+
+def test_proper_scoring_rules_match_scikit_learn():
+    metrics = classification_metrics(LABELS, binary(POSITIVE), 0.5)
+    assert metrics["log_loss"] == pytest.approx(log_loss(LABELS, POSITIVE))
+    assert metrics["brier"] == pytest.approx(2 * brier_score_loss(LABELS, POSITIVE))  # both classes' squared errors
+    confident = classification_metrics(LABELS, binary(LABELS * 0.98 + 0.01))
+    assert confident["log_loss"] < metrics["log_loss"] and confident["brier"] < metrics["brier"]
+    three = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]])
+    assert classification_metrics(np.array([0, 1, 2]), three)["log_loss"] == pytest.approx(
+        log_loss([0, 1, 2], three))
+
+
+def test_inference_batches_fit_a_cpu_cache_and_fill_a_gpu():
+    cpu = torch.device("cpu")
+    assert inference_batch_size(cpu, (100, 1, 224, 224)) == 4 and inference_batch_size(cpu, (9, 3, 128, 128)) == 16
+    assert inference_batch_size(cpu, (9, 1, 32, 32)) == 64 and inference_batch_size(cpu, (1, 1, 2048, 2048)) == 1
+    assert inference_batch_size(torch.device("cuda"), (100, 1, 224, 224)) == 64
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten()).eval()
+    images = np.random.default_rng(0).integers(0, 256, (37, 1, 224, 224), dtype=np.uint8)
+    policy = predict_logits(model, images, mean=[0.5], std=[0.25])  # batches of 4, the last of 1
+    np.testing.assert_allclose(policy, predict_logits(model, images, mean=[0.5], std=[0.25], batch_size=37), atol=1e-5)
 
 
 def test_multiclass_metrics_are_macro_averages():
@@ -71,6 +95,12 @@ def test_threshold_rules():
     assert classification_metrics(labels, binary(positive), sensitive)["recall"] >= 0.98
     assert sensitive < youden
     assert choose_threshold(labels, positive, ThresholdConfig(rule="fixed", value=0.7)) == 0.7
+    imbalanced = np.r_[np.arange(100), np.arange(200, 400)]  # a third negatives: accuracy is not balanced accuracy
+    accurate = choose_threshold(labels[imbalanced], positive[imbalanced], ThresholdConfig(rule="accuracy"))
+    best = max(classification_metrics(labels[imbalanced], binary(positive[imbalanced]), t, details=False)["accuracy"]
+               for t in [*np.unique(positive), 1.1])
+    assert classification_metrics(labels[imbalanced], binary(positive[imbalanced]), accurate,
+                                  details=False)["accuracy"] == pytest.approx(best)
 
 
 def test_bootstrap_interval_holds_the_estimate_and_is_reproducible():
@@ -165,7 +195,7 @@ def test_evaluate_rejects_unknown_split_and_non_run_folders(tmp_path):
 
 
 def test_delong_agrees_with_sklearn_auc_and_holds_its_size_under_the_null():
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
     rng = np.random.default_rng(5)
     labels = np.repeat([0, 1], [120, 80])

@@ -10,7 +10,7 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-from medkd.models import ModelError, classifier_name, create_model, load_checkpoint
+from medkd.models import FEATURE_KINDS, ModelError, WithFeatures, classifier_name, create_model, load_checkpoint
 
 ARCHITECTURES = ["baseline_cnn", "compact_cnn", "resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_b0",
                  "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "mobilenet_v2", "mobilenet_v3_small",
@@ -29,6 +29,28 @@ def test_builds_and_trains_a_step(name):
             torch.nn.functional.cross_entropy(logits, torch.tensor([0, num_classes - 1])).backward()
             grads = [p.grad for p in model.parameters() if p.requires_grad]
             assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("name", ["compact_cnn", "efficientnet_lite0", "resnet18"])
+def test_guard_features_come_from_the_same_pass_as_the_logits(name):
+    """Every kind of guard features beside logits equal to the plain model's; blocks holds one pooled map per
+    resolution (compact_cnn: its three blocks and the last pool), pooled the last of them."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=2, in_chans=1).eval()
+    images = torch.randn(3, 1, 64, 64)
+    widths = {}
+    with torch.no_grad():
+        for kind in FEATURE_KINDS:
+            logits, features = WithFeatures(model, kind, images)(images)
+            torch.testing.assert_close(logits, model(images), atol=1e-5, rtol=1e-5)
+            assert features.shape[0] == 3 and torch.isfinite(features).all()
+            widths[kind] = features.shape[1]
+    assert widths["blocks"] > widths["pooled"]
+    if name == "compact_cnn":
+        assert widths == {"penultimate": 64, "pooled": 128, "blocks": 32 + 64 + 128 + 128}
+        assert WithFeatures(model, "blocks", images).maps == ["2", "6", "10", "11"]
+    with pytest.raises(ModelError, match="unknown guard features 'gram'"):
+        WithFeatures(model, "gram", images)
 
 
 def test_unknown_model_lists_what_exists():

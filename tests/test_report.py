@@ -26,7 +26,14 @@ def check_report(out: Path, summary: pd.DataFrame) -> None:
     markdown = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     study = load_study(out)
-    assert f"**{study.recommended}**:" in markdown
+    sections = re.findall(r"^## (.+)$", markdown, re.MULTILINE)
+    assert sections[0] == "The answer" and "Recommended model" not in sections
+    answer = markdown.split("## The answer")[1].split("\n## ")[0]
+    assert f"**Deploy {study.recommended}.**" in answer and f"Why {study.recommended}: " in answer
+    assert re.search(r"^\| recommended +\| " + study.recommended + r" +\|", answer, re.MULTILINE)
+    if study.recommended in ("student_kd", "control"):  # the pair: KD against its control, per seed
+        assert "student_kd (KD) vs control (no teacher), paired on the test images: seed 0: ΔAUC" in answer
+        assert "Its teachers' ensemble (their test probabilities softened" in answer
     for stage, row in summary.iterrows():
         auc = f"{row['test_auc_mean']:.3f} ± {row['test_auc_std']:.3f}"
         assert re.search(rf"^\| {stage} +\| +{auc} \|", markdown, re.MULTILINE), f"{stage}'s test AUC {auc}"
@@ -128,7 +135,7 @@ def test_multiclass_imbalanced_study_and_its_report(tmp_path):
     assert re.search(rf"^\| student_kd +\| +teacher \| +4\.0 \| +1 \| +{teacher_auc:.4f} \| +{student_auc:.4f} \| "
                      rf"+{student_auc - teacher_auc:+.4f} ± 0.0000 \|$", taught, re.MULTILINE), taught
     assert (out / "report.html").read_text().count('src="data:image/png;base64,') == 5
-    assert "Budget: at most 10,000,000 parameters; 3 of 3 stages fit it" in markdown
+    assert "Deployment budget: at most 10,000,000 parameters; 3 of 3 stages fit it" in markdown
     best = study.summary["val_balanced_accuracy_mean"]
     assert study.recommended in best[best >= best.max() - 0.01].index
 

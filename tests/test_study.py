@@ -36,14 +36,39 @@ def test_teachers_come_first_and_unknown_or_cyclic_teachers_are_refused():
 
 def test_recommendation_uses_validation_and_speed_only():
     summary = pd.DataFrame({"val_auc_mean": [0.95, 0.945, 0.90], "latency_ms_mean": [30.0, 2.0, 0.5],
-                            "test_auc_mean": [0.80, 0.70, 0.99]}, index=["big", "small", "tiny"])
+                            "val_log_loss_mean": [0.3, 0.4, 0.2], "test_auc_mean": [0.80, 0.70, 0.99]},
+                           index=["big", "small", "tiny"])
     summary["parameters_mean"] = [25e6, 3e6, 0.1e6]
-    assert recommend(summary, SelectionConfig(metric="auc")) == "small"  # tiny: fastest and best on test, 0.05 behind on val
+    pick = lambda **settings: recommend(summary, SelectionConfig(metric="auc", **settings)).stage  # noqa: E731
+    assert pick() == "small"  # tiny: fastest and best on test, 0.05 behind on val
     # a deployment budget: only what fits is considered (then tiny, the one left), and none fitting is ignored
-    assert recommend(summary, SelectionConfig(metric="auc", max_parameters=1_000_000)) == "tiny"
-    assert recommend(summary, SelectionConfig(metric="auc", max_latency_ms=40, tolerance=0.0)) == "big"
-    assert recommend(summary, SelectionConfig(metric="auc", max_latency_ms=20, tolerance=0.0)) == "small"
-    assert recommend(summary, SelectionConfig(metric="auc", max_parameters=10)) == "small"
+    assert pick(max_parameters=1_000_000) == "tiny"
+    assert pick(max_latency_ms=40, tolerance=0.0) == "big"
+    assert pick(max_latency_ms=20, tolerance=0.0) == "small"
+    choice = recommend(summary, SelectionConfig(metric="auc", max_parameters=10))
+    assert choice.stage == "small" and choice.budget_ignored and choice.best_overall == "big"
+    assert "ignored" in choice.reason(summary, SelectionConfig(metric="auc", max_parameters=10))
+
+
+def test_equal_cost_models_tied_on_validation_auc_fall_to_validation_log_loss():
+    """A distilled student and its control: the same network (latency noise apart), validation AUC saturated; the
+    proper scoring rule decides, and the reason says so. Faster by more than the tolerance still wins outright."""
+    summary = pd.DataFrame({"val_auc_mean": [0.996, 0.997, 0.995], "latency_ms_mean": [1.2, 1.1, 15.0],
+                            "val_log_loss_mean": [0.050, 0.070, 0.040], "val_brier_mean": [0.030, 0.020, 0.010],
+                            "parameters_mean": [1e5, 1e5, 3e6]}, index=["student_kd", "student_no_kd", "teacher"])
+    selection = SelectionConfig(metric="auc", max_parameters=500_000)
+    choice = recommend(summary, selection)
+    assert choice.stage == "student_kd" and choice.equally_fast == ["student_kd", "student_no_kd"]
+    reason = choice.reason(summary, selection)
+    assert "within the budget: student_kd, student_no_kd (2 of 3)" in reason
+    assert "the lowest validation log-loss of those: student_kd 0.0500, student_no_kd 0.0700." in reason
+    assert recommend(summary, selection.model_copy(update={"tie_breaker": "brier"})).stage == "student_no_kd"
+    assert recommend(summary, selection.model_copy(update={"latency_tolerance": 0.05})).stage == "student_no_kd"
+    assert recommend(summary, SelectionConfig(metric="auc")).best_overall == "student_no_kd"
+    older = summary.assign(val_log_loss_mean=float("nan"))  # runs evaluated before log-loss existed: the fastest
+    assert recommend(older, selection).stage == "student_no_kd"
+    with pytest.raises(ValueError, match="selection.metric must be one of"):
+        SelectionConfig(metric="log_loss")  # lower is better: not a selection metric
 
 
 def test_study_runs_every_stage_and_seed_and_a_killed_study_continues(tmp_path):

@@ -13,6 +13,12 @@ from pydantic import Field, model_validator
 from medkd.settings import StrictModel
 
 GPU_LOADER_WORKERS = 8  # what the full study ran with on an H100 (docs/results.md)
+GPU_INFERENCE_BATCH = 64
+# Inference batches on a CPU hold about this many pixels per channel (16 images at 128 px, 4 at 256 px): a larger
+# batch's activations spill out of the caches. Measured on a 2-core AMD EPYC (AVX2, fp32, docs/performance.md):
+# EfficientNet-Lite0 at 224 px gives 53 images/s at batch 4-16 and 23 at batch 64; at 128 px 158 at batch 16, 116
+# at batch 64.
+CPU_INFERENCE_PIXELS = 16 * 128 * 128
 
 
 class RuntimeConfig(StrictModel):
@@ -68,6 +74,16 @@ def inference_device(accelerator: str = "auto") -> torch.device:
 
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and CUDAAccelerator.is_available())
     return torch.device("cuda" if on_gpu else "cpu")
+
+
+def inference_batch_size(device: torch.device, image_shape: tuple[int, ...]) -> int:
+    """Images per batch of inference (features, teacher logits, evaluation) on `device` for images of
+    `image_shape` (..., H, W): GPU_INFERENCE_BATCH on accelerators; on a CPU, the power of two that keeps a batch
+    within CPU_INFERENCE_PIXELS, between 1 and GPU_INFERENCE_BATCH."""
+    if torch.device(device).type != "cpu":
+        return GPU_INFERENCE_BATCH
+    fits = max(1, CPU_INFERENCE_PIXELS // max(1, image_shape[-1] * image_shape[-2]))
+    return min(GPU_INFERENCE_BATCH, 1 << (fits.bit_length() - 1))
 
 
 def lightning_precision(choice: str, accelerator: str) -> str:

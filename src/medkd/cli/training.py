@@ -196,6 +196,9 @@ def run(
     if not is_primary_process():
         return  # the other processes of a distributed study: rank 0 writes and prints its tables
     print_summary(summarise(runs), config, console)
+    from medkd.report import console_answer, load_study
+
+    console.print("\n".join(console_answer(load_study(folder))), highlight=False)
     console.print(f"study folder: {folder} (runs.csv, summary.csv)")
     console.print(f"report: {folder / 'report.html'} and {folder / 'report.md'}")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from medkd.deploy import ExportConfig
@@ -34,11 +36,18 @@ class StageConfig(StrictModel):
 
 
 class SelectionConfig(StrictModel):
-    """How the recommended model is picked: on validation, never test."""
+    """How the recommended model is picked, from validation scores and cost only, never test: (1) the stages within
+    the deployment budget; (2) among them, those whose mean validation `metric` is within `tolerance` of the best;
+    (3) among those, the ones as fast as the fastest (CPU latency within `latency_tolerance` of it: equal-cost
+    models, e.g. a distilled student and its control, count as equally fast); (4) of these, the lowest mean
+    validation `tie_breaker`, a proper scoring rule that still separates models when validation AUC saturates."""
 
     metric: str = Field("auc", description="a metric of medkd.evaluation.SCALARS, higher is better")
-    tolerance: float = Field(0.01, ge=0, description="stages within this of the best val score count as equal; "
-                                                      "among them the fastest (CPU latency at batch 1) wins")
+    tolerance: float = Field(0.01, ge=0, description="stages within this of the best val score count as equal")
+    latency_tolerance: float = Field(0.25, ge=0, description="stages whose CPU latency (batch 1) is at most this "
+                                                             "share above the fastest contender's count as equally fast")
+    tie_breaker: Literal["log_loss", "brier"] = Field(
+        "log_loss", description="among equally good and equally fast stages, the lowest mean validation value wins")
     # A deployment budget: a clinic's CPU and memory decide what may be recommended (a search within a budget).
     max_parameters: int | None = Field(None, gt=0, description="only stages with at most this many parameters "
                                                                "are recommended")
@@ -48,11 +57,15 @@ class SelectionConfig(StrictModel):
     @field_validator("metric")
     @classmethod
     def _known(cls, metric: str) -> str:
-        from medkd.evaluation import SCALARS
+        from medkd.evaluation import LOWER_IS_BETTER, SCALARS
 
-        if metric not in SCALARS or metric == "ece":
-            raise ValueError(f"selection.metric must be one of {[m for m in SCALARS if m != 'ece']}")
+        if metric not in SCALARS or metric in LOWER_IS_BETTER:
+            raise ValueError(f"selection.metric must be one of {[m for m in SCALARS if m not in LOWER_IS_BETTER]}")
         return metric
+
+    @property
+    def has_budget(self) -> bool:
+        return self.max_parameters is not None or self.max_latency_ms is not None
 
 
 class StudyExportConfig(ExportConfig):

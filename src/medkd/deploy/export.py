@@ -152,7 +152,7 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
     out.mkdir(parents=True, exist_ok=True)
     model, sidecar = load_model(folder)
     guard = load_guard(folder, sidecar.get("ood"))
-    wrapped = ProbabilityModel.from_run(model, sidecar, guard.score if guard else None)
+    wrapped = ProbabilityModel.from_run(model, sidecar, guard)
     card = model_card(folder, sidecar)
     data = data or prepare(run_data_config(folder, data_path), show_progress=show_progress)
     test_images, test_labels = data.split("test")

@@ -87,7 +87,7 @@ class TorchPredictor(Predictor):
         model, sidecar = load_model(folder)
         super().__init__(model_card(folder, sidecar), "pytorch", lambda: model)
         guard = load_guard(folder, sidecar.get("ood"))
-        self.graph = ProbabilityModel.from_run(model, sidecar, guard.score if guard else None)  # what export exports
+        self.graph = ProbabilityModel.from_run(model, sidecar, guard)  # what export exports
         self.batch_size = batch_size
 
     @torch.no_grad()

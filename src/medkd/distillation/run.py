@@ -37,7 +37,7 @@ def teacher_identity(folders: list[str], views: list[PreparedData], split: str, 
 
 
 def cached_teacher_logits(teacher: FrozenTeacher, sidecars: list[dict], folders: list[str], views: list[PreparedData],
-                          splits: dict[str, dict], out: Path, *, batch_size: int, device: torch.device,
+                          splits: dict[str, dict], out: Path, *, device: torch.device,
                           augmentation: v2.Transform | None, bf16: bool) -> dict[str, torch.Tensor]:
     """Teacher logits of each split in `splits` ({split: {}} un-augmented, or {split: {"replay": K, "replay_seed": s,
     "augment": settings}} on K augmented views), each teacher on its own view, computed once on `device` and kept
@@ -55,7 +55,7 @@ def cached_teacher_logits(teacher: FrozenTeacher, sidecars: list[dict], folders:
         logits = {}
         probes = [probe_identity(folder, sidecar) for folder, sidecar in zip(folders, sidecars)]
         for split, targets in splits.items():
-            logits[split] = teacher_logits(teacher.models, sidecars, views, split, batch_size=batch_size,
+            logits[split] = teacher_logits(teacher.models, sidecars, views, split,
                                            device=device, augmentation=augmentation, replay=targets.get("replay", 0),
                                            replay_seed=targets.get("replay_seed", 0), bf16=bf16, probes=probes)
             log.info("teacher logits of %s computed: %s", split, tuple(logits[split].shape))
@@ -112,7 +112,7 @@ class Distillation:
         augmentation = build_augmentation(settings.augment)
         logits = cached_teacher_logits(self.teacher, self.sidecars, self.settings.teachers, self.views,
                                        needed, out,
-                                       batch_size=settings.batch_size, device=self.device, augmentation=augmentation,
+                                       device=self.device, augmentation=augmentation,
                                        bf16=self.bf16)
         splits["val"] = (*splits["val"], logits["val"])
         if mode == "online":
@@ -146,7 +146,7 @@ class Distillation:
                 continue
             student = predict_logits(model, images, mean=mean, std=std, device=self.device)
             stacked = self.val_logits if split == "val" else teacher_logits(
-                self.teacher.models, self.sidecars, self.views, split, batch_size=64, device=self.device, bf16=self.bf16)
+                self.teacher.models, self.sidecars, self.views, split, device=self.device, bf16=self.bf16)
             teacher = ensemble_logits(stacked, self.settings.temperature)
             report[split] = {"agreement": float((student.argmax(1) == teacher.argmax(1)).float().mean()),
                              "kl_teacher_student": float(soft_kl(student, teacher, 1.0).mean()), "images": len(images)}

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
-from medkd.engine import TrainConfig, backbone_identity
+from medkd.evaluation import run_backbone_identity
 from medkd.errors import MedkdError
-from medkd.files import CONFIG
 from medkd.models import channel_statistics, load_model, normalise
 
 
@@ -99,12 +97,9 @@ def load_teachers(folders: list[str], *, classes: list[str], preprocessing: dict
 
 
 def probe_identity(folder: str | Path, sidecar: dict) -> dict | None:
-    """The frozen backbone's identity (engine.backbone_identity) of a linear-probe teacher, whose un-augmented
-    logits come from the features its run cached; None for a teacher that trained its backbone."""
-    if sidecar.get("transfer") != "linear":
-        return None
-    settings = TrainConfig.model_validate(yaml.safe_load((Path(folder) / CONFIG).read_text())["train"])
-    return backbone_identity(settings, sidecar["in_chans"], (sidecar.get("pretrained") or {}).get("source"))
+    """The frozen backbone's identity of a linear-probe teacher, whose un-augmented logits come from the features
+    its run cached; None for a teacher that trained its backbone."""
+    return run_backbone_identity(folder, sidecar)
 
 
 def conversion(student: dict, teacher: dict) -> tuple[list[float], list[float]]:

@@ -13,9 +13,9 @@ from torchvision.transforms import v2
 
 from medkd.data import SPLITS, PreparedData, Preprocessing, prepare
 from medkd.distillation.teacher import DistillationError
-from medkd.engine import augment_seeded, cached_features, view_seed
+from medkd.engine import augment_seeded, view_seed
+from medkd.evaluation import probe_logits
 from medkd.evaluation import predict_run_logits
-from medkd.models import classifier_name
 
 
 def teacher_views(data: PreparedData, sidecars: list[dict], *, show_progress: bool) -> list[PreparedData]:
@@ -49,7 +49,7 @@ def same_samples(student: PreparedData, teacher: PreparedData, preprocessing: di
 
 
 def teacher_logits(models: nn.ModuleList, sidecars: list[dict], views: list[PreparedData], split: str, *,
-                   batch_size: int, device: torch.device, augmentation: v2.Transform | None = None,
+                   device: torch.device, augmentation: v2.Transform | None = None,
                    replay: int = 0, replay_seed: int = 0, bf16: bool = False,
                    probes: list[dict | None] | None = None) -> torch.Tensor:
     """Logits of every teacher on its own view of `split`: (N, teachers, C); with `replay` = K > 0, on the K
@@ -63,11 +63,11 @@ def teacher_logits(models: nn.ModuleList, sidecars: list[dict], views: list[Prep
     for model, sidecar, view, probe in zip(models, sidecars, views, probes):
         images, _ = view.split(split)
         if not replay and probe is not None:
-            per_teacher.append(probe_logits(model, probe, sidecar, view, split, batch_size=batch_size,
+            per_teacher.append(probe_logits(model, probe, sidecar, view, split,
                                             device=device, bf16=bf16))
             continue
         if not replay:
-            per_teacher.append(predict_run_logits(model, images, sidecar, batch_size=batch_size, device=device,
+            per_teacher.append(predict_run_logits(model, images, sidecar, device=device,
                                                   bf16=bf16))
             continue
         pixels = torch.from_numpy(images)
@@ -75,23 +75,10 @@ def teacher_logits(models: nn.ModuleList, sidecars: list[dict], views: list[Prep
         for k in range(replay):
             augmented = torch.stack([augment_seeded(augmentation, image, view_seed(replay_seed, i, k))
                                      for i, image in enumerate(pixels)])
-            per_view.append(predict_run_logits(model, augmented, sidecar, batch_size=batch_size, device=device,
+            per_view.append(predict_run_logits(model, augmented, sidecar, device=device,
                                                bf16=bf16))
         per_teacher.append(torch.stack(per_view, dim=1))
     return torch.stack(per_teacher, dim=-2).contiguous()
-
-
-def probe_logits(model: nn.Module, identity: dict, sidecar: dict, view: PreparedData, split: str, *,
-                 batch_size: int, device: torch.device, bf16: bool) -> torch.Tensor:
-    """(N, C) logits of a linear-probe teacher on `split` of its view: its trained head on its frozen backbone's
-    features, read from the features cache its own run filled (extracted now when absent, e.g. at another
-    precision). The same as the whole network's forward pass, without the pass."""
-    norm = sidecar["normalisation"]
-    features, _ = cached_features(model, identity, view, split, mean=norm["mean"], std=norm["std"],
-                                  batch_size=batch_size, precision_bf16=bf16, device=device)
-    head = model.get_submodule(classifier_name(model))
-    with torch.no_grad():
-        return head.to(device)(features.to(device)).float().cpu()
 
 
 def view_images(views: list[PreparedData], own_view: list[int | None], split: str) -> tuple[torch.Tensor, ...]:

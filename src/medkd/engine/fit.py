@@ -9,22 +9,23 @@ from pathlib import Path
 from typing import Protocol
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from medkd.data import DataConfig, PreparedData, prepare, record_data_location
+from medkd.engine.augment import build_augmentation
 from medkd.engine.callbacks import EpochMetricsCSV
 from medkd.engine.config import TrainConfig
-from medkd.engine.datamodule import TensorDataModule, ViewPlan, split_tensors
-from medkd.engine.features import backbone_identity, cached_features
+from medkd.engine.datamodule import TensorDataModule, ViewPlan, augment_seeded, split_tensors, view_seed
 from medkd.engine.losses import class_weights
 from medkd.engine.module import ClassifierModule
 from medkd.engine.trainer import build_trainer
 from medkd.device import images_on_device, inference_device, is_primary_process, lightning_precision, loader_workers
-from medkd.evaluation import (EvaluationConfig, GuardConfig, calibrated, calibration_record, choose_threshold, fit_guard,
-                              fit_temperature, predict_logits, predict_run_logits)
+from medkd.evaluation import (EvaluationConfig, backbone_identity, cached_features, calibrated, calibration_record, choose_threshold, fit_guard,
+                              fit_temperature, predict_run_logits, predict_with_features)
 from medkd.files import BEST, CHECKPOINTS, CONFIG, LAST, METRICS, PROBE, RESUME_CHECKPOINT, SKIPPED_FILES, write_yaml
-from medkd.models import (classifier_name, create_model, headless, normalisation, pretrained_config, read_sidecar,
+from medkd.models import (classifier_name, create_model, normalisation, pretrained_config, read_sidecar,
                           read_state_dict, save_model)
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
         identity = backbone_identity(settings, in_chans, getattr(model, "medkd_weights_source", None))
         for split, (_, labels) in list(splits.items()):
             features, _ = cached_features(model, identity, data, split, mean=mean, std=std,
-                                          batch_size=settings.batch_size, precision_bf16=precision == "bf16-mixed",
+                                          precision_bf16=precision == "bf16-mixed",
                                           device=device)
             splits[split] = (features, labels)
         module = ClassifierModule(model.get_submodule(classifier_name(model)), settings, class_weight=weight)
@@ -178,7 +179,7 @@ def write_final_model(out: Path, trainer: L.Trainer, best: ModelCheckpoint, modu
                                  if k.startswith("model.")})
         if filename == BEST:
             sidecar.update(calibrate_on_validation(whole, data, sidecar, settings, device))
-            sidecar["ood"] = feature_guard(whole, data, sidecar, settings.guard, device, out)
+            sidecar["ood"] = feature_guard(whole, data, sidecar, settings, device, out)
         save_model(out, whole, sidecar, filename)
     if extension is not None:
         extension.finish(out, whole, data)
@@ -200,21 +201,34 @@ def linear_probe(data_config: DataConfig, settings: TrainConfig, out: Path, *, s
     return fit(data_config, probe_settings, folder, show_progress=show_progress)
 
 
-def feature_guard(model: torch.nn.Module, data: PreparedData, sidecar: dict, settings: GuardConfig,
+def feature_guard(model: torch.nn.Module, data: PreparedData, sidecar: dict, settings: TrainConfig,
                   device: torch.device, out: Path) -> dict:
-    """Fit the out-of-distribution guard on the training images' penultimate features (threshold on validation),
-    write it into run folder `out`; its sidecar entry (with the DICOM checks; no guard for method: none)."""
-    checks = {"min_pixel_std": settings.min_pixel_std, "dicom_modalities": settings.dicom_modalities,
-              "dicom_body_parts": settings.dicom_body_parts}
-    if settings.method == "none":
+    """Fit the out-of-distribution guard on the training images' features of `settings.guard.features` (with
+    `train_views` augmented views of each, drawn by the training augmentation, seeded by the run's seed), its
+    threshold on validation; write it into run folder `out`; its sidecar entry (with the DICOM checks; no guard
+    for method: none)."""
+    guard_settings = settings.guard
+    checks = {"min_pixel_std": guard_settings.min_pixel_std, "dicom_modalities": guard_settings.dicom_modalities,
+              "dicom_body_parts": guard_settings.dicom_body_parts}
+    if guard_settings.method == "none":
         return {"method": "none", **checks}
-    norm = sidecar["normalisation"]
-    backbone = headless(model)
-    features = {split: predict_logits(backbone, data.split(split)[0], mean=norm["mean"], std=norm["std"], device=device)
-                for split in ("train", "val")}
-    guard = fit_guard(features["train"].numpy(), data.split("train")[1], features["val"].numpy(), settings)
-    log.info("out-of-distribution guard: threshold %.1f passes %.0f%% of validation images", guard.threshold,
-             100 * settings.val_pass_rate)
+
+    def features(images) -> np.ndarray:
+        return predict_with_features(model, images, sidecar, guard_settings.features, device=device)[1].numpy()
+
+    train_images, train_labels = data.split("train")
+    train, labels = [features(train_images)], [train_labels]
+    augmentation = build_augmentation(settings.augment)
+    for view in range(guard_settings.train_views if augmentation is not None else 0):
+        pixels = torch.from_numpy(train_images)
+        augmented = torch.stack([augment_seeded(augmentation, image, view_seed(settings.seed, index, view))
+                                 for index, image in enumerate(pixels)])
+        train.append(features(augmented))
+        labels.append(train_labels)
+    guard = fit_guard(np.concatenate(train), np.concatenate(labels), features(data.split("val")[0]), guard_settings)
+    log.info("out-of-distribution guard (%s features, %d train views): threshold %.1f passes %.0f%% of validation "
+             "images", guard_settings.features, guard_settings.train_views, guard.threshold,
+             100 * guard_settings.val_pass_rate)
     return {**guard.save(out), **checks}
 
 

@@ -6,15 +6,17 @@ from typing import Literal
 
 from pydantic import Field
 
+from medkd.models.features import FEATURE_KINDS
 from medkd.settings import StrictModel
 
 
 class ThresholdConfig(StrictModel):
     """How a binary model's decision threshold on P(positive) is chosen, always on the validation split."""
 
-    rule: Literal["youden", "sensitivity", "fixed"] = Field(
+    rule: Literal["youden", "sensitivity", "accuracy", "fixed"] = Field(
         "youden", description="youden: max sensitivity + specificity - 1 (= best balanced accuracy); "
-                              "sensitivity: the highest threshold reaching target_sensitivity; fixed: value")
+                              "sensitivity: the highest threshold reaching target_sensitivity; accuracy: the best "
+                              "accuracy at these predictions' class mix; fixed: value")
     target_sensitivity: float = Field(0.95, gt=0, le=1)
     value: float = Field(0.5, ge=0, le=1, description="the threshold of rule: fixed")
 
@@ -36,6 +38,11 @@ class GuardConfig(StrictModel):
 
     method: Literal["mahalanobis", "none"] = Field(
         "mahalanobis", description="mahalanobis: class means and a shared Ledoit-Wolf covariance (Lee et al., 2018)")
+    features: Literal[FEATURE_KINDS] = Field(
+        "penultimate", description="what the guard reads (models.FEATURE_KINDS): penultimate: the head's input; pooled: "
+        "the last feature map averaged over space; blocks: the last feature map of each resolution, each averaged")
+    train_views: int = Field(0, ge=0, description="augmented views of each training image added to what the guard "
+                             "is fitted on (the training augmentation): a wider notion of 'like the training images'")
     val_pass_rate: float = Field(0.95, gt=0.5, lt=1, description="share of validation images the threshold passes")
     min_pixel_std: float = Field(2.0, ge=0, description="an image whose grey levels vary less than this (std, of 255, "
                                  "after preprocessing) is blank: flagged whatever its score")

@@ -14,13 +14,14 @@ from medkd.data import PreparedData, prepare, run_data_config
 from medkd.evaluation.bootstrap import bootstrap_intervals
 from medkd.evaluation.config import EvaluationConfig
 from medkd.evaluation.efficiency import measure_efficiency
+from medkd.evaluation.features import probe_logits, run_backbone_identity
 from medkd.evaluation.metrics import classification_metrics, expected_calibration_error
 from medkd.device import inference_device
 from medkd.evaluation.calibration import calibrated
 from medkd.evaluation.ood import load_guard
-from medkd.evaluation.predict import predict_run_logits, run_temperature
+from medkd.evaluation.predict import predict_run_logits, predict_with_features, run_temperature
 from medkd.files import BEST, RESULTS, evaluation_file, predictions_file, write_json
-from medkd.models import classifier_name, headless, load_model
+from medkd.models import load_model
 
 @dataclass
 class Evaluation:
@@ -58,12 +59,13 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
     images, labels = data.split(split)
     guard = load_guard(folder, sidecar.get("ood"))
     device = inference_device(accelerator)
-    if guard is None:
+    probe = run_backbone_identity(folder, sidecar)
+    if guard is None and probe is not None:  # a linear probe: its head on the cached features of its frozen backbone
+        logits, scores, ood = probe_logits(model, probe, sidecar, data, split, device=device), None, None
+    elif guard is None:
         logits, scores, ood = predict_run_logits(model, images, sidecar, device=device), None, None
-    else:  # one pass: the pooled features go to the head and to the guard, as in predict and serve
-        features = predict_run_logits(headless(model), images, sidecar, device=device)
-        with torch.no_grad():
-            logits = model.get_submodule(classifier_name(model))(features)
+    else:  # one pass: logits and the guard's features, as in predict and serve
+        logits, features = predict_with_features(model, images, sidecar, guard.features, device=device)
         scores = guard.scores(features)
         flagged = int((~guard.in_distribution(scores)).sum())
         ood = {"threshold": guard.threshold, "val_pass_rate": guard.record.get("val_pass_rate"), "flagged": flagged,

@@ -13,9 +13,11 @@ from sklearn.metrics import (accuracy_score, average_precision_score, balanced_a
                              multilabel_confusion_matrix, precision_recall_fscore_support, roc_auc_score)
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-# The scalar metrics, in the order tables show them.
+# The scalar metrics, in the order tables show them. log_loss and brier are proper scoring rules of the
+# probabilities (lower is better): they still separate models whose AUC has saturated.
 SCALARS = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "auc",
-           "average_precision", "ece")
+           "average_precision", "ece", "log_loss", "brier")
+LOWER_IS_BETTER = ("ece", "log_loss", "brier")
 
 
 def decisions(probabilities: np.ndarray, threshold: float | None = None) -> np.ndarray:
@@ -57,6 +59,20 @@ def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bi
                                               num_classes=probabilities.shape[1], n_bins=bins, norm="l1"))
 
 
+def log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean negative log-probability (N, C) of each image's true class (N,), probabilities clipped at 1e-12.
+    scikit-learn's log_loss in a line: its input checks cost more than the bootstrap's thousand draws can afford."""
+    picked = probabilities[np.arange(len(labels)), np.asarray(labels, dtype=np.int64)]
+    return float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
+
+
+def brier_score(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean over images of the squared distance between the class probabilities (N, C) and the one-hot label
+    (N,): 0 is perfect (the multi-class Brier score; for two classes it is twice the binary one)."""
+    onehot = np.eye(probabilities.shape[1])[np.asarray(labels, dtype=np.int64)]
+    return float(np.mean(np.sum((probabilities - onehot) ** 2, axis=1)))
+
+
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float | None = None, *,
                            calibration_bins: int = 15, details: bool = True) -> dict:
     """Scalar metrics (see SCALARS), plus per-class scores and the confusion matrix when `details`."""
@@ -76,6 +92,8 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, thresh
         "precision": pick(precision), "recall": pick(recall), "specificity": pick(specificity), "f1": pick(f1),
         "auc": auc, "average_precision": average_precision,
         "ece": expected_calibration_error(labels, probabilities, calibration_bins),
+        "log_loss": log_loss(labels, probabilities),
+        "brier": brier_score(labels, probabilities),
     }
     if details:
         result["per_class"] = {"precision": precision.tolist(), "recall": recall.tolist(),

@@ -40,7 +40,12 @@ class FeatureGuard:
 
     score: MahalanobisScore
     threshold: float
-    record: dict  # for the sidecar: method, threshold, pass rate, feature width, images fitted on
+    record: dict  # for the sidecar: method, features, threshold, pass rate, feature width, images fitted on
+
+    @property
+    def features(self) -> str:
+        """What the guard reads (models.FEATURE_KINDS); guards from before the choice read the penultimate."""
+        return self.record.get("features", "penultimate")
 
     def scores(self, features: torch.Tensor | np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -71,7 +76,8 @@ def fit_guard(train_features: np.ndarray, train_labels: np.ndarray, val_features
     guard = FeatureGuard(score, 0.0, {})
     val_scores = guard.scores(np.asarray(val_features, dtype=np.float32))
     guard.threshold = float(np.quantile(val_scores, settings.val_pass_rate))
-    guard.record = {"method": settings.method, "file": OOD_GUARD, "threshold": guard.threshold,
+    guard.record = {"method": settings.method, "features": settings.features, "train_views": settings.train_views,
+                    "file": OOD_GUARD, "threshold": guard.threshold,
                     "val_pass_rate": settings.val_pass_rate, "feature_dim": int(train_features.shape[1]),
                     "train_images": int(len(train_features)), "shrinkage": float(estimate.shrinkage_)}
     return guard

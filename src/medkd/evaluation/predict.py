@@ -6,30 +6,46 @@ import numpy as np
 import torch
 from torch import nn
 
+from medkd.device import inference_batch_size
 from medkd.evaluation.calibration import calibrated
-from medkd.models import normalise
+from medkd.models import WithFeatures, normalise
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, *, mean: list[float], std: list[float],
-                   batch_size: int = 64, bf16: bool = False, device: str | torch.device | None = None) -> torch.Tensor:
-    """Outputs (float32, on the CPU) of `model` in eval mode for uint8 images (N, C, H, W), in batches, computed
-    on `device` (default: where the model is); the model is back on its own device afterwards."""
+                   batch_size: int | None = None, bf16: bool = False,
+                   device: str | torch.device | None = None) -> torch.Tensor:
+    """Outputs (float32, on the CPU) of `model` in eval mode for uint8 images (N, C, H, W), in batches (of
+    `batch_size`, default the device policy's inference_batch_size), computed on `device` (default: where the
+    model is); the model is back on its own device afterwards."""
     home = next(model.parameters(), torch.empty(0)).device
     device = torch.device(device) if device is not None else home
+    batch_size = batch_size or inference_batch_size(device, tuple(images.shape))
     model.eval().to(device)
     outputs = []
     try:
         for start in range(0, len(images), batch_size):
             inputs = normalise(images[start:start + batch_size], mean, std).to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                outputs.append(model(inputs.contiguous(memory_format=torch.channels_last)).float().cpu())
+                output = model(inputs.contiguous(memory_format=torch.channels_last))
+            outputs.append(tuple(o.float().cpu() for o in output) if isinstance(output, tuple) else output.float().cpu())
     finally:
         model.to(home)
-    return torch.cat(outputs) if outputs else torch.empty(0)
+    if not outputs:
+        return torch.empty(0)
+    if isinstance(outputs[0], tuple):  # a model with several outputs (e.g. logits and guard features): each whole
+        return tuple(torch.cat(parts) for parts in zip(*outputs))
+    return torch.cat(outputs)
 
 
-def predict_run_logits(model: nn.Module, images: np.ndarray | torch.Tensor, sidecar: dict, batch_size: int = 64,
+def predict_with_features(model: nn.Module, images: np.ndarray | torch.Tensor, sidecar: dict, kind: str,
+                          device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (N, classes) and guard features (N, D) of `kind` (models.FEATURE_KINDS) of a run's model, one pass."""
+    example = torch.zeros(1, *images.shape[1:])
+    return predict_run_logits(WithFeatures(model, kind, example), images, sidecar, device=device)
+
+
+def predict_run_logits(model: nn.Module, images: np.ndarray | torch.Tensor, sidecar: dict, batch_size: int | None = None,
                        device: str | torch.device | None = None, bf16: bool = False) -> torch.Tensor:
     """Logits (N, classes) of a run folder's model, with the normalisation its sidecar records."""
     norm = sidecar["normalisation"]
@@ -38,7 +54,7 @@ def predict_run_logits(model: nn.Module, images: np.ndarray | torch.Tensor, side
 
 
 def predict_probabilities(model: nn.Module, images: np.ndarray | torch.Tensor, sidecar: dict,
-                          batch_size: int = 64, device: str | torch.device | None = None) -> np.ndarray:
+                          batch_size: int | None = None, device: str | torch.device | None = None) -> np.ndarray:
     """Class probabilities (N, classes) of a run folder's model: its sidecar's normalisation, and its calibration
     temperature (1 for runs from before medkd calibrated)."""
     logits = predict_run_logits(model, images, sidecar, batch_size=batch_size, device=device)

@@ -18,6 +18,9 @@ def choose_threshold(labels: np.ndarray, positive_probability: np.ndarray, setti
     thresholds = np.minimum(thresholds, 1.0)  # roc_curve's first threshold is +inf: "predict nothing positive"
     if settings.rule == "youden":
         best = int(np.argmax(tpr - fpr))
+    elif settings.rule == "accuracy":  # correct decisions: true positives + true negatives
+        positives = int(np.sum(labels == 1))
+        best = int(np.argmax(tpr * positives + (1 - fpr) * (len(labels) - positives)))
     else:  # the first (highest) threshold whose sensitivity reaches the target
         best = int(np.argmax(tpr >= settings.target_sensitivity))
     return float(thresholds[best])

@@ -14,8 +14,8 @@ from medkd.config import Recipe
 from medkd.errors import MedkdError
 from medkd.files import METRICS, evaluation_file, predictions_file
 from medkd.models import read_sidecar
-from medkd.study import (DATA_CHECK, RECIPE, finished_runs, matched_controls, read_sessions, recommend, run_folder,
-                         summarise)
+from medkd.study import (DATA_CHECK, RECIPE, Recommendation, finished_runs, matched_controls, read_sessions, recommend,
+                         run_folder, summarise)
 
 
 class ReportError(MedkdError):
@@ -31,13 +31,17 @@ class StudyResults:
     runs: pd.DataFrame
     missing: list[tuple[str, int]]  # (stage, seed) runs the recipe asks for that have not been evaluated yet
     summary: pd.DataFrame
-    recommended: str
+    recommendation: Recommendation
     controls: dict[str, list[str]]  # each distilled stage's controls: no KD, then label smoothing
     label_efficiency: dict[str, dict[float, str]]  # label_fractions(recipe)
     classes: list[str]
     data_check: dict | None
     sessions: list[dict]
     _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def recommended(self) -> str:
+        return self.recommendation.stage
 
     @property
     def stages(self) -> list[str]:

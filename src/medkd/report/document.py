@@ -10,17 +10,16 @@ from pathlib import Path
 import markdown
 import numpy as np
 import pandas as pd
-import torch
 import yaml
-from sklearn.metrics import recall_score
 
 from medkd.config import Recipe
 from medkd.environment import describe_environment
-from medkd.distillation import ensemble_logits
-from medkd.evaluation import delong_test, mcnemar_test, ranking_scores
+from medkd.report.answer import answer
 from medkd.report.collect import StudyResults, load_study
 from medkd.report.figures import (confusion_matrices, efficiency_tradeoff, label_efficiency_curves,
                                   reliability_diagram, roc_curves, training_curves)
+from medkd.report.paired import paired_rows, teacher_targets_auc
+from medkd.report.tables import markdown_table, mean_sd
 from medkd.study import per_class_recall_column, within_budget
 
 FIGURE_FOLDER = "report_files"
@@ -43,22 +42,6 @@ blockquote { border-left: 6px solid #c62828; background: #fdecea; margin: 1em 0;
 img { max-width: 100%; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 """
-
-
-def mean_sd(summary: pd.DataFrame, column: str, digits: int = 3) -> pd.Series:
-    """'mean ± sd' per stage ('mean' alone with one seed)."""
-    return pd.Series([f"{m:.{digits}f}" if pd.isna(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
-                      for m, s in zip(summary[f"{column}_mean"], summary[f"{column}_std"])], index=summary.index)
-
-
-def markdown_table(table: pd.DataFrame, index_name: str = "stage") -> str:
-    """A pipe table; cells are shown as formatted here (tabulate would re-format '0.830' as 0.83)."""
-    return table.rename_axis(index_name).to_markdown(colalign=["left"] + ["right"] * table.shape[1],
-                                                     disable_numparse=True)
-
-
-def p_value(p: float) -> str:
-    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
 def untrained_transfer_stages(recipe: Recipe) -> list[str]:
@@ -118,26 +101,18 @@ def stage_table(results: StudyResults) -> list[str]:
     return ["## Stages", "", table.to_markdown(disable_numparse=True), ""]
 
 
-def recommendation(results: StudyResults) -> list[str]:
-    selection, summary, best = results.recipe.selection, results.summary, results.recommended
-    top = summary[f"val_{selection.metric}_mean"].idxmax()
-    row = summary.loc[best]
+def budget(results: StudyResults) -> list[str]:
+    """The selection budget and how many stages fit it (the answer says what was chosen within it and why)."""
+    selection = results.recipe.selection
     limits = [f"at most {selection.max_parameters:,} parameters" if selection.max_parameters else "",
               f"at most {selection.max_latency_ms} ms per image on CPU" if selection.max_latency_ms else ""]
     limits = " and ".join(limit for limit in limits if limit)
-    budget = ""
-    if limits:
-        fits = within_budget(summary, selection)
-        budget = (f" Budget: {limits}; {len(fits)} of {len(summary)} stages fit it, and only those were considered."
-                  if len(fits) else f" Budget: {limits}; **no stage fits it**, so it was ignored.")
-    return ["## Recommended model", "",
-            f"**{best}**: validation {selection.metric} {row[f'val_{selection.metric}_mean']:.3f} (best: {top}, "
-            f"{summary.loc[top, f'val_{selection.metric}_mean']:.3f}), {row['parameters_mean'] / 1e6:.2f} M "
-            f"parameters, {row['latency_ms_mean']:.1f} ms per image on CPU.", "",
-            f"Rule: among the stages whose mean validation {selection.metric} is within {selection.tolerance} of "
-            "the best, the one with the lowest CPU latency. The choice uses validation scores and cost only, "
-            f"never the test split.{budget} Its test figures: AUC {row['test_auc_mean']:.3f}, sensitivity "
-            f"{row['test_recall_mean']:.3f}, specificity {row['test_specificity_mean']:.3f}.", ""]
+    if not limits:
+        return []
+    fits = within_budget(results.summary, selection)
+    return [f"Deployment budget: {limits}; {len(fits)} of {len(results.summary)} stages fit it, and only those "
+            "could be recommended." if len(fits) else f"Deployment budget: {limits}; **no stage fits it**, so it "
+            "was ignored.", ""]
 
 
 def comparison(results: StudyResults) -> list[str]:
@@ -224,33 +199,6 @@ def label_efficiency(results: StudyResults) -> list[str]:
             "test unchanged).", "", markdown_table(pd.DataFrame(cells).T, "method"), ""]
 
 
-def paired_rows(results: StudyResults, first: str, second: str, seeds: list[int],
-                names: tuple[str, str] | None = None) -> list[dict]:
-    """Per seed: DeLong (AUC, binary tasks) and McNemar (accuracy of the decisions) of stage `first` vs stage
-    `second`; columns name them as `names` (default: the stage names)."""
-    rows, stages = [], (first, second)
-    first, second = names or stages
-    for seed in seeds:
-        labels, p_first, d_first = results.predictions(stages[0], seed)
-        _, p_second, d_second = results.predictions(stages[1], seed)
-        row = {"seed": seed}
-        if len(results.classes) == 2:
-            auc = delong_test(labels, p_first[:, 1], p_second[:, 1])
-            row.update({f"AUC {first}": f"{auc.statistic_a:.4f}", f"AUC {second}": f"{auc.statistic_b:.4f}",
-                        "ΔAUC": f"{auc.statistic_a - auc.statistic_b:+.4f}", "DeLong p": p_value(auc.p_value)})
-        accuracy = mcnemar_test(labels, d_first, d_second)
-        row.update({f"acc. {first}": f"{accuracy.statistic_a:.4f}", f"acc. {second}": f"{accuracy.statistic_b:.4f}",
-                    "Δacc.": f"{accuracy.statistic_a - accuracy.statistic_b:+.4f}",
-                    "McNemar p": p_value(accuracy.p_value)})
-        if len(results.classes) > 2:  # which class a gain (or a loss) comes from
-            classes = list(range(len(results.classes)))
-            change = (recall_score(labels, d_first, labels=classes, average=None, zero_division=0)
-                      - recall_score(labels, d_second, labels=classes, average=None, zero_division=0))
-            row.update({f"Δrecall {name}": f"{delta:+.4f}" for name, delta in zip(results.classes, change)})
-        rows.append(row)
-    return rows
-
-
 def paired_tests(results: StudyResults) -> list[str]:
     lines = ["## Paired tests on the test split", "",
              "Same test images, two models: DeLong's test for AUC, exact McNemar's test for the accuracy of the "
@@ -285,19 +233,6 @@ def paired_tests(results: StudyResults) -> list[str]:
         lines += [f"### The recommended model ({results.recommended}) against each other stage, seed {seed}", "",
                   markdown_table(pd.DataFrame(rows).set_index("other"), "other stage"), ""]
     return lines
-
-
-def teacher_targets_auc(results: StudyResults, teachers: list[str], temperature: float, seed: int) -> float | None:
-    """Test AUC of what a student was taught: its teachers' softened probabilities at `temperature`, averaged
-    (ensemble_logits), from the teachers' own uncalibrated test predictions (log-probabilities are logits up to a
-    per-image constant, which softmax ignores). None when a teacher's predictions predate uncalibrated columns."""
-    probabilities = [results.uncalibrated(teacher, seed) for teacher in teachers]
-    if any(p is None for p in probabilities):
-        return None
-    logits = torch.from_numpy(np.log(np.clip(np.stack(probabilities, axis=1), 1e-12, None)))  # (N, teachers, C)
-    targets = (ensemble_logits(logits, temperature) / temperature).softmax(dim=1).numpy()
-    labels, _, _ = results.predictions(teachers[0], seed)
-    return ranking_scores(labels, targets)[0]
 
 
 def students_and_teachers(results: StudyResults) -> list[str]:
@@ -433,7 +368,7 @@ def inline_images(html: str, folder: Path) -> str:
 def write_report(folder: str | Path) -> tuple[Path, Path]:
     """Write STUDY/report.md (+ report_files/*.png) and the self-contained STUDY/report.html."""
     results = load_study(folder)
-    lines = [*header(results), *recommendation(results), *stage_table(results), *comparison(results),
+    lines = [*header(results), *answer(results), *budget(results), *stage_table(results), *comparison(results),
              *label_efficiency(results),
              *paired_tests(results), *students_and_teachers(results),
              *figures(results, results.folder / FIGURE_FOLDER), *data_summary(results), *provenance(results)]

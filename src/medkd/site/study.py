@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_curve
 from sklearn.model_selection import StratifiedGroupKFold
 
 from medkd.data import PreparedData, prepare, run_data_config
@@ -43,14 +42,6 @@ def scores(labels: np.ndarray, logits, temperature: float, threshold: float | No
     return {name: metrics[name] for name in METRICS}
 
 
-def best_accuracy_threshold(labels: np.ndarray, positive: np.ndarray) -> float:
-    """The threshold on P(positive) (N,) with the highest accuracy on these very labels (N,)."""
-    false_positive, true_positive, thresholds = roc_curve(labels, positive)
-    positives = labels.sum()
-    correct = true_positive * positives + (1 - false_positive) * (len(labels) - positives)
-    return float(min(thresholds[int(np.argmax(correct))], 1.0))  # roc_curve's first threshold is +inf: none positive
-
-
 def run_variants(folder: Path, data: PreparedData, calibration: np.ndarray, evaluation: np.ndarray) -> list[dict]:
     """The five variants' scores of one run on the evaluation part, and (binary tasks) the accuracy ceiling of the
     model as trained: what the best of all thresholds scores there, which no threshold chosen without those labels
@@ -76,7 +67,8 @@ def run_variants(folder: Path, data: PreparedData, calibration: np.ndarray, eval
     rows["AdaBN + site temperature + threshold"] = scores(labels[evaluation], adapted_logits[evaluation],
                                                           site["calibration"]["temperature"], site.get("threshold"))
     if binary:
-        ceiling = best_accuracy_threshold(labels[evaluation], calibrated(logits[evaluation], temperature)[:, 1])
+        ceiling = choose_threshold(labels[evaluation], calibrated(logits[evaluation], temperature)[:, 1],
+                                   ThresholdConfig(rule="accuracy"))  # on the very labels it is scored on
         rows[CEILING] = scores(labels[evaluation], logits[evaluation], temperature, ceiling)
     return [{"variant": variant, **values} for variant, values in rows.items()]
 

@@ -11,8 +11,8 @@ from medkd.study.folder import (DATA_CHECK, RECIPE, RUNS, SESSIONS, SUMMARY, fin
                                 per_class_recall_column, read_sessions, result_row, run_folder)
 from medkd.study.plan import matched_controls, stage_order, study_jobs, with_dependencies, with_weights
 from medkd.study.runner import run_study
-from medkd.study.summary import print_summary, recommend, summarise, within_budget
+from medkd.study.summary import Recommendation, print_summary, recommend, summarise, within_budget
 
-__all__ = ["DATA_CHECK", "RECIPE", "RUNS", "SESSIONS", "SUMMARY", "finished_runs", "is_evaluated", "matched_controls",
+__all__ = ["Recommendation", "DATA_CHECK", "RECIPE", "RUNS", "SESSIONS", "SUMMARY", "finished_runs", "is_evaluated", "matched_controls",
            "per_class_recall_column", "print_summary", "read_sessions", "recommend", "result_row", "run_folder",
            "run_study", "stage_order", "study_jobs", "summarise", "with_dependencies", "with_weights", "within_budget"]

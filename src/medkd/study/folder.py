@@ -59,7 +59,7 @@ def result_row(folder: Path, stage: str, seed: int) -> dict:
     for split in ("val", "test"):
         result = json.loads((folder / evaluation_file(split)).read_text())
         scores = result["at_threshold"] or result["at_argmax"]
-        row.update({f"{split}_{name}": scores[name] for name in SCALARS})
+        row.update({f"{split}_{name}": scores.get(name, float("nan")) for name in SCALARS})  # NaN: from an older medkd
         if len(result["classes"]) > 2:  # a class the model misses hides in the macro means: keep each class's recall
             row.update({per_class_recall_column(split, name): recall
                         for name, recall in zip(result["classes"], scores["per_class"]["recall"])})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import pandas as pd
 from rich.console import Console
@@ -34,17 +35,59 @@ def within_budget(summary: pd.DataFrame, selection: SelectionConfig) -> pd.Index
     return summary.index[fits]
 
 
-def recommend(summary: pd.DataFrame, selection: SelectionConfig) -> str:
-    """The fastest stage among those within `selection.tolerance` of the best mean validation `selection.metric`,
-    looking only at the stages within the budget (at all of them, with a warning, when none is)."""
-    candidates = within_budget(summary, selection)
-    if candidates.empty:
+@dataclass(frozen=True)
+class Recommendation:
+    """The recommended stage and each step of the rule that led to it (SelectionConfig), for the report."""
+
+    stage: str
+    in_budget: list[str]  # every stage when none fits the budget (then ignored)
+    budget_ignored: bool
+    contenders: list[str]  # within tolerance of the best validation metric, in the budget
+    equally_fast: list[str]  # contenders within the latency tolerance of the fastest contender
+    best_overall: str  # the best validation metric of all stages, budget or not
+
+    def reason(self, summary: pd.DataFrame, selection: SelectionConfig) -> str:
+        """Why this stage, step by step (validation scores and cost only)."""
+        metric, tie = selection.metric, selection.tie_breaker
+        val, latency = summary[f"val_{metric}_mean"], summary["latency_ms_mean"]
+        steps = []
+        if selection.has_budget:
+            steps.append("no stage fits the budget, so it was ignored" if self.budget_ignored
+                         else f"within the budget: {names(self.in_budget)} ({len(self.in_budget)} of {len(summary)})")
+        steps.append(f"within {selection.tolerance} of the best validation {metric} ({val[self.in_budget].max():.4f}): "
+                     f"{names(self.contenders)}")
+        steps.append(f"as fast as the fastest of those ({latency[self.contenders].min():.2f} ms, within "
+                     f"{selection.latency_tolerance:.0%}): {names(self.equally_fast)}")
+        if len(self.equally_fast) > 1:
+            values = summary.loc[self.equally_fast, f"val_{tie}_mean"].sort_values()
+            steps.append(f"the lowest validation {tie.replace('_', '-')} of those: " + ", ".join(
+                f"{stage} {value:.4f}" for stage, value in values.items()))
+        return "; ".join(steps) + "."
+
+
+def names(stages: list[str]) -> str:
+    return ", ".join(stages)
+
+
+def recommend(summary: pd.DataFrame, selection: SelectionConfig) -> Recommendation:
+    """The stage a user should deploy, by `selection`'s rule (see SelectionConfig), from the summary's mean
+    validation scores and CPU latency; a budget that no stage fits is ignored with a warning."""
+    in_budget = within_budget(summary, selection)
+    ignored = in_budget.empty
+    if ignored:
         log.warning("no stage is within the selection budget (max_parameters %s, max_latency_ms %s): the "
                     "recommendation ignores it", selection.max_parameters, selection.max_latency_ms)
-        candidates = summary.index
-    scores = summary.loc[candidates, f"val_{selection.metric}_mean"]
-    contenders = summary.loc[scores.index[scores >= scores.max() - selection.tolerance]]
-    return str(contenders["latency_ms_mean"].idxmin())
+        in_budget = summary.index
+    scores = summary.loc[in_budget, f"val_{selection.metric}_mean"]
+    contenders = scores.index[scores >= scores.max() - selection.tolerance]
+    latency = summary.loc[contenders, "latency_ms_mean"]
+    equally_fast = latency.index[latency <= latency.min() * (1 + selection.latency_tolerance)]
+    tie = summary.loc[equally_fast, f"val_{selection.tie_breaker}_mean"]
+    # An older study's runs have no validation log-loss (NaN): the fastest of them, as medkd chose before.
+    stage = tie.idxmin() if tie.notna().any() else latency[equally_fast].idxmin()
+    best_overall = summary[f"val_{selection.metric}_mean"].idxmax()
+    return Recommendation(str(stage), [str(s) for s in in_budget], ignored, [str(s) for s in contenders],
+                          [str(s) for s in equally_fast], str(best_overall))
 
 
 def print_summary(summary: pd.DataFrame, recipe: Recipe, console: Console) -> None:
@@ -59,6 +102,4 @@ def print_summary(summary: pd.DataFrame, recipe: Recipe, console: Console) -> No
                  for c, _ in COLUMNS]  # one seed has no sd
         table.add_row(str(stage), *cells, f"{row['parameters_mean']:,.0f}", f"{row['latency_ms_mean']:.1f}")
     console.print(table)
-    best = recommend(summary, recipe.selection)
-    console.print(f"recommended (validation {recipe.selection.metric} within {recipe.selection.tolerance} of the "
-                  f"best, then the fastest): [bold]{best}[/bold]")
+    console.print(f"recommended: [bold]{recommend(summary, recipe.selection).stage}[/bold]")
