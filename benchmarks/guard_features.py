@@ -3,7 +3,7 @@ it flags (all, and per class) and the share of images that are not chest X-rays 
 the guard can read (medkd.models.FEATURE_KINDS), fitted on the train split (optionally with augmented
 views), its threshold passing `--val-pass-rate` of validation, as medkd fits it at the end of training.
 
-    python benchmarks/guard_features.py RUN_FOLDER [--views 4] [--val-pass-rate 0.95]
+    python benchmarks/guard_features.py RUN_FOLDER [--views 0 4] [--val-pass-rate 0.95 0.99]
 
 Not-chest-X-rays: the test suite's set (tests/test_guard.py: scikit-image's photos and crops, noise, blank
 frames, rendered text, pydicom's CT and MR), scored by the guard alone (predict also flags blank images and
@@ -26,7 +26,7 @@ from test_guard import write_not_chest_xrays  # noqa: E402
 import yaml  # noqa: E402
 
 from medkd.data import decode_file, prepare, preprocess, run_data_config  # noqa: E402
-from medkd.engine import TrainConfig, build_augmentation  # noqa: E402
+from medkd.engine import TrainConfig, augment_seeded, build_augmentation, view_seed  # noqa: E402
 from medkd.evaluation import GuardConfig, fit_guard, predict_with_features  # noqa: E402
 from medkd.files import CONFIG  # noqa: E402
 from medkd.models import FEATURE_KINDS, load_model  # noqa: E402
@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
     parser.add_argument("--views", type=int, nargs="+", default=[0, 4], help="augmented train views fitted on")
-    parser.add_argument("--val-pass-rate", type=float, default=0.95)
+    parser.add_argument("--val-pass-rate", type=float, nargs="+", default=[0.95, 0.99])
     args = parser.parse_args()
     model, sidecar = load_model(args.run)
     data = prepare(run_data_config(args.run), show_progress=False)
@@ -53,27 +53,30 @@ def main() -> None:
         others = np.stack([preprocess(decode_file(f, max_pixels=10**8).image, data.config.preprocessing) for f in files])
     test_images, test_labels = data.split("test")
     print(f"{args.run}: {sidecar['architecture']} at {data.config.preprocessing.size} px; test {len(test_labels)} "
-          f"X-rays, {len(others)} not-chest-X-rays; threshold passes {args.val_pass_rate:.0%} of validation")
-    print(f"{'features':<12} {'views':>5} {'dim':>5} {'test flagged':>13} " +
-          " ".join(f"{name:>10}" for name in data.classes) + f" {'others':>8}")
+          f"X-rays, {len(others)} not-chest-X-rays")
+    print(f"{'features':<12} {'views':>5} {'dim':>5} {'val pass':>8} {'test flagged':>13} " +
+          " ".join(f"{name:>10}" for name in data.classes) + f" {'others':>8} {'margin':>7}")
     for kind in FEATURE_KINDS:
         features = {split: guard_features(model, data.split(split)[0], sidecar, kind) for split in ("train", "val")}
         test, other = guard_features(model, test_images, sidecar, kind), guard_features(model, others, sidecar, kind)
         for views in args.views:
             train, labels = [features["train"]], [data.split("train")[1]]
-            generator = torch.Generator().manual_seed(0)
-            for _ in range(views):
-                torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
-                augmented = torch.stack([augmentation(torch.from_numpy(image)) for image in data.split("train")[0]])
+            for view in range(views):  # the views fit() draws for train_views (seeded per image and view)
+                augmented = torch.stack([augment_seeded(augmentation, torch.from_numpy(image),
+                                                        view_seed(settings.seed, index, view))
+                                         for index, image in enumerate(data.split("train")[0])])
                 train.append(guard_features(model, augmented.numpy(), sidecar, kind))
                 labels.append(data.split("train")[1])
-            guard = fit_guard(np.concatenate(train), np.concatenate(labels), features["val"],
-                              GuardConfig(val_pass_rate=args.val_pass_rate, features=kind))
-            flagged = ~guard.in_distribution(guard.scores(test))
-            per_class = [flagged[test_labels == k].mean() for k in range(len(data.classes))]
-            caught = (~guard.in_distribution(guard.scores(other))).mean()
-            print(f"{kind:<12} {views:>5} {test.shape[1]:>5} {flagged.mean():>13.1%} "
-                  + " ".join(f"{share:>10.1%}" for share in per_class) + f" {caught:>8.1%}", flush=True)
+            for rate in args.val_pass_rate:
+                guard = fit_guard(np.concatenate(train), np.concatenate(labels), features["val"],
+                                  GuardConfig(val_pass_rate=rate, features=kind))
+                flagged = ~guard.in_distribution(guard.scores(test))
+                per_class = [flagged[test_labels == k].mean() for k in range(len(data.classes))]
+                other_scores = guard.scores(other)
+                caught, margin = (other_scores > guard.threshold).mean(), other_scores.min() / guard.threshold
+                print(f"{kind:<12} {views:>5} {test.shape[1]:>5} {rate:>8.1%} {flagged.mean():>13.1%} "
+                      + " ".join(f"{share:>10.1%}" for share in per_class) + f" {caught:>8.1%} {margin:>7.2f}",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import urllib.error
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from conftest import class_image, write_dicom, write_kermany_like
 from medkd.data import DataConfig, DataError, available_sources, prepare
 from medkd.data.sources import medmnist
+from medkd.engine import TrainConfig, fit
 
 
 def test_folder_with_splits_carves_patient_level_val(tmp_path, config_for):
@@ -155,6 +158,42 @@ def test_numpy_layouts_decode_to_the_same_pixels(tmp_path, config_for):
     assert b.classes == ["0", "1", "2"]
     assert np.array_equal(a.samples["label"], b.samples["label"])
     assert np.abs(a.decoded.images.astype(int) - b.decoded.images.astype(int)).max() <= 1
+
+
+def test_arrays_train_at_their_own_resolution_unless_told_and_say_so(tmp_path, caplog):
+    """Another study's layout (FData/X_{train,val,test}.npy, 32 x 32 x 3 float, one-hot labels): without a size it
+    trains at 32 px (model.json size 32), where it used to be silently upsampled to 224; an explicit upsampling is
+    allowed and said once; image files keep the 224 px default."""
+    folder = tmp_path / "FData"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 48), ("val", 16), ("test", 16)):
+        labels = np.arange(count) % 2
+        images = np.stack([np.repeat(class_image(int(y), i, 32)[..., None], 3, axis=-1) for i, y in enumerate(labels)])
+        np.save(folder / f"X_{split}.npy", (images / 255.0 + rng.normal(0, 0.01, images.shape)).astype(np.float32))
+        np.save(folder / f"y_{split}.npy", np.eye(2)[labels])
+    config = DataConfig.model_validate({"path": str(folder), "cache_dir": str(tmp_path / "cache"),
+                                        "split": {"min_val_size": 1, "patient_pattern": None}})
+    assert config.preprocessing.size is None
+    with caplog.at_level("INFO", logger="medkd.data.prepared"):
+        data = prepare(config, show_progress=False)
+    assert data.config.preprocessing.size == 32 and data.split("train")[0].shape[1:] == (3, 32, 32)
+    assert "working at 32 px (the arrays' own side" in caplog.text
+    run = fit(config, TrainConfig(model="compact_cnn", model_args={"width": 8}, epochs=1, batch_size=16),
+              tmp_path / "run", show_progress=False)
+    sidecar = json.loads((run / "model.json").read_text())
+    assert sidecar["preprocessing"]["size"] == 32 and sidecar["in_chans"] == 3
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["preprocessing"]["size"] == 32
+    caplog.clear()
+    bigger = config.model_copy(update={"preprocessing": config.preprocessing.model_copy(update={"size": 64})})
+    with caplog.at_level("INFO", logger="medkd.data.prepared"):
+        prepare(bigger, show_progress=False)
+        prepare(bigger, show_progress=False)
+    assert caplog.text.count("its 32 px images are upsampled to 64 px") == 1
+    files = write_kermany_like(tmp_path / "xray", {"train": 2, "test": 1}, patients_per_class=10)
+    unset = DataConfig.model_validate({"path": str(files), "cache_dir": str(tmp_path / "cache"),
+                                       "split": {"min_val_size": 1}, "preprocessing": {"channels": 1}})
+    assert prepare(unset, show_progress=False).config.preprocessing.size == 224
 
 
 def test_csv_manifest_with_patients_and_splits(tmp_path, config_for):

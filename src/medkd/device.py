@@ -86,6 +86,13 @@ def inference_batch_size(device: torch.device, image_shape: tuple[int, ...]) -> 
     return min(GPU_INFERENCE_BATCH, 1 << (fits.bit_length() - 1))
 
 
+def feature_engine(device: torch.device, bf16: bool = False) -> Literal["onnxruntime", "torch"]:
+    """What computes a frozen backbone's features over whole splits (linear probes, probe teachers): on a CPU in
+    fp32, ONNX Runtime, whose depthwise convolutions run about twice as fast as PyTorch's there (EfficientNet-Lite0
+    at 224 px: 121 against 58 images/s on a 2-core AMD EPYC; docs/performance.md); elsewhere PyTorch."""
+    return "onnxruntime" if torch.device(device).type == "cpu" and not bf16 else "torch"
+
+
 def lightning_precision(choice: str, accelerator: str) -> str:
     """Lightning precision for a precision setting: auto picks bf16 mixed precision only where it is fast."""
     if choice == "32":

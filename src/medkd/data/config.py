@@ -17,12 +17,15 @@ KERMANY_PATIENT_PATTERN = r"^(?P<patient>(?:NORMAL2-)?IM-\d+|person\d+)"
 # Above this many pixels an image is refused before it is decoded (a decompression bomb,
 # or a file that is not what it claims): 20000 x 20000 covers full-field mammography.
 DEFAULT_MAX_PIXELS = 400_000_000
+# The working side of image files when preprocessing.size is not set (files come in any size): ImageNet's.
+DEFAULT_FILE_SIZE = 224
 
 
 class Preprocessing(StrictModel):
     """How every image becomes the model's input: one definition for training, evaluation and serving."""
 
-    size: int = Field(224, ge=8, le=4096, description="side of the square working resolution, in pixels")
+    size: int | None = Field(None, ge=8, le=4096, description="side of the square working resolution, in pixels; "
+                             "default: the images' own side for array sources (NumPy, MedMNIST), else 224")
     channels: Literal[1, 3] = Field(3, description="1 for grey-scale, 3 for RGB")
     resize: Literal["squash", "pad", "crop"] = Field(
         "squash",

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from medkd.data.cache import DecodedImages, decode_all
-from medkd.data.config import DataConfig
+from medkd.data.config import DEFAULT_FILE_SIZE, DataConfig
 from medkd.data.errors import DataError
 from medkd.data.sources import open_source
 from medkd.data.splits import assign_splits, linked_groups
@@ -17,6 +17,7 @@ from medkd.data.table import SPLITS, SampleTable
 from medkd.files import bytes_fingerprint
 
 log = logging.getLogger(__name__)
+_UPSAMPLING_LOGGED: set[tuple[str, int, int]] = set()  # said once per process, however often the data is prepared
 
 
 @dataclass
@@ -50,9 +51,33 @@ class PreparedData:
         return f"{self.decoded.folder.name}:{bytes_fingerprint(rows.tobytes())}"
 
 
-def prepare(config: DataConfig, *, show_progress: bool = True) -> PreparedData:
-    """Open the source, decode (or load from cache) every image, apply the bad-file policy, split by patient."""
+def opened(config: DataConfig) -> tuple[SampleTable, DataConfig]:
+    """The source's sample table and `config` with its working size resolved: an unset preprocessing.size is the
+    images' own side for array sources (NumPy, MedMNIST: no silent resampling), DEFAULT_FILE_SIZE for image files.
+    An explicit size above an array source's own side is an upsampling: allowed, and logged once."""
     source = open_source(config)
+    native, size = source.reader.native_size, config.preprocessing.size
+    if size is None:
+        size = native or DEFAULT_FILE_SIZE
+        log.info("%s: working at %d px (%s; set data.preprocessing.size to change it)", source.origin, size,
+                 "the arrays' own side" if native else "the default for image files")
+        config = config.model_copy(update={"preprocessing": config.preprocessing.model_copy(update={"size": size})})
+    elif native and size > native and (source.origin, native, size) not in _UPSAMPLING_LOGGED:
+        _UPSAMPLING_LOGGED.add((source.origin, native, size))
+        log.info("%s: its %d px images are upsampled to %d px (data.preprocessing.size: %d); leave size unset to "
+                 "work at their own resolution", source.origin, native, size, size)
+    return source, config
+
+
+def resolve_size(config: DataConfig) -> DataConfig:
+    """`config` with preprocessing.size set as `opened` resolves it (unchanged when it is set)."""
+    return config if config.preprocessing.size is not None else opened(config)[1]
+
+
+def prepare(config: DataConfig, *, show_progress: bool = True) -> PreparedData:
+    """Open the source, decode (or load from cache) every image, apply the bad-file policy, split by patient.
+    The returned data's config has its working size resolved (see `opened`)."""
+    source, config = opened(config)
     decoded = decode_all(source, config, show_progress=show_progress)
     info = decoded.info.drop(columns="ref")
     samples = pd.concat([source.samples, info], axis=1)
@@ -73,7 +98,7 @@ def unlabelled_images(config: DataConfig, *, exclude_source_splits: tuple[str, .
                       show_progress: bool = True) -> np.ndarray:
     """Every readable image of the source except those of `exclude_source_splits` (labels ignored), for
     self-supervised pretraining. Excluded files are never opened: they are dropped before decoding."""
-    source = open_source(config)
+    source, config = opened(config)
     kept = source.samples[~source.samples["source_split"].isin(exclude_source_splits)]
     if kept.empty:
         raise DataError(f"{source.origin}: no images outside the {', '.join(exclude_source_splits)} split(s)")
@@ -88,7 +113,7 @@ def unlabelled_images(config: DataConfig, *, exclude_source_splits: tuple[str, .
 def labelled_images(config: DataConfig, *, show_progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Every readable image of the source with its label, whatever its split and without splitting (a site's
     calibration set, however few its patients): images (N, C, H, W) uint8, labels (N,), class names."""
-    source = open_source(config)
+    source, config = opened(config)
     decoded = decode_all(source, config, show_progress=show_progress)
     ok = decoded.info["ok"].to_numpy()
     if (~ok).any():

@@ -35,6 +35,11 @@ class ImageReader(abc.ABC):
         """How a ref is shown to a person."""
         return ref
 
+    @property
+    def native_size(self) -> int | None:
+        """The side of the source's own images where they all share one (arrays), else None (files of any size)."""
+        return None
+
 
 def file_stat(path: Path) -> list:
     """[path, size, mtime_ns], or [path, None, None] for a file that is missing."""
@@ -85,6 +90,11 @@ class ArrayReader(ImageReader):
 
     def fingerprint(self, refs: list[str]) -> list:
         return [file_stat(path) for path in self.files]
+
+    @property
+    def native_size(self) -> int:
+        """The arrays' largest side (H, W of (N, H, W[, C]) arrays), over every split."""
+        return max(max(array.shape[1:3]) for array in self.images.values())
 
 
 def _to_hwc(array: np.ndarray, split: str) -> np.ndarray:

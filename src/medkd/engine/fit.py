@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-from medkd.data import DataConfig, PreparedData, prepare, record_data_location
+from medkd.data import DataConfig, PreparedData, prepare, record_data_location, resolve_size
 from medkd.engine.augment import build_augmentation
 from medkd.engine.callbacks import EpochMetricsCSV
 from medkd.engine.config import TrainConfig
@@ -68,6 +68,7 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
     out = Path(out)
     checkpoints = out / CHECKPOINTS
     out.mkdir(parents=True, exist_ok=True)
+    data_config = resolve_size(data_config)  # config.yaml and model.json record the size the run works at
     if extension is not None and settings.transfer == "linear":
         raise ValueError(f"{extension.section} trains the whole student: use transfer scratch or finetune, not linear")
     resolved = {"data": data_config.model_dump(mode="json"), "train": settings.model_dump(mode="json")}

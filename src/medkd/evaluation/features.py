@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,10 @@ import yaml
 from torch import nn
 
 from medkd.data import PreparedData, cache_root, file_stat
+from medkd.device import feature_engine, inference_batch_size
 from medkd.evaluation.predict import predict_logits
 from medkd.files import CONFIG, fingerprint, one_writer
-from medkd.models import classifier_name, headless
+from medkd.models import classifier_name, headless, normalise
 
 log = logging.getLogger(__name__)
 FEATURE_FORMAT = 1
@@ -67,10 +69,11 @@ def probe_logits(model: nn.Module, identity: dict, sidecar: dict, data: Prepared
 def cached_features(model: nn.Module, identity: dict, data: PreparedData, split: str, *, mean: list[float],
                     std: list[float], precision_bf16: bool,
                     device: torch.device) -> tuple[torch.Tensor, bool]:
-    """Features of every image of `split` from `model`'s backbone, extracted on `device`; (features, True) when
-    read from the cache."""
+    """Features (N, D) of every image of `split` from `model`'s backbone, extracted on `device` by the device
+    policy's feature engine (ONNX Runtime on a CPU); (features, True) when read from the cache."""
+    engine = feature_engine(device, precision_bf16)
     key = fingerprint({"format": FEATURE_FORMAT, "model": identity, "images": data.split_fingerprint(split),
-                       "mean": mean, "std": std, "bf16": precision_bf16}, length=20)
+                       "mean": mean, "std": std, "bf16": precision_bf16, "engine": engine}, length=20)
     path = cache_root(data.config) / "features" / f"{key}.npy"
     with one_writer(path):
         if path.exists():
@@ -79,10 +82,49 @@ def cached_features(model: nn.Module, identity: dict, data: PreparedData, split:
                      len(features), path)
             return features, True
         images, _ = data.split(split)
-        features = predict_logits(headless(model).to(memory_format=torch.channels_last), images, mean=mean, std=std,
-                                  bf16=precision_bf16, device=device)
+        backbone = headless(model).to(memory_format=torch.channels_last)
+        if engine == "onnxruntime":
+            session = backbone_session(backbone, identity, data, images.shape[1:], mean=mean, std=std)
+            features = predict_onnx(session, images, mean=mean, std=std)
+        else:
+            features = predict_logits(backbone, images, mean=mean, std=std, bf16=precision_bf16, device=device)
         staging = path.with_suffix(f".tmp-{os.getpid()}.npy")
         np.save(staging, features.numpy())
         staging.replace(path)
-    log.info("features of %s (%d images) extracted and cached in %s", split, len(images), path)
+    log.info("features of %s (%d images) extracted (%s) and cached in %s", split, len(images), engine, path)
     return features, False
+
+
+def backbone_session(backbone: nn.Module, identity: dict, data: PreparedData, image_shape: tuple[int, ...], *,
+                     mean: list[float], std: list[float]):
+    """An ONNX Runtime session of `backbone` (normalised inputs (N, C, H, W) -> features (N, D)), exported once
+    into the features cache beside the features (the export takes seconds; every split and later run reuses it)."""
+    import onnxruntime
+
+    key = fingerprint({"format": FEATURE_FORMAT, "model": identity, "input": list(image_shape), "mean": mean,
+                       "std": std}, length=20)
+    path = cache_root(data.config) / "features" / f"{key}.onnx"
+    with one_writer(path):
+        if not path.exists():
+            example = torch.zeros(2, *image_shape).contiguous(memory_format=torch.channels_last)
+            staging = path.with_suffix(f".tmp-{os.getpid()}.onnx")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the exporter's deprecation chatter; errors still raise
+                torch.onnx.export(backbone.eval(), (example,), str(staging), input_names=["inputs"],
+                                  output_names=["features"], dynamic_shapes=({0: torch.export.Dim("batch")},),
+                                  external_data=False, dynamo=True, verbose=False)
+            staging.replace(path)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def predict_onnx(session, images: np.ndarray, *, mean: list[float], std: list[float]) -> torch.Tensor:
+    """Outputs (float32) of an ONNX Runtime `session` for uint8 images (N, C, H, W), normalised as `predict_logits`
+    normalises them, in the device policy's CPU batches."""
+    batch_size = inference_batch_size(torch.device("cpu"), tuple(images.shape))
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        inputs = normalise(images[start:start + batch_size], mean, std)
+        outputs.append(torch.from_numpy(session.run(None, {"inputs": inputs.numpy()})[0]))
+    return torch.cat(outputs) if outputs else torch.empty(0)

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from medkd.data import DataConfig, DataError, unlabelled_images
-from medkd.data import record_data_location
+from medkd.data import record_data_location, resolve_size
 from medkd.device import is_primary_process, loader_workers
 from medkd.engine import EpochMetricsCSV, build_trainer
 from medkd.files import BACKBONE, CHECKPOINTS, CONFIG, METRICS, PRETRAIN_REPORT, RESUME_CHECKPOINT, staged, write_json, write_yaml
@@ -31,6 +31,7 @@ def pretrain(data_config: DataConfig, settings: PretrainConfig, out: str | Path,
     (OUT/backbone.safetensors: the model's weights without its classifier). Re-running continues a killed run."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    data_config = resolve_size(data_config)
     primary = is_primary_process()  # of a distributed run, only global rank 0 writes the run folder
     show_progress = show_progress and primary
     if primary:
