@@ -64,6 +64,10 @@ def test_equal_cost_models_tied_on_validation_auc_fall_to_validation_log_loss():
     assert "the lowest validation log-loss of those: student_kd 0.0500, student_no_kd 0.0700." in reason
     assert recommend(summary, selection.model_copy(update={"tie_breaker": "brier"})).stage == "student_no_kd"
     assert recommend(summary, selection.model_copy(update={"latency_tolerance": 0.05})).stage == "student_no_kd"
+    # the same network timed at 2x (a shared CPU): still equally fast, because its MACs and parameters are the same
+    noisy = summary.assign(latency_ms_mean=[2.2, 1.1, 15.0], macs_mean=[5e6, 5e6, 4e8])
+    assert recommend(noisy, selection.model_copy(update={"latency_tolerance": 0.05})).stage == "student_kd"
+    assert recommend(noisy.assign(macs_mean=[6e6, 5e6, 4e8]), selection).stage == "student_no_kd"
     assert recommend(summary, SelectionConfig(metric="auc")).best_overall == "student_no_kd"
     older = summary.assign(val_log_loss_mean=float("nan"))  # runs evaluated before log-loss existed: the fastest
     assert recommend(older, selection).stage == "student_no_kd"

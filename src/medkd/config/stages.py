@@ -38,8 +38,9 @@ class StageConfig(StrictModel):
 class SelectionConfig(StrictModel):
     """How the recommended model is picked, from validation scores and cost only, never test: (1) the stages within
     the deployment budget; (2) among them, those whose mean validation `metric` is within `tolerance` of the best;
-    (3) among those, the ones as fast as the fastest (CPU latency within `latency_tolerance` of it: equal-cost
-    models, e.g. a distilled student and its control, count as equally fast); (4) of these, the lowest mean
+    (3) among those, the ones as fast as the fastest (CPU latency within `latency_tolerance` of it, or the same
+    MACs and parameters: a distilled student and its control run the same network, and the timer's noise on a
+    shared CPU can be 2x at 1 ms); (4) of these, the lowest mean
     validation `tie_breaker`, a proper scoring rule that still separates models when validation AUC saturates."""
 
     metric: str = Field("auc", description="a metric of medkd.evaluation.SCALARS, higher is better")

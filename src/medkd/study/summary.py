@@ -56,8 +56,9 @@ class Recommendation:
                          else f"within the budget: {names(self.in_budget)} ({len(self.in_budget)} of {len(summary)})")
         steps.append(f"within {selection.tolerance} of the best validation {metric} ({val[self.in_budget].max():.4f}): "
                      f"{names(self.contenders)}")
-        steps.append(f"as fast as the fastest of those ({latency[self.contenders].min():.2f} ms, within "
-                     f"{selection.latency_tolerance:.0%}): {names(self.equally_fast)}")
+        steps.append(f"as fast as the fastest of those ({latency[self.contenders].min():.2f} ms; within "
+                     f"{selection.latency_tolerance:.0%}, or the same network: equal MACs and parameters): "
+                     f"{names(self.equally_fast)}")
         if len(self.equally_fast) > 1:
             values = summary.loc[self.equally_fast, f"val_{tie}_mean"].sort_values()
             steps.append(f"the lowest validation {tie.replace('_', '-')} of those: " + ", ".join(
@@ -81,7 +82,12 @@ def recommend(summary: pd.DataFrame, selection: SelectionConfig) -> Recommendati
     scores = summary.loc[in_budget, f"val_{selection.metric}_mean"]
     contenders = scores.index[scores >= scores.max() - selection.tolerance]
     latency = summary.loc[contenders, "latency_ms_mean"]
-    equally_fast = latency.index[latency <= latency.min() * (1 + selection.latency_tolerance)]
+    fastest = latency.idxmin()
+    close = latency <= latency[fastest] * (1 + selection.latency_tolerance)
+    if {"macs_mean", "parameters_mean"} <= set(summary.columns):  # the same network costs the same, whatever the
+        cost = summary.loc[contenders, ["macs_mean", "parameters_mean"]]  # timer says (noise of a shared CPU)
+        close |= (cost == cost.loc[fastest]).all(axis=1)
+    equally_fast = latency.index[close]
     tie = summary.loc[equally_fast, f"val_{selection.tie_breaker}_mean"]
     # An older study's runs have no validation log-loss (NaN): the fastest of them, as medkd chose before.
     stage = tie.idxmin() if tie.notna().any() else latency[equally_fast].idxmin()
