@@ -19,6 +19,7 @@ from lightning.pytorch.accelerators import CUDAAccelerator
 
 from conftest import write_kermany_like
 from medkd.data import DataConfig, cache_root, prepare
+from medkd.device import feature_engine
 from medkd.engine import LossConfig, TrainConfig, build_augmentation, fit
 from medkd.engine.datamodule import TensorDataModule
 from medkd.engine.losses import class_weights, classification_loss
@@ -93,7 +94,7 @@ def test_linear_probe_caches_features_and_trains_fast(data_config, tmp_path, cap
     caplog.set_level(logging.INFO, logger="medkd")
     linear = TrainConfig(model="resnet18", transfer="linear", epochs=3, batch_size=32)
     fit(data_config, linear, tmp_path / "linear1", show_progress=False)
-    assert "extracted (onnxruntime) and cached" in caplog.text
+    assert "extracted (torch) and cached" in caplog.text  # 200 images: not worth exporting the backbone
     caplog.clear()
     second = fit(data_config, linear, tmp_path / "linear2", show_progress=False)
     assert "feature extraction skipped" in caplog.text and "extracted" not in caplog.text
@@ -107,7 +108,7 @@ def test_linear_probe_caches_features_and_trains_fast(data_config, tmp_path, cap
 
     caplog.clear()  # a random backbone is its seed's own: another seed's cached features would not fit it
     other_seed = fit(data_config, linear.model_copy(update={"seed": 1}), tmp_path / "seed1", show_progress=False)
-    assert "extracted (onnxruntime) and cached" in caplog.text
+    assert "extracted (torch) and cached" in caplog.text
     best_val_auc = max(float(r["val_auc"]) for r in read_metrics(other_seed))
     assert evaluate_run(other_seed, "val", data=prepare(data_config, show_progress=False),
                         show_progress=False).at_argmax["auc"] == pytest.approx(best_val_auc, abs=1e-4)
@@ -115,16 +116,20 @@ def test_linear_probe_caches_features_and_trains_fast(data_config, tmp_path, cap
 
 def test_frozen_features_on_a_cpu_come_from_onnx_runtime_and_equal_pytorch_s(data_config, caplog):
     """The device policy extracts a frozen backbone's features with ONNX Runtime on a CPU (about twice PyTorch's
-    speed for depthwise convolutions); they are PyTorch's up to float rounding, the backbone's graph is exported
-    once into the cache, and a linear-probe run is evaluated from the cached features (no network pass)."""
+    speed for depthwise convolutions) from 1000 images on, or once the backbone is exported; they are PyTorch's up
+    to float rounding, and the backbone's graph is exported once into the cache for every split."""
     caplog.set_level(logging.INFO, logger="medkd")
     data = prepare(data_config, show_progress=False)
     settings = TrainConfig(model="efficientnet_lite0", transfer="linear", epochs=1)
     model = create_model("efficientnet_lite0", num_classes=2, in_chans=1).eval()
     identity = backbone_identity(settings, 1, None)
     mean, std = [0.5], [0.5]
+    assert feature_engine(torch.device("cpu"), images=999) == "torch"
+    assert feature_engine(torch.device("cpu"), images=1000) == "onnxruntime"
+    assert feature_engine(torch.device("cpu"), images=10, exported=True) == "onnxruntime"
+    assert feature_engine(torch.device("cuda"), images=10**6) == feature_engine(torch.device("cpu"), True, 10**6) == "torch"
     features, cached = cached_features(model, identity, data, "val", mean=mean, std=std, precision_bf16=False,
-                                       device=torch.device("cpu"))
+                                       device=torch.device("cpu"), engine="onnxruntime")
     assert not cached and "extracted (onnxruntime)" in caplog.text
     assert len(list((cache_root(data.config) / "features").glob("*.onnx"))) == 1
     reference = predict_logits(headless(model), data.split("val")[0], mean=mean, std=std)
@@ -132,7 +137,9 @@ def test_frozen_features_on_a_cpu_come_from_onnx_runtime_and_equal_pytorch_s(dat
     again, cached = cached_features(model, identity, data, "val", mean=mean, std=std, precision_bf16=False,
                                     device=torch.device("cpu"))
     assert cached and torch.equal(again, features)
+    caplog.clear()  # a small split of an exported backbone: ONNX Runtime too
     cached_features(model, identity, data, "test", mean=mean, std=std, precision_bf16=False, device=torch.device("cpu"))
+    assert "extracted (onnxruntime)" in caplog.text
     assert len(list((cache_root(data.config) / "features").glob("*.onnx"))) == 1  # one export for every split
 
 

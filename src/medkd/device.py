@@ -19,6 +19,9 @@ GPU_INFERENCE_BATCH = 64
 # EfficientNet-Lite0 at 224 px gives 53 images/s at batch 4-16 and 23 at batch 64; at 128 px 158 at batch 16, 116
 # at batch 64.
 CPU_INFERENCE_PIXELS = 16 * 128 * 128
+# Exporting a backbone to ONNX takes about 15 s (EfficientNet-Lite), what PyTorch spends on some 700 images at
+# 224 px: smaller splits (of a backbone not exported yet) are computed by PyTorch.
+MIN_IMAGES_FOR_FEATURE_EXPORT = 1000
 
 
 class RuntimeConfig(StrictModel):
@@ -86,11 +89,15 @@ def inference_batch_size(device: torch.device, image_shape: tuple[int, ...]) -> 
     return min(GPU_INFERENCE_BATCH, 1 << (fits.bit_length() - 1))
 
 
-def feature_engine(device: torch.device, bf16: bool = False) -> Literal["onnxruntime", "torch"]:
-    """What computes a frozen backbone's features over whole splits (linear probes, probe teachers): on a CPU in
-    fp32, ONNX Runtime, whose depthwise convolutions run about twice as fast as PyTorch's there (EfficientNet-Lite0
-    at 224 px: 121 against 58 images/s on a 2-core AMD EPYC; docs/performance.md); elsewhere PyTorch."""
-    return "onnxruntime" if torch.device(device).type == "cpu" and not bf16 else "torch"
+def feature_engine(device: torch.device, bf16: bool = False, images: int = 0,
+                   exported: bool = False) -> Literal["onnxruntime", "torch"]:
+    """What computes a frozen backbone's features over a split of `images` (linear probes, probe teachers): on a CPU
+    in fp32, ONNX Runtime, whose depthwise convolutions run about twice as fast as PyTorch's there (EfficientNet-
+    Lite0 at 224 px: 92 against 44 images/s on a 2-core AMD EPYC; docs/performance.md), once the backbone is
+    `exported` or the split is worth its export (about 15 s: MIN_IMAGES_FOR_FEATURE_EXPORT); elsewhere PyTorch."""
+    if torch.device(device).type != "cpu" or bf16:
+        return "torch"
+    return "onnxruntime" if exported or images >= MIN_IMAGES_FOR_FEATURE_EXPORT else "torch"
 
 
 def lightning_precision(choice: str, accelerator: str) -> str:

@@ -67,13 +67,13 @@ def probe_logits(model: nn.Module, identity: dict, sidecar: dict, data: Prepared
 
 
 def cached_features(model: nn.Module, identity: dict, data: PreparedData, split: str, *, mean: list[float],
-                    std: list[float], precision_bf16: bool,
-                    device: torch.device) -> tuple[torch.Tensor, bool]:
-    """Features (N, D) of every image of `split` from `model`'s backbone, extracted on `device` by the device
-    policy's feature engine (ONNX Runtime on a CPU); (features, True) when read from the cache."""
-    engine = feature_engine(device, precision_bf16)
+                    std: list[float], precision_bf16: bool, device: torch.device,
+                    engine: str | None = None) -> tuple[torch.Tensor, bool]:
+    """Features (N, D) of every image of `split` from `model`'s backbone, extracted on `device` by `engine`
+    (onnxruntime or torch; default: the device policy's feature_engine); (features, True) when read from the
+    cache, whichever engine computed them (they agree to about 1e-5)."""
     key = fingerprint({"format": FEATURE_FORMAT, "model": identity, "images": data.split_fingerprint(split),
-                       "mean": mean, "std": std, "bf16": precision_bf16, "engine": engine}, length=20)
+                       "mean": mean, "std": std, "bf16": precision_bf16}, length=20)
     path = cache_root(data.config) / "features" / f"{key}.npy"
     with one_writer(path):
         if path.exists():
@@ -82,9 +82,11 @@ def cached_features(model: nn.Module, identity: dict, data: PreparedData, split:
                      len(features), path)
             return features, True
         images, _ = data.split(split)
+        graph = backbone_graph_path(identity, data, images.shape[1:], mean=mean, std=std)
+        engine = engine or feature_engine(device, precision_bf16, len(images), graph.exists())
         backbone = headless(model).to(memory_format=torch.channels_last)
         if engine == "onnxruntime":
-            session = backbone_session(backbone, identity, data, images.shape[1:], mean=mean, std=std)
+            session = backbone_session(backbone, graph, images.shape[1:])
             features = predict_onnx(session, images, mean=mean, std=std)
         else:
             features = predict_logits(backbone, images, mean=mean, std=std, bf16=precision_bf16, device=device)
@@ -95,15 +97,19 @@ def cached_features(model: nn.Module, identity: dict, data: PreparedData, split:
     return features, False
 
 
-def backbone_session(backbone: nn.Module, identity: dict, data: PreparedData, image_shape: tuple[int, ...], *,
-                     mean: list[float], std: list[float]):
-    """An ONNX Runtime session of `backbone` (normalised inputs (N, C, H, W) -> features (N, D)), exported once
-    into the features cache beside the features (the export takes seconds; every split and later run reuses it)."""
-    import onnxruntime
-
+def backbone_graph_path(identity: dict, data: PreparedData, image_shape: tuple[int, ...], *, mean: list[float],
+                        std: list[float]) -> Path:
+    """Where the features cache keeps the backbone's exported ONNX graph for inputs of `image_shape` (C, H, W)."""
     key = fingerprint({"format": FEATURE_FORMAT, "model": identity, "input": list(image_shape), "mean": mean,
                        "std": std}, length=20)
-    path = cache_root(data.config) / "features" / f"{key}.onnx"
+    return cache_root(data.config) / "features" / f"{key}.onnx"
+
+
+def backbone_session(backbone: nn.Module, path: Path, image_shape: tuple[int, ...]):
+    """An ONNX Runtime session of `backbone` (normalised inputs (N, C, H, W) -> features (N, D)) from the graph at
+    `path`, exported there first when absent (seconds; every split and later run reuses it)."""
+    import onnxruntime
+
     with one_writer(path):
         if not path.exists():
             example = torch.zeros(2, *image_shape).contiguous(memory_format=torch.channels_last)

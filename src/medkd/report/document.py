@@ -27,6 +27,8 @@ FIGURE_DPI = 110
 TEST_METRICS = [("auc", "AUC"), ("average_precision", "AP"), ("accuracy", "accuracy"),
                 ("balanced_accuracy", "bal. accuracy"), ("precision", "precision"), ("recall", "sensitivity"),
                 ("specificity", "specificity"), ("f1", "F1"), ("ece", "ECE")]
+# Validation: what the recommendation and the thresholds were chosen on, with the tie-breaking scoring rules.
+VAL_METRICS = [*(metric for metric in TEST_METRICS if metric[0] != "ece"), ("log_loss", "log-loss"), ("brier", "Brier")]
 ARGMAX_METRICS = [("accuracy@argmax", "accuracy"), ("recall@argmax", "sensitivity"),
                   ("specificity@argmax", "specificity")]
 EXPORT_COLUMNS = [("onnx_fp32_latency_ms", "ONNX fp32 ms", 2), ("onnx_int8_latency_ms", "ONNX int8 ms", 2),
@@ -162,8 +164,8 @@ def comparison(results: StudyResults) -> list[str]:
               f"PyTorch fp32 latency; training seconds: sum of epoch times{exported}:",
               "", markdown_table(cost), "",
               "Validation scores (what the recommendation and the thresholds were chosen on):", "",
-              markdown_table(pd.DataFrame({title: mean_sd(summary, f"val_{name}") for name, title in TEST_METRICS
-                                           if name != "ece"})), ""]
+              markdown_table(pd.DataFrame({title: mean_sd(summary, f"val_{name}") for name, title in VAL_METRICS
+                                           if f"val_{name}_mean" in summary})), ""]
     return lines
 
 
