@@ -31,6 +31,8 @@ def check_report(out: Path, summary: pd.DataFrame) -> None:
     answer = markdown.split("## The answer")[1].split("\n## ")[0]
     assert f"**Deploy {study.recommended}.**" in answer and f"Why {study.recommended}: " in answer
     assert re.search(r"^\| recommended +\| " + study.recommended + r" +\|", answer, re.MULTILINE)
+    best = study.recommendation.best_overall  # the best on validation at any cost, and what the budget costs
+    assert (f"What the budget costs: {study.recommended} has " in answer) == (best != study.recommended)
     if study.recommended in ("student_kd", "control"):  # the pair: KD against its control, per seed
         assert "student_kd (KD) vs control (no teacher), paired on the test images: seed 0: ΔAUC" in answer
         assert "Its teachers' ensemble (their test probabilities softened" in answer
@@ -136,6 +138,8 @@ def test_multiclass_imbalanced_study_and_its_report(tmp_path):
                      rf"+{student_auc - teacher_auc:+.4f} ± 0.0000 \|$", taught, re.MULTILINE), taught
     assert (out / "report.html").read_text().count('src="data:image/png;base64,') == 5
     assert "Deployment budget: at most 10,000,000 parameters; 3 of 3 stages fit it" in markdown
+    best = load_study(out).recommendation.best_overall
+    assert (f"against {best}, the best on validation at any cost" in markdown) == (best != load_study(out).recommended)
     best = study.summary["val_balanced_accuracy_mean"]
     assert study.recommended in best[best >= best.max() - 0.01].index
 
