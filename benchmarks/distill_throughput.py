@@ -25,7 +25,7 @@ import torch
 from medkd.data import DataConfig, prepare
 from medkd.distillation import DistillConfig, DistillationModule, FrozenTeacher
 from medkd.device import lightning_precision
-from medkd.engine import ClassifierModule, TrainConfig, ViewPlan, augment_seeded, build_augmentation, view_seed
+from medkd.engine import ClassifierModule, TrainConfig, ViewPlan, augmented_view, build_augmentation
 from medkd.engine.datamodule import TensorDataModule
 from medkd.evaluation import predict_logits
 from medkd.models import create_model, normalisation
@@ -87,8 +87,7 @@ def main() -> None:
     logits_seconds = (time.perf_counter() - started) / used * len(images)
     augmentation = build_augmentation(settings.augment)
     started = time.perf_counter()
-    views = torch.stack([predict_logits(model, torch.stack([augment_seeded(augmentation, image, view_seed(0, i, k))
-                                                            for i, image in enumerate(teacher_images[:used])]),
+    views = torch.stack([predict_logits(model, augmented_view(augmentation, teacher_images[:used], 0, k),
                                         mean=mean, std=std, batch_size=args.batch_size, bf16=bf16)[:, None]
                          for k in range(args.views)], dim=1)
     views_seconds = (time.perf_counter() - started) / used * len(images)

@@ -26,7 +26,7 @@ from test_guard import write_not_chest_xrays  # noqa: E402
 import yaml  # noqa: E402
 
 from medkd.data import decode_file, prepare, preprocess, run_data_config  # noqa: E402
-from medkd.engine import TrainConfig, augment_seeded, build_augmentation, view_seed  # noqa: E402
+from medkd.engine import TrainConfig, augmented_view, build_augmentation  # noqa: E402
 from medkd.evaluation import GuardConfig, fit_guard, predict_with_features  # noqa: E402
 from medkd.files import CONFIG  # noqa: E402
 from medkd.models import FEATURE_KINDS, load_model  # noqa: E402
@@ -62,9 +62,7 @@ def main() -> None:
         for views in args.views:
             train, labels = [features["train"]], [data.split("train")[1]]
             for view in range(views):  # the views fit() draws for train_views (seeded per image and view)
-                augmented = torch.stack([augment_seeded(augmentation, torch.from_numpy(image),
-                                                        view_seed(settings.seed, index, view))
-                                         for index, image in enumerate(data.split("train")[0])])
+                augmented = augmented_view(augmentation, data.split("train")[0], settings.seed, view)
                 train.append(guard_features(model, augmented.numpy(), sidecar, kind))
                 labels.append(data.split("train")[1])
             for rate in args.val_pass_rate:

@@ -18,11 +18,11 @@ from medkd.data import DataConfig, PreparedData, file_stat
 from medkd.distillation.config import DistillConfig
 from medkd.distillation.losses import ensemble_logits, soft_kl
 from medkd.distillation.module import DistillationModule
-from medkd.distillation.teacher import DistillationError, FrozenTeacher, load_teachers, probe_identity
+from medkd.distillation.teacher import DistillationError, FrozenTeacher, load_teachers
 from medkd.distillation.views import teacher_logits, teacher_views, view_images
 from medkd.engine import TrainConfig, ViewPlan, build_augmentation, fit
 from medkd.device import inference_device, is_primary_process, lightning_precision
-from medkd.evaluation import SCALARS, EvaluationConfig, evaluate_run, predict_logits
+from medkd.evaluation import SCALARS, EvaluationConfig, evaluate_run, predict_logits, run_backbone_identity
 from medkd.files import BEST, DISTILLATION_REPORT, TEACHER_LOGITS, fingerprint, one_writer, staged, write_json
 from medkd.models import normalise
 
@@ -53,7 +53,7 @@ def cached_teacher_logits(teacher: FrozenTeacher, sidecars: list[dict], folders:
                     log.info("teacher logits read from %s", path)
                     return {split: handle.get_tensor(split) for split in splits}
         logits = {}
-        probes = [probe_identity(folder, sidecar) for folder, sidecar in zip(folders, sidecars)]
+        probes = [run_backbone_identity(folder, sidecar) for folder, sidecar in zip(folders, sidecars)]
         for split, targets in splits.items():
             logits[split] = teacher_logits(teacher.models, sidecars, views, split,
                                            device=device, augmentation=augmentation, replay=targets.get("replay", 0),

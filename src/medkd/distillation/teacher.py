@@ -7,7 +7,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from medkd.evaluation import run_backbone_identity
 from medkd.errors import MedkdError
 from medkd.models import channel_statistics, load_model, normalise
 
@@ -94,12 +93,6 @@ def load_teachers(folders: list[str], *, classes: list[str], preprocessing: dict
         models.append(model.to(memory_format=torch.channels_last))
         sidecars.append(sidecar)
     return FrozenTeacher(models, renormalise, own_view, own_normalisation), sidecars
-
-
-def probe_identity(folder: str | Path, sidecar: dict) -> dict | None:
-    """The frozen backbone's identity of a linear-probe teacher, whose un-augmented logits come from the features
-    its run cached; None for a teacher that trained its backbone."""
-    return run_backbone_identity(folder, sidecar)
 
 
 def conversion(student: dict, teacher: dict) -> tuple[list[float], list[float]]:

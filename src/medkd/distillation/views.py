@@ -13,7 +13,7 @@ from torchvision.transforms import v2
 
 from medkd.data import SPLITS, PreparedData, Preprocessing, prepare
 from medkd.distillation.teacher import DistillationError
-from medkd.engine import augment_seeded, view_seed
+from medkd.engine import augmented_view
 from medkd.evaluation import probe_logits
 from medkd.evaluation import predict_run_logits
 
@@ -70,13 +70,8 @@ def teacher_logits(models: nn.ModuleList, sidecars: list[dict], views: list[Prep
             per_teacher.append(predict_run_logits(model, images, sidecar, device=device,
                                                   bf16=bf16))
             continue
-        pixels = torch.from_numpy(images)
-        per_view = []
-        for k in range(replay):
-            augmented = torch.stack([augment_seeded(augmentation, image, view_seed(replay_seed, i, k))
-                                     for i, image in enumerate(pixels)])
-            per_view.append(predict_run_logits(model, augmented, sidecar, device=device,
-                                               bf16=bf16))
+        per_view = [predict_run_logits(model, augmented_view(augmentation, images, replay_seed, k), sidecar,
+                                       device=device, bf16=bf16) for k in range(replay)]
         per_teacher.append(torch.stack(per_view, dim=1))
     return torch.stack(per_teacher, dim=-2).contiguous()
 

@@ -54,6 +54,15 @@ def augment_seeded(transform: v2.Transform, image: torch.Tensor, seed: int) -> t
         return transform(image)
 
 
+def augmented_view(transform: v2.Transform, images: np.ndarray | torch.Tensor, replay_seed: int,
+                   view: int) -> torch.Tensor:
+    """View `view` of every uint8 image (N, C, H, W): image i drawn from seed view_seed(replay_seed, i, view), so
+    it is the same view at every resolution and in every run with `replay_seed`."""
+    pixels = torch.as_tensor(np.asarray(images))
+    return torch.stack([augment_seeded(transform, image, view_seed(replay_seed, i, view))
+                        for i, image in enumerate(pixels)])
+
+
 class CachedImages(Dataset):
     """(image uint8 (C, H, W), label, *per-sample targets such as cached teacher logits) from tensors in memory."""
 

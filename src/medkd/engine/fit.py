@@ -17,7 +17,7 @@ from medkd.data import DataConfig, PreparedData, prepare, record_data_location, 
 from medkd.engine.augment import build_augmentation
 from medkd.engine.callbacks import EpochMetricsCSV
 from medkd.engine.config import TrainConfig
-from medkd.engine.datamodule import TensorDataModule, ViewPlan, augment_seeded, split_tensors, view_seed
+from medkd.engine.datamodule import TensorDataModule, ViewPlan, augmented_view, split_tensors
 from medkd.engine.losses import class_weights
 from medkd.engine.module import ClassifierModule
 from medkd.engine.trainer import build_trainer
@@ -221,10 +221,7 @@ def feature_guard(model: torch.nn.Module, data: PreparedData, sidecar: dict, set
     train, labels = [features(train_images)], [train_labels]
     augmentation = build_augmentation(settings.augment)
     for view in range(guard_settings.train_views if augmentation is not None else 0):
-        pixels = torch.from_numpy(train_images)
-        augmented = torch.stack([augment_seeded(augmentation, image, view_seed(settings.seed, index, view))
-                                 for index, image in enumerate(pixels)])
-        train.append(features(augmented))
+        train.append(features(augmented_view(augmentation, train_images, settings.seed, view)))
         labels.append(train_labels)
     guard = fit_guard(np.concatenate(train), np.concatenate(labels), features(data.split("val")[0]), guard_settings)
     log.info("out-of-distribution guard (%s features, %d train views): threshold %.1f passes %.0f%% of validation "

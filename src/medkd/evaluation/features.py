@@ -7,6 +7,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -48,9 +49,10 @@ def run_backbone_identity(folder: str | Path, sidecar: dict) -> dict | None:
     cached; None for a run that trained its backbone."""
     if sidecar.get("transfer") != "linear":
         return None
-    train = yaml.safe_load((Path(folder) / CONFIG).read_text())["train"]
-    return {"model": train["model"], "args": train.get("model_args") or {}, "in_chans": sidecar["in_chans"],
-            "weights": weights_identity(train["weights"], train["seed"], (sidecar.get("pretrained") or {}).get("source"))}
+    train = yaml.safe_load((Path(folder) / CONFIG).read_text())["train"]  # TrainConfig's fields, as fit() wrote them
+    settings = SimpleNamespace(model=train["model"], model_args=train.get("model_args") or {},
+                               weights=train["weights"], seed=train["seed"])
+    return backbone_identity(settings, sidecar["in_chans"], (sidecar.get("pretrained") or {}).get("source"))
 
 
 def probe_logits(model: nn.Module, identity: dict, sidecar: dict, data: PreparedData, split: str, *,
