@@ -5,12 +5,14 @@ inference (features, teacher logits, thresholds, evaluation) ask here, so predic
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import torch
 from pydantic import Field, model_validator
 
 from medkd.settings import StrictModel
+
+if TYPE_CHECKING:  # torch is imported where a device is decided: validating settings needs none
+    import torch
 
 GPU_LOADER_WORKERS = 8  # what the full study ran with on an H100 (docs/results.md)
 GPU_INFERENCE_BATCH = 64
@@ -67,12 +69,15 @@ class WithRuntime(StrictModel):
 def native_cpu_bf16() -> bool:
     """True where the CPU computes bf16 in hardware (AMX or AVX512-BF16). Elsewhere (e.g. AVX2-only CPUs)
     torch emulates bf16 and trains several times slower than fp32 (measured: docs/performance.md)."""
+    import torch
+
     return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
 
 
 def inference_device(accelerator: str = "auto") -> torch.device:
     """The device a Lightning `accelerator` setting computes on here: the GPU for gpu/cuda, and for auto when
     there is one (Lightning's own test, so that predictions go where training goes)."""
+    import torch
     from lightning.pytorch.accelerators import CUDAAccelerator  # here: deployment imports this module, not Lightning
 
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and CUDAAccelerator.is_available())
@@ -83,6 +88,8 @@ def inference_batch_size(device: torch.device, image_shape: tuple[int, ...]) -> 
     """Images per batch of inference (features, teacher logits, evaluation) on `device` for images of
     `image_shape` (..., H, W): GPU_INFERENCE_BATCH on accelerators; on a CPU, the power of two that keeps a batch
     within CPU_INFERENCE_PIXELS, between 1 and GPU_INFERENCE_BATCH."""
+    import torch
+
     if torch.device(device).type != "cpu":
         return GPU_INFERENCE_BATCH
     fits = max(1, CPU_INFERENCE_PIXELS // max(1, image_shape[-1] * image_shape[-2]))
@@ -95,6 +102,8 @@ def feature_engine(device: torch.device, bf16: bool = False, images: int = 0,
     in fp32, ONNX Runtime, whose depthwise convolutions run about twice as fast as PyTorch's there (EfficientNet-
     Lite0 at 224 px: 92 against 44 images/s on a 2-core AMD EPYC; docs/performance.md), once the backbone is
     `exported` or the split is worth its export (about 15 s: MIN_IMAGES_FOR_FEATURE_EXPORT); elsewhere PyTorch."""
+    import torch
+
     if torch.device(device).type != "cpu" or bf16:
         return "torch"
     return "onnxruntime" if exported or images >= MIN_IMAGES_FOR_FEATURE_EXPORT else "torch"
@@ -107,6 +116,8 @@ def lightning_precision(choice: str, accelerator: str) -> str:
     if choice == "bf16":
         return "bf16-mixed"
     if inference_device(accelerator).type == "cuda":
+        import torch
+
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if native_cpu_bf16() else "32-true"
 

@@ -7,8 +7,6 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-import torch
-
 from medkd.device import native_cpu_bf16
 
 PACKAGES = ("medkd", "torch", "torchvision", "lightning", "torchmetrics", "scikit-learn", "numpy", "timm")
@@ -26,6 +24,8 @@ def cpu_name() -> str:
 
 def describe_environment() -> dict:
     """Python, OS, CPU (cores, torch threads), GPU if any, and the versions of the packages that matter."""
+    import torch
+
     versions = {}
     for package in PACKAGES:
         try:

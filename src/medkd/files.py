@@ -48,6 +48,12 @@ def predictions_file(split: str) -> str:
     return f"{RESULTS}/{split}_predictions.csv"
 
 
+# ---- the cache (MEDKD_CACHE or data.cache_dir) -----------------------------------------------------------------
+DECODED_CACHE = "decoded"  # DECODED_CACHE/{fingerprint}/: a source's images decoded to the working size
+SPLITS_CACHE = "splits"  # SPLITS_CACHE/{fingerprint}.npy: patient-level folds computed before
+FEATURES_CACHE = "features"  # FEATURES_CACHE/{fingerprint}.npy|.onnx: a frozen backbone's features, its ONNX graph
+MEDMNIST_DOWNLOADS = "medmnist"  # MEDMNIST_DOWNLOADS/{name}[_{size}].npz: MedMNIST files as downloaded
+
 # ---- writing whole ---------------------------------------------------------------------------------------------
 @contextmanager
 def staged(path: Path) -> Iterator[Path]:

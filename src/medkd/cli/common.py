@@ -49,6 +49,9 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show d
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err_console, show_path=False)])
     logging.getLogger("medkd").setLevel(logging.DEBUG if verbose else logging.INFO)
+    from medkd.data import pydicom_messages_to_debug_log
+
+    pydicom_messages_to_debug_log()
 
 
 # Options shared by several commands.

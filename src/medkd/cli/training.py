@@ -12,9 +12,7 @@ from medkd.cli.common import (EXIT_LEAK, AcceleratorOpt, CacheOpt, ChannelsOpt, 
                               NodesOpt, ProgressOpt, RecipeArg, RunFolderOpt, SeedOpt, SizeOpt, ThreadsOpt, TransferOpt,
                               WeightsOpt, WorkersOpt, app, console, data_app, fail, runtime_overrides, user_errors)
 from medkd.config import ConfigError, load_recipe
-from medkd.data import available_sources, check_data, prepare, print_report
 from medkd.device import is_primary_process
-from medkd.distillation import LOGIT_LOSSES
 from medkd.errors import MedkdError
 
 
@@ -23,7 +21,7 @@ def data_check(
     recipe: Annotated[Optional[Path], typer.Argument(help="recipe YAML whose data section is checked")] = None,
     data: Annotated[Optional[str], typer.Option(help="data path (folder, .npz, .csv, NumPy folder, medmnist:NAME[@SIZE]); "
                                                 "relative paths are also looked for under $MEDKD_DATA")] = None,
-    source: Annotated[Optional[str], typer.Option(help=f"auto, or one of {', '.join(available_sources())}")] = None,
+    source: Annotated[Optional[str], typer.Option(help="auto (from the layout), or a registered source: folder, csv, numpy, medmnist, ...")] = None,
     size: SizeOpt = None, channels: ChannelsOpt = None,
     resize: Annotated[Optional[str], typer.Option(help="squash, pad or crop")] = None,
     seed: Annotated[Optional[int], typer.Option(help="seed of the patient-level split")] = None,
@@ -41,6 +39,8 @@ def data_check(
         "preprocessing": {"size": size, "channels": channels, "resize": resize},
         "split": {"seed": seed},
     }}
+    from medkd.data import check_data, prepare, print_report
+
     with user_errors():
         config = load_recipe(recipe, overrides).data
         report = check_data(prepare(config), strict=strict)
@@ -125,7 +125,7 @@ def distill(
     out: Annotated[Path, typer.Option(help="run folder (with --sweep: a folder of runs)")] = Path("runs/distill"),
     teacher: Annotated[Optional[list[str]], typer.Option(help="teacher run folder; repeat for an ensemble")] = None,
     student: Annotated[Optional[str], typer.Option(help="student model name (create_model)")] = None,
-    loss: Annotated[Optional[str], typer.Option(help=f"a logit loss ({', '.join(sorted(LOGIT_LOSSES))}) or hint")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="a registered logit loss (kd, dkd, lskd, ...; an unknown name lists them) or hint")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="softening temperature T")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="weight of the distillation term (1 - alpha: labels)")] = None,
     teacher_outputs: Annotated[Optional[str], typer.Option(help="cached, cached_views or online")] = None,

@@ -1,6 +1,7 @@
 """Recipes: YAML files validated against the packages' own settings models, with errors a person can act on."""
 
-from medkd.config.recipe import ConfigError, Recipe, describe, load_recipe, merge
-from medkd.config.stages import SelectionConfig, StageConfig, StudyExportConfig
+import lazy_loader
 
-__all__ = ["ConfigError", "Recipe", "SelectionConfig", "StageConfig", "StudyExportConfig", "describe", "load_recipe", "merge"]
+# Submodules load on first use: `import medkd.config` costs nothing until a name is used
+# (the public API and its types are in __init__.pyi).
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

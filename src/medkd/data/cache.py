@@ -23,7 +23,7 @@ from medkd.data.config import DataConfig, cache_root
 from medkd.data.errors import BadImageError, DataError
 from medkd.data.preprocess import preprocess
 from medkd.data.table import SampleTable
-from medkd.files import fingerprint, one_writer
+from medkd.files import DECODED_CACHE, fingerprint, one_writer
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 2  # bump when decoding or preprocessing code changes what lands in the cache (2: compressed DICOM)
@@ -56,7 +56,7 @@ def cache_key(table: SampleTable, config: DataConfig) -> str:
 def decode_all(table: SampleTable, config: DataConfig, *, show_progress: bool = True) -> DecodedImages:
     """Decoded images of every sample, from the cache when it is there, else decoded now and cached."""
     start = time.perf_counter()
-    folder = cache_root(config) / "decoded" / cache_key(table, config)
+    folder = cache_root(config) / DECODED_CACHE / cache_key(table, config)
     with one_writer(folder):
         if (folder / "meta.json").exists():
             decoded = _load(folder, table, start)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,24 +22,27 @@ DICOM_SUFFIXES = {".dcm", ".dicom"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"} | DICOM_SUFFIXES
 # PIL modes that already hold 8-bit grey or colour pixels and only need a mode conversion.
 _EIGHT_BIT_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
-# medkd enforces data.max_pixels itself from the header, before any pixel is decoded; PIL's fixed
-# limit would otherwise overrule the configured one.
-Image.MAX_IMAGE_PIXELS = None
+# Pillow refuses images above 2 x Image.MAX_IMAGE_PIXELS (the user's setting, 89M pixels by default) before medkd
+# can read their size; medkd enforces data.max_pixels itself, from the header, before any pixel is decoded. Such
+# an image is read again with Pillow's limit lifted for that read alone, under this lock (decoding runs in threads).
+_PILLOW_LIMIT = threading.Lock()
 
 
 class _ToDebugLog(logging.Handler):
-    """pydicom logs each failed decoder plugin at ERROR with a traceback, and each oddity it tolerates as a
-    warning; medkd reports one reason per file instead, so pydicom's records go to medkd's debug log."""
-
     def emit(self, record: logging.LogRecord) -> None:
         log.debug("%s: %s", record.name, record.getMessage(), exc_info=record.exc_info)
 
 
-_pydicom_log = logging.getLogger("pydicom")
-_pydicom_log.addHandler(_ToDebugLog())
-_pydicom_log.propagate = False  # a logger's own filters never see its children's records: stop them here
-# pydicom issues every warning through its logger too (pydicom.misc.warn_and_log), so it is in the debug log.
-warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+def pydicom_messages_to_debug_log() -> None:
+    """Send pydicom's log records and warnings to medkd's debug log (the `medkd` command does; a program using
+    medkd as a library keeps pydicom's own behaviour). pydicom logs each failed decoder plugin at ERROR with a
+    traceback, and each oddity it tolerates as a warning; medkd reports one reason per file instead."""
+    pydicom_log = logging.getLogger("pydicom")
+    if not any(isinstance(handler, _ToDebugLog) for handler in pydicom_log.handlers):
+        pydicom_log.addHandler(_ToDebugLog())
+    pydicom_log.propagate = False  # a logger's own filters never see its children's records: stop them here
+    # pydicom issues every warning through its logger too (pydicom.misc.warn_and_log), so it is in the debug log
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
 
 
 DICOM_ATTRIBUTES = ("Modality", "BodyPartExamined")  # what an image is of, as the scanner says
@@ -92,6 +98,25 @@ def decode_bytes(data: bytes, ref: str, *, max_pixels: int, draft_size: int | No
 
 
 def _decode_pil(data: bytes, ref: str, max_pixels: int, draft_size: int | None, digest: str) -> DecodedImage:
+    try:
+        return _read_pil(data, ref, max_pixels, draft_size, digest)
+    except Image.DecompressionBombError:
+        with _pillow_limit_lifted():
+            return _read_pil(data, ref, max_pixels, draft_size, digest)
+
+
+@contextmanager
+def _pillow_limit_lifted() -> Iterator[None]:
+    """Pillow's decompression-bomb limit off for the block, then back to what it was."""
+    with _PILLOW_LIMIT:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
+def _read_pil(data: bytes, ref: str, max_pixels: int, draft_size: int | None, digest: str) -> DecodedImage:
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from medkd.data.cache import DecodedImages, decode_all
-from medkd.data.config import DEFAULT_FILE_SIZE, DataConfig
+from medkd.data.config import DEFAULT_FILE_SIZE, DataConfig, cache_root
 from medkd.data.errors import DataError
 from medkd.data.sources import open_source
 from medkd.data.splits import assign_splits, linked_groups
@@ -90,7 +90,7 @@ def prepare(config: DataConfig, *, show_progress: bool = True) -> PreparedData:
     if empty:
         raise DataError(f"{source.origin}: no readable images of class(es) {empty}; every class needs images to train on")
     groups = linked_groups(samples["patient"], samples["content_hash"])
-    samples, carved, notes = assign_splits(samples, groups, config.split)
+    samples, carved, notes = assign_splits(samples, groups, config.split, cache_root(config))
     return PreparedData(config, source, decoded, samples, skipped, carved, notes)
 
 

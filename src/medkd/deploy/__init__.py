@@ -4,11 +4,8 @@ Public API: export_run, ExportConfig, ExportReport, ExportError, load_predictor,
 write_predictions, input_root, FilePrediction, create_app, serve, ServeConfig.
 """
 
-from medkd.deploy.config import ExportConfig, ServeConfig
-from medkd.deploy.export import ExportError, ExportReport, export_run
-from medkd.deploy.predict import FilePrediction, input_root, predict_files, write_predictions
-from medkd.deploy.runtime import Predictor, load_predictor
-from medkd.deploy.serve import create_app, serve
+import lazy_loader
 
-__all__ = ["ExportConfig", "ExportError", "ExportReport", "FilePrediction", "Predictor", "ServeConfig", "create_app",
-           "export_run", "input_root", "load_predictor", "predict_files", "serve", "write_predictions"]
+# Submodules load on first use: `import medkd.deploy` costs nothing until a name is used
+# (the public API and its types are in __init__.pyi).
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

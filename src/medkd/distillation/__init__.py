@@ -4,11 +4,8 @@ Public API: distill, sweep, Distillation (the fit() extension), DistillConfig, H
 FrozenTeacher, load_teachers, LOGIT_LOSSES, register_logit_loss, ensemble_logits, DistillationError.
 """
 
-from medkd.distillation.config import DistillConfig, HintConfig
-from medkd.distillation.losses import LOGIT_LOSSES, LogitLoss, build_logit_loss, ensemble_logits, register_logit_loss
-from medkd.distillation.module import DistillationModule
-from medkd.distillation.run import Distillation, distill, sweep
-from medkd.distillation.teacher import DistillationError, FrozenTeacher, load_teachers
+import lazy_loader
 
-__all__ = ["LOGIT_LOSSES", "DistillConfig", "LogitLoss", "build_logit_loss", "Distillation", "DistillationError", "DistillationModule", "FrozenTeacher",
-           "HintConfig", "distill", "ensemble_logits", "load_teachers", "register_logit_loss", "sweep"]
+# Submodules load on first use: `import medkd.distillation` costs nothing until a name is used
+# (the public API and its types are in __init__.pyi).
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 
@@ -16,8 +14,6 @@ from medkd.engine import ClassifierModule, TrainConfig
 from medkd.engine import classification_loss
 
 TEACHER = "teacher."
-# Lightning warns about modules in eval mode at the start of training: the frozen teacher is, on purpose.
-warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 
 
 class DistillationModule(ClassifierModule):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from pathlib import Path
 from typing import Protocol
 
@@ -20,7 +19,7 @@ from medkd.engine.config import TrainConfig
 from medkd.engine.datamodule import TensorDataModule, ViewPlan, augmented_view, split_tensors
 from medkd.engine.losses import class_weights
 from medkd.engine.module import ClassifierModule
-from medkd.engine.trainer import build_trainer
+from medkd.engine.trainer import build_trainer, lightning_notices_silenced
 from medkd.device import images_on_device, inference_device, is_primary_process, lightning_precision, loader_workers
 from medkd.evaluation import (EvaluationConfig, backbone_identity, cached_features, calibrated, calibration_record, choose_threshold, fit_guard,
                               fit_temperature, predict_run_logits, predict_with_features)
@@ -31,13 +30,6 @@ from medkd.models import (classifier_name, create_model, normalisation, pretrain
 log = logging.getLogger(__name__)
 MONITOR = "val_auc"  # checkpoints are chosen on validation AUC, never on test
 CALIBRATION_BINS = EvaluationConfig().calibration_bins  # the ECE of the sidecar is binned as evaluation bins it
-# Lightning notices that say nothing about the user's run.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-warnings.filterwarnings("ignore", message=r".*overridden `on_after_batch_transfer`.*")
-warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
-# The sanity check scores two validation batches, which may hold one class only: its AUC means nothing.
-warnings.filterwarnings("ignore", message=r".*No (positive|negative) samples in targets.*")
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
 
 
 class FitExtension(Protocol):
@@ -136,7 +128,8 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
     resume = out / RESUME_CHECKPOINT
     if resume.exists():
         log.info("resuming %s from %s", out, resume)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume if resume.exists() else None)
+    with lightning_notices_silenced():
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume if resume.exists() else None)
     try:
         if trainer.is_global_zero:  # of a distributed run, rank 0 alone calibrates and writes the final model
             write_final_model(out, trainer, callbacks[0], module, model, settings, data_config, data,

@@ -3,6 +3,11 @@ policy, a CSV log per attempt (a resumed run adds one), TensorBoard, and the pro
 
 from __future__ import annotations
 
+import logging
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
@@ -12,6 +17,16 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from medkd.device import RuntimeConfig, lightning_precision
 
 LOG_EVERY_N_STEPS = 10
+# Lightning's notices that say nothing about the user's run, silenced while medkd trains (and only then).
+LIGHTNING_NOTICES = (
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r".*overridden `on_after_batch_transfer`.*",
+    r".*smaller than the logging interval.*",
+    r".*module\(s\) in eval mode at the start of training.*",  # a distilled run's frozen teacher is, on purpose
+    # the sanity check scores two validation batches, which may hold one class only: its AUC means nothing
+    r".*No (positive|negative) samples in targets.*",
+)
+LIGHTNING_LOG_NOTICES = re.compile(r"litlogger")  # Lightning's advertisement of its hosted logger
 
 
 def build_trainer(runtime: RuntimeConfig, max_epochs: int, out: Path, callbacks: list[Callback], *,
@@ -24,3 +39,24 @@ def build_trainer(runtime: RuntimeConfig, max_epochs: int, out: Path, callbacks:
         precision=lightning_precision(runtime.precision, runtime.accelerator),
         callbacks=callbacks, logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tensorboard", version="")],
         enable_progress_bar=show_progress, enable_model_summary=False, log_every_n_steps=LOG_EVERY_N_STEPS)
+
+
+class _DropNotices(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not LIGHTNING_LOG_NOTICES.search(record.getMessage())
+
+
+@contextmanager
+def lightning_notices_silenced() -> Iterator[None]:
+    """LIGHTNING_NOTICES (warnings) and LIGHTNING_LOG_NOTICES (log records) dropped inside the block; the
+    caller's warning filters and loggers are as they were afterwards."""
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    drop = _DropNotices()
+    rank_zero.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            for message in LIGHTNING_NOTICES:
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        rank_zero.removeFilter(drop)

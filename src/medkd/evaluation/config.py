@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from medkd.models.features import FEATURE_KINDS
+from medkd.models.kinds import FeatureKind
 from medkd.settings import StrictModel
 
 
@@ -38,7 +38,7 @@ class GuardConfig(StrictModel):
 
     method: Literal["mahalanobis", "none"] = Field(
         "mahalanobis", description="mahalanobis: class means and a shared Ledoit-Wolf covariance (Lee et al., 2018)")
-    features: Literal[FEATURE_KINDS] = Field(
+    features: FeatureKind = Field(
         "penultimate", description="what the guard reads (models.FEATURE_KINDS): penultimate: the head's input; pooled: "
         "the last feature map averaged over space; blocks: the last feature map of each resolution, each averaged")
     train_views: int = Field(0, ge=0, description="augmented views of each training image added to what the guard "

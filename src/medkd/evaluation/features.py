@@ -17,7 +17,7 @@ from torch import nn
 from medkd.data import PreparedData, cache_root, file_stat
 from medkd.device import feature_engine, inference_batch_size
 from medkd.evaluation.predict import predict_logits
-from medkd.files import CONFIG, fingerprint, one_writer
+from medkd.files import CONFIG, FEATURES_CACHE, fingerprint, one_writer
 from medkd.models import classifier_name, headless, normalise
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def cached_features(model: nn.Module, identity: dict, data: PreparedData, split:
     cache, whichever engine computed them (they agree to about 1e-5)."""
     key = fingerprint({"format": FEATURE_FORMAT, "model": identity, "images": data.split_fingerprint(split),
                        "mean": mean, "std": std, "bf16": precision_bf16}, length=20)
-    path = cache_root(data.config) / "features" / f"{key}.npy"
+    path = cache_root(data.config) / FEATURES_CACHE / f"{key}.npy"
     with one_writer(path):
         if path.exists():
             features = torch.from_numpy(np.load(path))
@@ -104,7 +104,7 @@ def backbone_graph_path(identity: dict, data: PreparedData, image_shape: tuple[i
     """Where the features cache keeps the backbone's exported ONNX graph for inputs of `image_shape` (C, H, W)."""
     key = fingerprint({"format": FEATURE_FORMAT, "model": identity, "input": list(image_shape), "mean": mean,
                        "std": std}, length=20)
-    return cache_root(data.config) / "features" / f"{key}.onnx"
+    return cache_root(data.config) / FEATURES_CACHE / f"{key}.onnx"
 
 
 def backbone_session(backbone: nn.Module, path: Path, image_shape: tuple[int, ...]):

@@ -5,16 +5,8 @@ load_checkpoint, classifier_name, feature_width, headless, WithFeatures (logits 
 ModelError.
 """
 
-from medkd.models import cnn, efficientnet_lite  # noqa: F401  (register their models)
-from medkd.models.errors import ModelError
-from medkd.models.features import FEATURE_KINDS, WithFeatures
-from medkd.models.inputs import channel_statistics, normalise
-from medkd.models.pretrained import PackagedCheckpoint, PretrainedConfig, TimmHub, TorchvisionHub
-from medkd.models.registry import create_model, list_models, normalisation, pretrained_config, register_model
-from medkd.models.run_folder import load_model, read_sidecar, save_model
-from medkd.models.surgery import classifier_name, feature_width, headless
-from medkd.models.weights import LoadReport, load_checkpoint, read_state_dict
+import lazy_loader
 
-__all__ = ["FEATURE_KINDS", "WithFeatures", "LoadReport", "ModelError", "PackagedCheckpoint", "PretrainedConfig", "TimmHub", "TorchvisionHub",
-           "channel_statistics", "classifier_name", "feature_width", "create_model", "headless", "list_models", "load_checkpoint", "load_model",
-           "normalisation", "normalise", "pretrained_config", "read_sidecar", "read_state_dict", "register_model", "save_model"]
+# Submodules load on first use: `import medkd.models` costs nothing until a name is used
+# (the public API and its types are in __init__.pyi).
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

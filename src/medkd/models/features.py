@@ -11,13 +11,9 @@ from timm.models import create_feature_extractor, get_graph_node_names  # torchv
 from torch import nn
 
 from medkd.models.errors import ModelError
+from medkd.models.kinds import FEATURE_KINDS
 from medkd.models.surgery import classifier_name, headless
 
-# penultimate: the classification layer's input (for torchvision/timm classifiers, the globally pooled features);
-# pooled: the network's last feature map with a spatial extent, averaged over space (the input of a dense head);
-# blocks: the last feature map at each spatial resolution, each averaged over space, concatenated (low-level
-# statistics as well as high-level ones: Lee et al. 2018's feature ensemble, here one Gaussian over all of them).
-FEATURE_KINDS = ("penultimate", "pooled", "blocks")
 
 
 class WithFeatures(nn.Module):

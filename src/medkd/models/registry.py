@@ -113,3 +113,8 @@ def create_model(name: str, num_classes: int, in_chans: int = 3, weights: str | 
     model = adapt_first_conv(model, in_chans)
     model.medkd_weights_source = source  # like timm's model.pretrained_cfg: what the run sidecar records
     return model
+
+
+# medkd's own models register themselves on import, as timm's model modules do; importing them here makes every
+# lookup see them, whichever public name was used first.
+from medkd.models import cnn, efficientnet_lite  # noqa: E402, F401

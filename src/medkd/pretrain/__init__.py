@@ -3,7 +3,8 @@
 Public API: pretrain, PretrainConfig, ViewConfig, BACKBONE.
 """
 
-from medkd.pretrain.config import PretrainConfig, ViewConfig
-from medkd.pretrain.run import pretrain
+import lazy_loader
 
-__all__ = ["PretrainConfig", "ViewConfig", "pretrain"]
+# Submodules load on first use: `import medkd.pretrain` costs nothing until a name is used
+# (the public API and its types are in __init__.pyi).
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from medkd.data import DataConfig, DataError, unlabelled_images
 from medkd.data import record_data_location, resolve_size
 from medkd.device import is_primary_process, loader_workers
-from medkd.engine import EpochMetricsCSV, build_trainer
+from medkd.engine import EpochMetricsCSV, build_trainer, lightning_notices_silenced
 from medkd.files import BACKBONE, CHECKPOINTS, CONFIG, METRICS, PRETRAIN_REPORT, RESUME_CHECKPOINT, staged, write_json, write_yaml
 from medkd.models import create_model, feature_width, headless, normalisation
 from medkd.pretrain.config import PretrainConfig
@@ -63,7 +63,8 @@ def pretrain(data_config: DataConfig, settings: PretrainConfig, out: str | Path,
                  EpochMetricsCSV(out / METRICS, metric_columns=("ssl_loss",))]
     trainer = build_trainer(runtime, settings.epochs, out, callbacks, show_progress=show_progress)
     resume = out / RESUME_CHECKPOINT
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=resume if resume.exists() else None)
+    with lightning_notices_silenced():
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=resume if resume.exists() else None)
 
     try:
         if trainer.is_global_zero:

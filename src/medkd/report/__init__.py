@@ -3,9 +3,8 @@
 Public API: write_report, load_study, StudyResults, ReportError; console_answer (the answer in three lines).
 """
 
-from medkd.report.answer import console_answer
-from medkd.report.collect import ReportError, StudyResults, load_study
-from medkd.report.document import write_report
+import lazy_loader
 
-
-__all__ = ["ReportError", "console_answer", "StudyResults", "load_study", "write_report"]
+# Submodules load on first use: `import medkd.report` costs nothing until a name is used
+# (the public API and its types are in __init__.pyi).
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

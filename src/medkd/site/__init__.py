@@ -6,8 +6,8 @@ Public API: calibrate_run, adapt_run, site_calibration, adapt_batch_norm, site_i
 SITE_STUDY, VARIANTS, CEILING.
 """
 
-from medkd.site.adapt import adapt_batch_norm, adapt_run, calibrate_run, site_calibration, site_images
-from medkd.site.study import CEILING, SITE_STUDY, VARIANTS, site_parts, site_study
+import lazy_loader
 
-__all__ = ["CEILING", "SITE_STUDY", "VARIANTS", "adapt_batch_norm", "adapt_run", "calibrate_run", "site_calibration",
-           "site_images", "site_parts", "site_study"]
+# Submodules load on first use: `import medkd.site` costs nothing until a name is used
+# (the public API and its types are in __init__.pyi).
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

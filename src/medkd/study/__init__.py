@@ -7,12 +7,8 @@ Public API:
 - running it: run_study; its comparison: summarise, recommend (within_budget), print_summary.
 """
 
-from medkd.study.folder import (DATA_CHECK, RECIPE, RUNS, SESSIONS, SUMMARY, finished_runs, is_evaluated,
-                                per_class_recall_column, read_sessions, result_row, run_folder)
-from medkd.study.plan import matched_controls, stage_order, study_jobs, with_dependencies, with_weights
-from medkd.study.runner import run_study
-from medkd.study.summary import Recommendation, print_summary, recommend, summarise, within_budget
+import lazy_loader
 
-__all__ = ["Recommendation", "DATA_CHECK", "RECIPE", "RUNS", "SESSIONS", "SUMMARY", "finished_runs", "is_evaluated", "matched_controls",
-           "per_class_recall_column", "print_summary", "read_sessions", "recommend", "result_row", "run_folder",
-           "run_study", "stage_order", "study_jobs", "summarise", "with_dependencies", "with_weights", "within_budget"]
+# Submodules load on first use: `import medkd.study` costs nothing until a name is used
+# (the public API and its types are in __init__.pyi).
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

@@ -22,6 +22,7 @@ from medkd.data.errors import DataError
 from medkd.data.sources import register_source
 from medkd.data.sources.numpy_arrays import integer_labels
 from medkd.data.table import SPLITS, ArrayReader, SampleTable
+from medkd.files import MEDMNIST_DOWNLOADS
 
 log = logging.getLogger(__name__)
 DOWNLOAD_TIMEOUT_S = 60
@@ -80,7 +81,7 @@ def fetch(spec: str, root: Path) -> Path:
     if size not in files:
         raise DataError(f"{name} comes in sizes {sorted(files)}, not {size}")
     url, md5 = files[size]["url"], files[size]["md5"]
-    target = root / "medmnist" / (f"{name}.npz" if size == 28 else f"{name}_{size}.npz")
+    target = root / MEDMNIST_DOWNLOADS / (f"{name}.npz" if size == 28 else f"{name}_{size}.npz")
     if target.exists() and _md5(target) == md5:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
