@@ -32,8 +32,8 @@ from medkd.files import CONFIG  # noqa: E402
 from medkd.models import FEATURE_KINDS, load_model  # noqa: E402
 
 
-def guard_features(model, images, sidecar, kind):
-    return predict_with_features(model, images, sidecar, kind)[1].numpy()
+def guard_features(model, images, card, kind):
+    return predict_with_features(model, images, card, kind)[1].numpy()
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--views", type=int, nargs="+", default=[0, 4], help="augmented train views fitted on")
     parser.add_argument("--val-pass-rate", type=float, nargs="+", default=[0.95, 0.99])
     args = parser.parse_args()
-    model, sidecar = load_model(args.run)
+    model, card = load_model(args.run)
     data = prepare(run_data_config(args.run), show_progress=False)
     settings = TrainConfig.model_validate(yaml.safe_load((args.run / CONFIG).read_text())["train"])
     augmentation = build_augmentation(settings.augment)
@@ -52,18 +52,18 @@ def main() -> None:
         files = [f for f in files if not f.name.startswith("blank") and f.suffix != ".dcm"]
         others = np.stack([preprocess(decode_file(f, max_pixels=10**8).image, data.config.preprocessing) for f in files])
     test_images, test_labels = data.split("test")
-    print(f"{args.run}: {sidecar['architecture']} at {data.config.preprocessing.size} px; test {len(test_labels)} "
+    print(f"{args.run}: {card.architecture} at {data.config.preprocessing.size} px; test {len(test_labels)} "
           f"X-rays, {len(others)} not-chest-X-rays")
     print(f"{'features':<12} {'views':>5} {'dim':>5} {'val pass':>8} {'test flagged':>13} " +
           " ".join(f"{name:>10}" for name in data.classes) + f" {'others':>8} {'margin':>7}")
     for kind in FEATURE_KINDS:
-        features = {split: guard_features(model, data.split(split)[0], sidecar, kind) for split in ("train", "val")}
-        test, other = guard_features(model, test_images, sidecar, kind), guard_features(model, others, sidecar, kind)
+        features = {split: guard_features(model, data.split(split)[0], card, kind) for split in ("train", "val")}
+        test, other = guard_features(model, test_images, card, kind), guard_features(model, others, card, kind)
         for views in args.views:
             train, labels = [features["train"]], [data.split("train")[1]]
             for view in range(views):  # the views fit() draws for train_views (seeded per image and view)
                 augmented = augmented_view(augmentation, data.split("train")[0], settings.seed, view)
-                train.append(guard_features(model, augmented.numpy(), sidecar, kind))
+                train.append(guard_features(model, augmented.numpy(), card, kind))
                 labels.append(data.split("train")[1])
             for rate in args.val_pass_rate:
                 guard = fit_guard(np.concatenate(train), np.concatenate(labels), features["val"],

@@ -39,16 +39,16 @@ def test_a_teacher_at_another_resolution_teaches_from_its_own_view(trained_run, 
     teacher, student_config = trained_run.folder, student_at(trained_run.config, 24)
     out = distill(student_config, STUDENT, DistillConfig(teachers=[str(teacher)]), tmp_path / "student",
                   show_progress=False)
-    model, sidecar = load_model(teacher)
+    model, card = load_model(teacher)
     own_images, _ = prepare(trained_run.config, show_progress=False).split("train")
-    expected = predict_run_logits(model, own_images, sidecar)
+    expected = predict_run_logits(model, own_images, card)
     cached = load_file(out / "teacher_logits.safetensors")["train"]
     student_images, _ = prepare(student_config, show_progress=False).split("train")
     assert student_images.shape[-1] == 24 and own_images.shape[-1] == 32
     torch.testing.assert_close(cached[:, 0], expected, atol=1e-5, rtol=1e-5)
     record = json.loads((out / "model.json").read_text())
     assert record["preprocessing"]["size"] == 24
-    assert record["distillation"]["teacher_preprocessing"] == [sidecar["preprocessing"]]
+    assert record["distillation"]["teacher_preprocessing"] == [card.preprocessing.model_dump()]
     report = json.loads((out / "distillation.json").read_text())
     assert 0 <= report["test"]["agreement"] <= 1
 
@@ -66,11 +66,11 @@ def test_a_linear_probe_teacher_teaches_from_the_features_its_run_cached(trained
                       tmp_path / "student", show_progress=False)
     assert ") and cached in" not in caplog.text  # no feature extraction
     assert caplog.text.count("read from cache") >= 2  # the train and val splits of the teacher's view
-    model, sidecar = load_model(teacher)
+    model, card = load_model(teacher)
     data = prepare(trained_run.config, show_progress=False)
     cached = load_file(out / "teacher_logits.safetensors")
     for split in ("train", "val"):
-        expected = predict_run_logits(model, data.split(split)[0], sidecar)
+        expected = predict_run_logits(model, data.split(split)[0], card)
         torch.testing.assert_close(cached[split][:, 0], expected, atol=1e-4, rtol=1e-4)
 
 
@@ -118,10 +118,10 @@ def test_paired_views_get_the_same_augmentation():
 
 def test_replayed_views_carry_the_teacher_outputs_of_that_very_view(trained_run):
     """cached_views: whatever view the loader draws, its target is the teacher's output on exactly that image."""
-    model, sidecar = load_model(trained_run.folder)
+    model, card = load_model(trained_run.folder)
     data = prepare(trained_run.config, show_progress=False)
     transform = build_augmentation(GEOMETRY)
-    logits = teacher_logits(torch.nn.ModuleList([model]), [sidecar], [data], "val",
+    logits = teacher_logits(torch.nn.ModuleList([model]), [card], [data], "val",
                             device=torch.device("cpu"), augmentation=transform, replay=3, replay_seed=7)
     images, labels = split_tensors(data, "val")
     assert logits.shape == (len(labels), 3, 1, 2)
@@ -131,7 +131,7 @@ def test_replayed_views_carry_the_teacher_outputs_of_that_very_view(trained_run)
     for index in range(0, len(labels), max(1, len(labels) // 12)):
         image, _, target = dataset[index]
         assert not torch.equal(image, images[index])
-        torch.testing.assert_close(predict_run_logits(model, image[None], sidecar), target, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(predict_run_logits(model, image[None], card), target, atol=1e-5, rtol=1e-5)
 
 
 def test_cached_views_distil_and_resume(trained_run, tmp_path):

@@ -38,6 +38,7 @@ from medkd.deploy import (ExportConfig, ExportError, ServeConfig, create_app, ex
 from medkd.deploy import export as export_module
 from medkd.deploy.runtime import METADATA_KEY
 from medkd.engine import TrainConfig, fit
+from medkd.card import RunCard
 from medkd.evaluation import EvaluationConfig, evaluate_run, predict_run_logits
 from medkd.data import run_data_config
 
@@ -75,7 +76,7 @@ def test_onnx_export_matches_pytorch_and_carries_its_card(trained_run, exported)
     # the graph holds the calibration: softmax(logits / T), T fitted on validation, not the raw softmax
     temperature = card["calibration"]["temperature"]
     assert temperature == sidecar["calibration"]["temperature"] and abs(temperature - 1) > 0.01
-    logits = predict_run_logits(torch_model.torch_model, images, sidecar)
+    logits = predict_run_logits(torch_model.torch_model, images, RunCard.read(trained_run.folder))
     np.testing.assert_allclose(onnx_model.probabilities(images), (logits / temperature).softmax(dim=1), atol=1e-5)
     assert not np.allclose(onnx_model.probabilities(images), logits.softmax(dim=1), atol=1e-3)
     # the guard's score is a second output of the same graph, as PyTorch computes it
@@ -108,7 +109,7 @@ def test_a_guard_on_every_block_with_augmented_views_is_one_pass_in_pytorch_eval
     torch_probabilities, torch_scores = torch_model.predict(images)
     np.testing.assert_allclose(onnx_scores, torch_scores, rtol=1e-4)
     np.testing.assert_allclose(onnx_probabilities, torch_probabilities, atol=1e-5)
-    logits = predict_run_logits(torch_model.torch_model, images, sidecar)  # the plain network, no guard
+    logits = predict_run_logits(torch_model.torch_model, images, RunCard.read(folder))  # the plain network, no guard
     np.testing.assert_allclose(torch_probabilities, (logits / sidecar["calibration"]["temperature"]).softmax(1),
                                atol=1e-5)
     assert evaluation.ood["flagged"] == int((~table["in_distribution"]).sum()) and table["ood_score"].notna().all()

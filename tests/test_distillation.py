@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
+from medkd.card import Normalisation
 from medkd.cli import app
 from medkd.config import ConfigError, load_recipe
 from medkd.data import DataConfig, prepare
@@ -268,8 +269,8 @@ def test_mismatched_teacher_and_bad_hint_layer_are_explained(generated, tmp_path
     config, teacher = generated
     mean, std = normalisation(1)
     with pytest.raises(DistillationError, match=r"predicts classes \['NORMAL', 'PNEUMONIA'\].*same order"):
-        load_teachers([str(teacher)], classes=["PNEUMONIA", "NORMAL"], preprocessing=config.preprocessing.model_dump(),
-                      normalisation={"mean": mean, "std": std})
+        load_teachers([str(teacher)], classes=["PNEUMONIA", "NORMAL"], preprocessing=config.preprocessing,
+                      normalisation=Normalisation(mean=mean, std=std))
     with pytest.raises(DistillationError, match="no module 'layer9'"):
         distill(config, STUDENT, settings(teachers=[str(teacher)], loss="hint", teacher_outputs="online",
                                           hint={"student_layer": "layer9", "teacher_layer": "8"}),

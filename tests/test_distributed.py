@@ -22,7 +22,8 @@ from medkd.data import prepare
 from medkd.engine import TrainConfig, fit
 from medkd.evaluation import evaluate_run
 from medkd.files import BACKBONE
-from medkd.models import create_model, read_sidecar
+from medkd.card import RunCard
+from medkd.models import create_model
 
 RUN_SECONDS = 240  # a generous bound on one 2-process run of a few seconds' training
 SETTLED = {"checkpoints", "config.yaml", "data_location.json", "last.safetensors", "logs", "metrics.csv", "model.json",
@@ -76,8 +77,8 @@ def check_as_one_process(folder: Path, recipe: Path, reference: Path | None = No
     rows = metric_rows(folder)
     assert [int(r["epoch"]) for r in rows] == list(range(config.train.epochs))
     best_logged = max(float(r["val_auc"]) for r in rows)
-    sidecar = read_sidecar(folder)
-    assert sidecar["best_val_auc"] == pytest.approx(best_logged, abs=1e-6)
+    card = RunCard.read(folder)
+    assert card.best_val_auc == pytest.approx(best_logged, abs=1e-6)
     assert {p.name for p in folder.iterdir()} >= SETTLED
     if reference is not None:
         assert {p.name for p in folder.iterdir()} == {p.name for p in reference.iterdir()}
@@ -111,7 +112,7 @@ def test_two_process_ddp_run_is_one_run(tmp_path: Path, kind: str, request) -> N
         reference = distill(config.data, reference_settings,
                             DistillConfig(teachers=[str(teacher)], teacher_outputs=outputs), tmp_path / "one",
                             show_progress=False)
-        assert read_sidecar(tmp_path / "run")["distillation"]["teacher_outputs"] == outputs
+        assert RunCard.read(tmp_path / "run").distillation.teacher_outputs == outputs
     else:
         output = finish(medkd("train", recipe, "--out", tmp_path / "run", cwd=tmp_path))
         reference = fit(config.data, reference_settings, tmp_path / "one", show_progress=False)

@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
 
 from conftest import write_kermany_like
+from medkd.card import CARD_FORMAT, CardError, RunCard
 from medkd.data import DataConfig, cache_root, prepare
 from medkd.device import feature_engine
 from medkd.engine import LossConfig, TrainConfig, build_augmentation, fit
@@ -25,7 +26,7 @@ from medkd.engine.datamodule import TensorDataModule
 from medkd.engine.losses import class_weights, classification_loss
 from medkd.engine.module import auroc
 from medkd.evaluation import backbone_identity, cached_features, evaluate_run, predict_logits
-from medkd.files import staged, write_json
+from medkd.files import SIDECAR, staged, write_json
 from medkd.models import create_model, headless, load_model
 
 
@@ -52,10 +53,10 @@ def test_run_folder_rebuilds_the_trained_model(data_config, tmp_path):
         assert (out / name).exists(), name
     assert not list(out.rglob("*.tmp-*"))  # every file written whole: no staging file left behind
     assert [int(r["epoch"]) for r in read_metrics(out)] == [0, 1, 2]
-    model, sidecar = load_model(out)
-    assert sidecar["classes"] == ["NORMAL", "PNEUMONIA"] and sidecar["in_chans"] == 1
+    model, card = load_model(out)
+    assert card.classes == ["NORMAL", "PNEUMONIA"] and card.in_chans == 1
     images, labels = prepare(data_config, show_progress=False).split("test")
-    mean, std = sidecar["normalisation"]["mean"][0], sidecar["normalisation"]["std"][0]
+    mean, std = card.normalisation.mean[0], card.normalisation.std[0]
     with torch.no_grad():
         probabilities = model((torch.from_numpy(images).float() / 255 - mean) / std).softmax(dim=1)
     assert auroc(probabilities, torch.from_numpy(labels)) > 0.9  # the bright band is learnt
@@ -86,8 +87,8 @@ def test_killed_run_resumes_to_the_same_epoch_count(xray_root, tmp_path, cache_d
     subprocess.run(command, check=True, capture_output=True)
     epochs = [int(r["epoch"]) for r in read_metrics(out)]
     assert epochs == list(range(8))
-    _, sidecar = load_model(out)
-    assert sidecar["epochs_trained"] == 8
+    _, card = load_model(out)
+    assert card.epochs_trained == 8
 
 
 def test_linear_probe_caches_features_and_trains_fast(data_config, tmp_path, caplog):
@@ -103,8 +104,8 @@ def test_linear_probe_caches_features_and_trains_fast(data_config, tmp_path, cap
     linear_seconds = np.median([float(r["seconds"]) for r in read_metrics(second)])
     finetune_seconds = np.median([float(r["seconds"]) for r in read_metrics(finetune)])
     assert finetune_seconds > 10 * linear_seconds, (linear_seconds, finetune_seconds)
-    model, sidecar = load_model(second)  # the full model (frozen backbone + trained head) is in the folder
-    assert sidecar["transfer"] == "linear" and model(torch.zeros(1, 1, 32, 32)).shape == (1, 2)
+    model, card = load_model(second)  # the full model (frozen backbone + trained head) is in the folder
+    assert card.transfer == "linear" and model(torch.zeros(1, 1, 32, 32)).shape == (1, 2)
 
     caplog.clear()  # a random backbone is its seed's own: another seed's cached features would not fit it
     other_seed = fit(data_config, linear.model_copy(update={"seed": 1}), tmp_path / "seed1", show_progress=False)
@@ -189,7 +190,7 @@ def test_min_steps_gives_a_small_training_set_more_epochs(data_config, tmp_path)
     settings = TrainConfig(model="compact_cnn", epochs=1, batch_size=32, min_steps=3 * steps_per_epoch - 1)
     out = fit(data_config, settings, tmp_path / "run", show_progress=False)
     assert [int(r["epoch"]) for r in read_metrics(out)] == [0, 1, 2]
-    assert load_model(out)[1]["epochs_trained"] == 3
+    assert load_model(out)[1].epochs_trained == 3
     large = settings.model_copy(update={"min_steps": 1, "epochs": 2})  # already more steps than asked: unchanged
     assert len(read_metrics(fit(data_config, large, tmp_path / "large", show_progress=False))) == 2
 
@@ -217,3 +218,24 @@ def test_a_run_file_is_written_whole_or_not_at_all(tmp_path):
         staging.write_text('{"thresh')
         raise RuntimeError("killed mid-write")
     assert json.loads(path.read_text()) == {"threshold": 0.4} and list(tmp_path.iterdir()) == [path]
+
+
+def test_the_run_card_is_typed_versioned_and_refuses_what_it_cannot_read(data_config, tmp_path):
+    """Every stage reads model.json through RunCard: a trained run's card round-trips; a card from before versions,
+    from a newer medkd, or with a wrong entry is refused with what to do."""
+    out = fit(data_config, TrainConfig(model="compact_cnn", model_args={"width": 8}, epochs=1, batch_size=16),
+              tmp_path / "run", show_progress=False)
+    card = RunCard.read(out)
+    assert card.format == CARD_FORMAT and card.binary and card.positive_class == "PNEUMONIA"
+    assert card.preprocessing == data_config.preprocessing
+    assert card.ood.method == "mahalanobis" and card.calibration.fitted_on == "val" and 0 < card.threshold < 1
+    raw = json.loads((out / SIDECAR).read_text())
+    for change, message in (({"format": None}, "no format version"), ({"format": CARD_FORMAT + 1}, "upgrade medkd"),
+                            ({"classes": "NORMAL"}, "classes"), ({"colour": "blue"}, "colour")):
+        folder = tmp_path / f"changed{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        (folder / SIDECAR).write_text(json.dumps({k: v for k, v in {**raw, **change}.items() if v is not None}))
+        with pytest.raises(CardError, match=message):
+            RunCard.read(folder)
+    with pytest.raises(CardError, match="missing"):
+        RunCard.read(tmp_path / "nothing")

@@ -18,7 +18,7 @@ from medkd.engine import TrainConfig, fit
 from medkd.evaluation import (CalibrationConfig, ThresholdConfig, bootstrap_intervals, calibrated, choose_threshold,
                               classification_metrics, count_macs, delong_test, expected_calibration_error,
                               fit_temperature, mcnemar_test, measure_efficiency, predict_logits, predict_probabilities,
-                              predict_run_logits, run_temperature)
+                              predict_run_logits)
 from medkd.device import inference_batch_size
 from medkd.models import classifier_name, load_model
 
@@ -117,33 +117,33 @@ def test_bootstrap_interval_holds_the_estimate_and_is_reproducible():
 
 def test_saved_threshold_is_chosen_on_validation(trained_run):
     folder, config = trained_run
-    model, sidecar = load_model(folder)
-    assert sidecar["threshold_rule"]["rule"] == "youden"
+    model, card = load_model(folder)
+    assert card.threshold_rule["rule"] == "youden"
     images, labels = prepare(config, show_progress=False).split("val")
-    expected = choose_threshold(labels, predict_probabilities(model, images, sidecar)[:, 1], ThresholdConfig())
-    assert sidecar["threshold"] == pytest.approx(expected)
+    expected = choose_threshold(labels, predict_probabilities(model, images, card)[:, 1], ThresholdConfig())
+    assert card.threshold == pytest.approx(expected)
 
 
 def test_temperature_scaling_lowers_validation_ece_and_changes_no_ranking(tmp_path):
     """A model made overconfident on purpose (its head's weights x 40, against labels a quarter of which are
     flipped, so that it is right 3 times in 4 while sure every time) is calibrated back by one temperature
-    fitted on those labels; the run's own sidecar records its temperature and what it did on validation."""
+    fitted on those labels; the run's own card records its temperature and what it did on validation."""
     config = kermany_like_config(tmp_path, patients_per_class=20)
     settings = TrainConfig(model="compact_cnn", model_args={"width": 8}, epochs=6, batch_size=16,
                            optimizer={"lr": 3e-3}, runtime={"precision": "32"})
     folder = fit(config, settings, tmp_path / "run", show_progress=False)
-    model, sidecar = load_model(folder)
+    model, card = load_model(folder)
     images, labels = prepare(config, show_progress=False).split("val")
-    record = sidecar["calibration"]  # fitted at the end of training, on validation
+    record = card.calibration.model_dump()  # fitted at the end of training, on validation
     assert record["fitted_on"] == "val" and record["val_nll_after"] <= record["val_nll_before"] + 1e-6
-    assert record["temperature"] == run_temperature(sidecar)
+    assert record["temperature"] == card.temperature
     head = model.get_submodule(classifier_name(model))
     with torch.no_grad():
         head.weight.mul_(40)
         head.bias.mul_(40)
     noisy = labels.copy()
     noisy[::4] = 1 - noisy[::4]
-    logits = predict_run_logits(model, images, sidecar)
+    logits = predict_run_logits(model, images, card)
     temperature = fit_temperature(logits, noisy, CalibrationConfig())
     before, after = (expected_calibration_error(noisy, calibrated(logits, t)) for t in (1.0, temperature))
     assert temperature > 2 and after < before / 2, (temperature, before, after)
@@ -181,9 +181,9 @@ def test_evaluate_command_scores_the_test_split(trained_run, tmp_path):
     flagged = ~predictions["in_distribution"]
     assert (flagged == (predictions["ood_score"] > saved["ood"]["threshold"])).all()
     assert saved["ood"]["flagged"] == flagged.sum() and saved["ood"]["flagged_share"] == pytest.approx(flagged.mean())
-    model, sidecar = load_model(folder)
+    model, card = load_model(folder)
     images, _ = prepare(config, show_progress=False).split("test")
-    np.testing.assert_allclose(predictions["p_PNEUMONIA"], predict_probabilities(model, images, sidecar)[:, 1],
+    np.testing.assert_allclose(predictions["p_PNEUMONIA"], predict_probabilities(model, images, card)[:, 1],
                                atol=1e-5)
 
 

@@ -56,7 +56,7 @@ def test_guard_features_come_from_the_same_pass_as_the_logits(name):
 def test_unknown_model_lists_what_exists():
     with pytest.raises(ModelError, match="unknown model 'resnet19'.*resnet18"):
         create_model("resnet19", 2)
-    with pytest.raises(ModelError, match="no ImageNet weights"):
+    with pytest.raises(ModelError, match="weights .imagenet.: compact_cnn has no such weight set"):
         create_model("compact_cnn", 2, weights="imagenet")
 
 

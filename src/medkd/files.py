@@ -36,6 +36,23 @@ BACKBONE = "backbone.safetensors"  # a pretraining run's backbone, without its h
 PRETRAIN_REPORT = "pretrain.json"  # what the backbone is and how it was trained
 EXPORT = "export"  # the default export folder; EXPORT/EXPORT_REPORT describes what is in it
 EXPORT_REPORT = "export.json"
+ONNX_FP32 = "model.onnx"  # in an export folder: the deployed graph (uint8 in, probabilities and guard scores out)
+ONNX_INT8 = "model.int8.onnx"  # its int8 quantisation
+TORCHSCRIPT = "model.torchscript.pt"  # export format torchscript, with its model card beside it
+TORCHSCRIPT_CARD = "model.torchscript.json"
+SWEEP = "sweep.csv"  # medkd distill --sweep: one row per temperature and alpha
+
+# ---- a study folder (medkd run) ----------------------------------------------------------------------------------
+RECIPE = "recipe.yaml"  # the recipe as run (presets and options applied)
+DATA_CHECK = "data_check.json"  # the data check of the study's data
+SESSIONS = "study.json"  # each invocation: start, end, environment
+RUNS = "runs.csv"  # one row per run and split (study.ResultRow's columns)
+SUMMARY = "summary.csv"  # per stage and split: mean and sd over seeds
+REPORT_MARKDOWN = "report.md"
+REPORT_HTML = "report.html"  # self-contained: figures inline
+SITE_STUDY = "site_study"  # SITE_STUDY/SITE_STUDY_TABLE (every run, split and variant) and SITE_STUDY_MARKDOWN
+SITE_STUDY_TABLE = "site_study.csv"
+SITE_STUDY_MARKDOWN = "site_study.md"
 
 
 def evaluation_file(split: str) -> str:

@@ -20,12 +20,12 @@ def calibrate(
     progress: ProgressOpt = True,
 ) -> None:
     """Re-fit the temperature and the decision threshold (the run's own rule) on a site's labelled images."""
-    from medkd.data import DataConfig, Preprocessing
-    from medkd.models import read_sidecar
+    from medkd.card import RunCard
+    from medkd.data import DataConfig
     from medkd.site import calibrate_run
 
     with user_errors():
-        preprocessing = Preprocessing.model_validate(read_sidecar(run)["preprocessing"])
+        preprocessing = RunCard.read(run).preprocessing
         folder, update = calibrate_run(run, DataConfig(path=data, preprocessing=preprocessing), out,
                                        show_progress=progress)
     record = update["calibration"]
@@ -64,9 +64,9 @@ def site_study(
     """The site-calibration protocol (apart from the main results): part of the official test split calibrates,
     the rest evaluates every variant; writes STUDY/site_study/site_study.{csv,md}."""
     from medkd.config import ConfigError, load_recipe
-    from medkd.site import SITE_STUDY
+    from medkd.files import RECIPE, SITE_STUDY, SITE_STUDY_MARKDOWN
     from medkd.site import site_study as run_site_study
-    from medkd.study import RECIPE, finished_runs, run_folder
+    from medkd.study import finished_runs, run_folder
 
     with user_errors():
         recipe = load_recipe(study / RECIPE)
@@ -80,4 +80,4 @@ def site_study(
                 for name in names}
         run_site_study(runs, study / SITE_STUDY, splits=splits, calibration_fraction=calibration_fraction,
                        show_progress=progress)
-    console.print((study / SITE_STUDY / "site_study.md").read_text())
+    console.print((study / SITE_STUDY / SITE_STUDY_MARKDOWN).read_text())

@@ -11,9 +11,10 @@ import typer
 from medkd.cli.common import (EXIT_LEAK, AcceleratorOpt, CacheOpt, ChannelsOpt, DataOpt, DevicesOpt, IntOpt, LrOpt,
                               NodesOpt, ProgressOpt, RecipeArg, RunFolderOpt, SeedOpt, SizeOpt, ThreadsOpt, TransferOpt,
                               WeightsOpt, WorkersOpt, app, console, data_app, fail, runtime_overrides, user_errors)
-from medkd.config import ConfigError, load_recipe
+from medkd.config import ConfigError, load_data_settings, load_recipe
 from medkd.device import is_primary_process
 from medkd.errors import MedkdError
+from medkd.files import SWEEP
 
 
 @data_app.command("check")
@@ -42,7 +43,7 @@ def data_check(
     from medkd.data import check_data, prepare, print_report
 
     with user_errors():
-        config = load_recipe(recipe, overrides).data
+        config = load_data_settings(recipe, overrides)
         report = check_data(prepare(config), strict=strict)
     print_report(report, console)
     if json_out:
@@ -159,7 +160,7 @@ def distill(
             if not is_primary_process():
                 return
             console.print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-            console.print(f"sweep table: {out / 'sweep.csv'}")
+            console.print(f"sweep table: {out / SWEEP}")
             return
         folder = run_distillation(config.data, config.train, config.distill, out, show_progress=progress)
     if is_primary_process():

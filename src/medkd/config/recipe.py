@@ -28,7 +28,7 @@ class Recipe(StrictModel):
 
     name: str = "study"
     data: DataConfig
-    train: TrainConfig = TrainConfig()
+    train: TrainConfig = Field(default_factory=TrainConfig)
     distill: DistillConfig | None = None
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig, description="medkd pretrain's settings")
     stages: list[StageConfig] = Field(default_factory=list)
@@ -86,10 +86,9 @@ class Recipe(StrictModel):
     def stage_distill(self, stage: StageConfig, teacher_folders: list[str] | None = None) -> DistillConfig | None:
         """A student stage's distillation settings (None for other stages); the teachers are stage names, or
         `teacher_folders` (their run folders in a study) when given."""
-        if stage.distill is None:
-            return None
-        overrides = stage.distill if teacher_folders is None else {**stage.distill, "teachers": teacher_folders}
-        return _resolved(DistillConfig, {}, overrides, f"stages.{stage.name}.distill")
+        if stage.distill is None or teacher_folders is None:
+            return stage.distill
+        return stage.distill.model_copy(update={"teachers": list(teacher_folders)})
 
 
 def _resolved(model: type[BaseModel], base: dict, overrides: dict, where: str):
@@ -116,6 +115,30 @@ def merge(base: dict, overrides: dict) -> dict:
 def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None, preset: str | None = None) -> Recipe:
     """Read and validate a recipe file (or only `overrides` when `path` is None); a `preset` of the recipe is
     applied first, then the overrides."""
+    raw, where = read_recipe(path, overrides, preset)
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{where}: invalid settings\n" + describe(err, stage_names(raw))) from None
+    except ConfigError as err:  # a stage's settings (see Recipe._every_stage_resolves)
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def load_data_settings(path: str | Path | None, overrides: dict[str, Any] | None = None) -> DataConfig:
+    """The data section of a recipe (or of `overrides` alone), validated on its own: `medkd data check` needs
+    neither the models' registry nor a training section."""
+    raw, where = read_recipe(path, overrides)
+    if "data" not in raw:
+        raise ConfigError(f"{where}: no data section (give --data or a recipe with one)")
+    try:
+        return DataConfig.model_validate(raw["data"])
+    except ValidationError as err:
+        raise ConfigError(f"{where}: invalid settings\n" + describe(err, prefix="data")) from None
+
+
+def read_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None,
+                preset: str | None = None) -> tuple[dict, str]:
+    """A recipe file's mapping with `preset` and then `overrides` merged in, and where it came from (for errors)."""
     raw: dict = {}
     where = "command-line options"
     if path is not None:
@@ -133,23 +156,29 @@ def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None
         if preset not in presets:
             raise ConfigError(f"{where}: no preset {preset!r}; this recipe has: {', '.join(presets) or 'none'}")
         raw = merge(raw, presets[preset])
-    raw = merge(raw, overrides or {})
-    try:
-        return Recipe.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(f"{where}: invalid settings\n" + describe(err)) from None
-    except ConfigError as err:  # a stage's settings (see Recipe._every_stage_resolves)
-        raise ConfigError(f"{where}: {err}") from None
+    return merge(raw, overrides or {}), where
 
 
-def describe(err: ValidationError) -> str:
-    """One line per problem: the dotted key, what is wrong, and the value given."""
+def stage_names(raw: dict) -> list[str | None]:
+    """The names of a raw recipe's stages, by position (None where a stage has none)."""
+    stages = raw.get("stages") if isinstance(raw.get("stages"), list) else []
+    return [stage.get("name") if isinstance(stage, dict) else None for stage in stages]
+
+
+def describe(err: ValidationError, stages: list[str | None] | None = None, prefix: str | None = None) -> str:
+    """One line per problem: the dotted key (a stage by its name, when `stages` gives the names; under `prefix`,
+    the section validated), what is wrong, and the value given."""
     lines = []
     for problem in err.errors():
-        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        message = problem["msg"]
+        loc = ([prefix] if prefix else []) + list(problem["loc"])
+        if stages and len(loc) > 1 and loc[0] == "stages" and isinstance(loc[1], int) and loc[1] < len(stages):
+            loc[1] = stages[loc[1]] or loc[1]
+        key = ".".join(str(part) for part in loc) or "(top level)"
+        message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
             message = "unknown key (check its spelling and level)"
-        given = "" if problem["type"] in ("missing", "extra_forbidden") else f" (got {problem.get('input')!r})"
+        # a whole section's check (e.g. model, weights and model_args together) names its keys in the message
+        shown = problem["type"] not in ("missing", "extra_forbidden") and not isinstance(problem.get("input"), dict)
+        given = f" (got {problem.get('input')!r})" if shown else ""
         lines.append(f"  - {key}: {message}{given}")
     return "\n".join(lines)

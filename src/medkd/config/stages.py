@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from medkd.deploy import ExportConfig
+from medkd.distillation import DistillConfig
 from medkd.settings import StrictModel
 
 
@@ -15,7 +16,8 @@ class StageConfig(StrictModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="also the stage's folder name")
     train: dict = Field(default_factory=dict, description="keys of the recipe's train section to change")
-    distill: dict | None = Field(None, description="distill section; teachers: names of other stages")
+    distill: DistillConfig | None = Field(None, description="makes it a student: a distill section whose teachers "
+                                                             "are names of other stages")
     data: dict = Field(default_factory=dict, description="keys of the recipe's data section to change, e.g. "
                                                          "split.train_fraction for a label-efficiency study")
     pretrain: dict | None = Field(None, description="makes this a self-supervised pretraining stage: keys of the "
@@ -32,7 +34,7 @@ class StageConfig(StrictModel):
     @property
     def needs(self) -> set[str]:
         """The stages this one waits for: its teachers and the stage its weights come from."""
-        return {*(self.distill or {}).get("teachers", []), *([self.weights_from] if self.weights_from else [])}
+        return {*(self.distill.teachers if self.distill else []), *([self.weights_from] if self.weights_from else [])}
 
 
 class SelectionConfig(StrictModel):

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from medkd.settings import StrictModel
 
@@ -77,6 +77,8 @@ class DataConfig(StrictModel):
     path: str = Field(description="folder, .npz, .csv, NumPy folder, or medmnist:NAME[@SIZE]")
     source: str = Field("auto", description="auto (detected from the path) or a registered source: folder, medmnist, "
                                             "numpy, csv, ... (medkd.data.available_sources())")
+    source_settings: dict = Field(default_factory=dict, description="the source's own settings (its registered "
+                                  "settings model), e.g. csv: label_column, patient_column")
     classes: list[str] | None = Field(None, description="class names in label order; default: sorted names found")
     label_rules: list[LabelRule] = Field(default_factory=list)
     on_bad_file: Literal["skip", "fail"] = "skip"
@@ -93,6 +95,16 @@ class DataConfig(StrictModel):
         if source != AUTO and source not in available_sources():
             raise ValueError(f"unknown data source {source!r}: use {AUTO} or one of {available_sources()}")
         return source
+
+    @model_validator(mode="after")
+    def _the_sources_own_settings(self) -> DataConfig:
+        from medkd.data.sources import AUTO, source_settings_error
+
+        if self.source != AUTO:  # with auto, checked once the layout says which source it is
+            problem = source_settings_error(self.source, self.source_settings)
+            if problem:
+                raise ValueError(problem)
+        return self
 
 
 def cache_root(config: DataConfig) -> Path:

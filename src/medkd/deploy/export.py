@@ -24,7 +24,7 @@ from medkd.deploy.graph import ProbabilityModel
 from medkd.errors import MedkdError
 from medkd.evaluation import (classification_metrics, decisions, load_guard, predict_probabilities,
                               time_inference)
-from medkd.files import EXPORT, EXPORT_REPORT, write_json
+from medkd.files import EXPORT, EXPORT_REPORT, ONNX_FP32, ONNX_INT8, TORCHSCRIPT, TORCHSCRIPT_CARD, write_json
 from medkd.models import load_model
 
 log = logging.getLogger(__name__)
@@ -150,29 +150,29 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
     folder = Path(folder)
     out = Path(out) if out is not None else folder / EXPORT
     out.mkdir(parents=True, exist_ok=True)
-    model, sidecar = load_model(folder)
-    guard = load_guard(folder, sidecar.get("ood"))
-    wrapped = ProbabilityModel.from_run(model, sidecar, guard)
-    card = model_card(folder, sidecar)
+    model, run_card = load_model(folder)
+    guard = load_guard(folder, run_card.ood)
+    wrapped = ProbabilityModel.from_run(model, run_card, guard)
+    card = model_card(folder, run_card)
     data = data or prepare(run_data_config(folder, data_path), show_progress=show_progress)
     test_images, test_labels = data.split("test")
     test_images = np.asarray(test_images)
     threshold = card["threshold"] if len(card["classes"]) == 2 else None
-    reference = predict_probabilities(model, test_images, sidecar)
+    reference = predict_probabilities(model, test_images, run_card)
     checked = evenly_spaced(np.arange(len(test_images)), settings.check_images)
     example = torch.as_tensor(test_images[:2])
 
     if settings.format == "torchscript":
-        path = out / "model.torchscript.pt"
+        path = out / TORCHSCRIPT
         with torch.no_grad():
             scripted = torch.jit.trace(wrapped, example)
         scripted.save(str(path))
-        write_json(out / "model.torchscript.json", card)
+        write_json(out / TORCHSCRIPT_CARD, card)
         with torch.no_grad():
             exported = scripted(torch.as_tensor(test_images[checked]))
         exported = (exported[0] if isinstance(exported, tuple) else exported).numpy()
     else:
-        path = out / "model.onnx"
+        path = out / ONNX_FP32
         export_onnx(wrapped, example, path, {**card, "precision": "fp32"}, settings.opset)
         onnx_fp32 = OnnxPredictor(path)
         exported = onnx_fp32.probabilities(test_images[checked])
@@ -194,7 +194,7 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
         fp32 = onnx_fp32.probabilities(test_images)
         report.test_scores["onnx_fp32"] = test_scores(test_labels, fp32, threshold)
         train_images, _ = data.split("train")
-        int8_path = out / "model.int8.onnx"
+        int8_path = out / ONNX_INT8
         quantise_int8(path, int8_path, evenly_spaced(np.asarray(train_images), settings.calibration_images),
                       settings.int8_reduce_range)
         write_card(int8_path, {**card, "precision": "int8"})

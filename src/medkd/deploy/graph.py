@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medkd.evaluation import FeatureGuard, MahalanobisScore, run_temperature
+from medkd.card import RunCard
+from medkd.evaluation import FeatureGuard, MahalanobisScore
 from medkd.models import WithFeatures, channel_statistics, normalise
 
 
@@ -28,11 +29,11 @@ class ProbabilityModel(nn.Module):
         self.model = model if guard is None else WithFeatures(model, features, example)
 
     @classmethod
-    def from_run(cls, model: nn.Module, sidecar: dict, guard: FeatureGuard | None = None) -> ProbabilityModel:
-        """The run's model with its sidecar's normalisation, temperature and (when given) its guard."""
-        norm, preprocessing = sidecar["normalisation"], sidecar["preprocessing"]
-        example = torch.zeros(1, sidecar["in_chans"], preprocessing["size"], preprocessing["size"])
-        return cls(model, norm["mean"], norm["std"], run_temperature(sidecar), guard.score if guard else None,
+    def from_run(cls, model: nn.Module, card: RunCard, guard: FeatureGuard | None = None) -> ProbabilityModel:
+        """The run's model with its card's normalisation, temperature and (when given) its guard."""
+        size = card.preprocessing.size
+        example = torch.zeros(1, card.in_chans, size, size)
+        return cls(model, card.normalisation.mean, card.normalisation.std, card.temperature, guard.score if guard else None,
                    guard.features if guard else "penultimate", example).eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

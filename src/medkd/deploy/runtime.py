@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from medkd import __version__
+from medkd.card import RunCard
 from medkd.data import Preprocessing
 from medkd.deploy.graph import ProbabilityModel
 from medkd.evaluation import decisions, load_guard
@@ -25,10 +26,12 @@ CARD_KEYS = ("architecture", "model_args", "in_chans", "classes", "positive_clas
              "threshold", "calibration", "ood")
 
 
-def model_card(folder: Path, sidecar: dict) -> dict:
-    """What a deployed copy needs to know: the sidecar's inference keys, an id from the weights, the version."""
+def model_card(folder: Path, card: RunCard) -> dict:
+    """What a deployed copy needs to know (the JSON an exported file carries): the run card's inference entries,
+    an id from the weights, the version."""
     digest = bytes_fingerprint((folder / BEST).read_bytes(), length=12)
-    return {**{key: sidecar.get(key) for key in CARD_KEYS}, "model_id": f"{sidecar['architecture']}-{digest}",
+    entries = card.model_dump(mode="json", include=set(CARD_KEYS))
+    return {**{key: entries.get(key) for key in CARD_KEYS}, "model_id": f"{card.architecture}-{digest}",
             "medkd_version": __version__, "run": str(folder.resolve())}
 
 
@@ -84,10 +87,10 @@ class Predictor(abc.ABC):
 
 class TorchPredictor(Predictor):
     def __init__(self, folder: Path, batch_size: int = 64) -> None:
-        model, sidecar = load_model(folder)
-        super().__init__(model_card(folder, sidecar), "pytorch", lambda: model)
-        guard = load_guard(folder, sidecar.get("ood"))
-        self.graph = ProbabilityModel.from_run(model, sidecar, guard)  # what export exports
+        model, card = load_model(folder)
+        super().__init__(model_card(folder, card), "pytorch", lambda: model)
+        guard = load_guard(folder, card.ood)
+        self.graph = ProbabilityModel.from_run(model, card, guard)  # what export exports
         self.batch_size = batch_size
 
     @torch.no_grad()

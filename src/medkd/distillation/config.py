@@ -12,11 +12,24 @@ HINT_ONLY = "hint"  # loss: hint trains on the feature hint alone, without a log
 
 
 class HintConfig(StrictModel):
-    """FitNets-style hint: a student feature map, through a learned 1x1 conv, regressed onto a teacher's."""
+    """A feature-level term: a registered feature loss (FEATURE_LOSSES) between a student feature map and a
+    teacher's, taken at the module paths given."""
 
     student_layer: str = Field(description="module name in the student, e.g. layer3 (see model.named_modules())")
     teacher_layer: str = Field(description="module name in the teacher, e.g. layer3")
     weight: float = Field(1.0, gt=0)
+    loss: str = Field("fitnet", description="a registered feature loss: fitnet (a learned 1x1 connector, MSE), "
+                                            "attention (attention transfer), ...")
+    loss_params: dict = Field(default_factory=dict, description="the feature loss's own settings")
+
+    @model_validator(mode="after")
+    def _a_registered_feature_loss(self) -> HintConfig:
+        from medkd.distillation.hint import FEATURE_LOSSES  # the registry imports torch: when settings are read
+
+        if self.loss not in FEATURE_LOSSES:
+            raise ValueError(f"unknown feature loss {self.loss!r}: registered feature losses are {sorted(FEATURE_LOSSES)}")
+        FEATURE_LOSSES[self.loss].Params.model_validate(self.loss_params)
+        return self
 
 
 class DistillConfig(StrictModel):

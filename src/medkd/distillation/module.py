@@ -65,7 +65,7 @@ class DistillationModule(ClassifierModule):
         self.log("val_teacher_kl", soft_kl(logits, teacher, 1.0).mean(), sync_dist=True)
 
     def extra_parameters(self) -> list[nn.Parameter]:
-        return [] if self.hint is None else list(self.hint.connector.parameters())
+        return [] if self.hint is None else list(self.hint.feature_loss.parameters())
 
     # The teacher is loaded from its own run folder: checkpoints of this run leave its weights out.
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torchvision.transforms import v2
 
+from medkd.card import DistillationRecord, Normalisation, RunCard
 from medkd.data import DataConfig, PreparedData, file_stat
 from medkd.distillation.config import DistillConfig
 from medkd.distillation.losses import ensemble_logits, soft_kl
@@ -23,7 +24,7 @@ from medkd.distillation.views import teacher_logits, teacher_views, view_images
 from medkd.engine import TrainConfig, ViewPlan, build_augmentation, fit
 from medkd.device import inference_device, is_primary_process, lightning_precision
 from medkd.evaluation import SCALARS, EvaluationConfig, evaluate_run, predict_logits, run_backbone_identity
-from medkd.files import BEST, DISTILLATION_REPORT, TEACHER_LOGITS, fingerprint, one_writer, staged, write_json
+from medkd.files import BEST, DISTILLATION_REPORT, SWEEP, TEACHER_LOGITS, fingerprint, one_writer, staged, write_json
 from medkd.models import normalise
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def teacher_identity(folders: list[str], views: list[PreparedData], split: str, 
     return fingerprint([files, [view.split_fingerprint(split) for view in views], targets])
 
 
-def cached_teacher_logits(teacher: FrozenTeacher, sidecars: list[dict], folders: list[str], views: list[PreparedData],
+def cached_teacher_logits(teacher: FrozenTeacher, cards: list[RunCard], folders: list[str], views: list[PreparedData],
                           splits: dict[str, dict], out: Path, *, device: torch.device,
                           augmentation: v2.Transform | None, bf16: bool) -> dict[str, torch.Tensor]:
     """Teacher logits of each split in `splits` ({split: {}} un-augmented, or {split: {"replay": K, "replay_seed": s,
@@ -53,9 +54,9 @@ def cached_teacher_logits(teacher: FrozenTeacher, sidecars: list[dict], folders:
                     log.info("teacher logits read from %s", path)
                     return {split: handle.get_tensor(split) for split in splits}
         logits = {}
-        probes = [run_backbone_identity(folder, sidecar) for folder, sidecar in zip(folders, sidecars)]
+        probes = [run_backbone_identity(folder, card) for folder, card in zip(folders, cards)]
         for split, targets in splits.items():
-            logits[split] = teacher_logits(teacher.models, sidecars, views, split,
+            logits[split] = teacher_logits(teacher.models, cards, views, split,
                                            device=device, augmentation=augmentation, replay=targets.get("replay", 0),
                                            replay_seed=targets.get("replay_seed", 0), bf16=bf16, probes=probes)
             log.info("teacher logits of %s computed: %s", split, tuple(logits[split].shape))
@@ -68,12 +69,12 @@ class Distillation:
     """fit() extension: a frozen teacher (or ensemble) teaches the student of the run (see FitExtension)."""
 
     section = "distill"
-    metric_columns = ("val_agreement", "val_teacher_kl")
+    metric_columns = ("train_kd_loss", "train_hint_loss", "val_agreement", "val_teacher_kl")
 
     def __init__(self, settings: DistillConfig, *, show_progress: bool = True) -> None:
         self.settings, self.show_progress = settings, show_progress
         self.teacher: FrozenTeacher | None = None
-        self.sidecars: list[dict] = []
+        self.cards: list[RunCard] = []
         self.views: list[PreparedData] = []  # each teacher's view of the data (its preprocessing)
         self.val_logits: torch.Tensor | None = None  # the teacher's, computed once in build_module
         self.normalisation: tuple[list[float], list[float]] = ([], [])
@@ -87,22 +88,22 @@ class Distillation:
     def build_module(self, model: nn.Module, settings: TrainConfig, data: PreparedData, splits: dict, *,
                      mean: list[float], std: list[float], class_weight: torch.Tensor | None,
                      out: Path) -> DistillationModule:
-        preprocessing, mode = data.config.preprocessing.model_dump(), self.settings.teacher_outputs
+        preprocessing, mode = data.config.preprocessing, self.settings.teacher_outputs
         self.normalisation = (mean, std)
         self.device = inference_device(settings.runtime.accelerator)
         self.bf16 = lightning_precision(settings.runtime.precision, settings.runtime.accelerator) == "bf16-mixed"
-        self.teacher, self.sidecars = load_teachers(self.settings.teachers, classes=data.classes,
-                                                    preprocessing=preprocessing, normalisation={"mean": mean, "std": std})
+        self.teacher, self.cards = load_teachers(self.settings.teachers, classes=data.classes,
+                                                 preprocessing=preprocessing, normalisation=Normalisation(mean=mean, std=std))
         if self.settings.hint is not None and self.teacher.own_view[0] is not None:
             raise DistillationError(f"a feature hint needs the teacher at the student's preprocessing {preprocessing}; "
-                                    f"teacher {self.settings.teachers[0]} was trained at {self.sidecars[0]['preprocessing']}")
+                                    f"teacher {self.settings.teachers[0]} was trained at {self.cards[0].preprocessing}")
         if self.settings.weight_by_class and class_weight is None:
             raise DistillationError("distill.weight_by_class weighs the logit term by the class weights, but the run "
                                     "has none: set train.loss.class_weights: balanced, or drop weight_by_class")
         if mode == "cached_views" and settings.augment is None:
             raise DistillationError("teacher_outputs: cached_views replays augmented views, but train.augment is off: "
                                     "switch augmentation on, or use teacher_outputs: cached")
-        self.views = teacher_views(data, self.sidecars, show_progress=self.show_progress)
+        self.views = teacher_views(data, self.cards, show_progress=self.show_progress)
         needed = {"val": {}}
         if mode == "cached":
             needed["train"] = {}
@@ -110,7 +111,7 @@ class Distillation:
             needed["train"] = {"replay": self.settings.views, "replay_seed": settings.seed,
                                "augment": settings.augment.model_dump(mode="json")}
         augmentation = build_augmentation(settings.augment)
-        logits = cached_teacher_logits(self.teacher, self.sidecars, self.settings.teachers, self.views,
+        logits = cached_teacher_logits(self.teacher, self.cards, self.settings.teachers, self.views,
                                        needed, out,
                                        device=self.device, augmentation=augmentation,
                                        bf16=self.bf16)
@@ -128,13 +129,13 @@ class Distillation:
         return DistillationModule(model, self.teacher, settings, self.settings, mean=mean, std=std,
                                   class_weight=class_weight, example=example)
 
-    def sidecar(self) -> dict:
-        return {"distillation": {"teachers": [os.path.abspath(t) for t in self.settings.teachers],
-                                 "teacher_preprocessing": [sidecar["preprocessing"] for sidecar in self.sidecars],
-                                 "loss": self.settings.loss, "temperature": self.settings.temperature,
-                                 "alpha": self.settings.alpha, "teacher_outputs": self.settings.teacher_outputs,
-                                 **({"views": self.settings.views} if self.settings.teacher_outputs == "cached_views"
-                                    else {})}}
+    def card_entries(self) -> dict:
+        settings = self.settings
+        return {"distillation": DistillationRecord(
+            teachers=[os.path.abspath(t) for t in settings.teachers],
+            teacher_preprocessing=[card.preprocessing for card in self.cards], loss=settings.loss,
+            temperature=settings.temperature, alpha=settings.alpha, teacher_outputs=settings.teacher_outputs,
+            views=settings.views if settings.teacher_outputs == "cached_views" else None)}
 
     def finish(self, out: Path, model: nn.Module, data: PreparedData) -> None:
         """Teacher-student agreement (share of equal decisions) and KL(teacher || student) on val and test."""
@@ -146,7 +147,7 @@ class Distillation:
                 continue
             student = predict_logits(model, images, mean=mean, std=std, device=self.device)
             stacked = self.val_logits if split == "val" else teacher_logits(
-                self.teacher.models, self.sidecars, self.views, split, device=self.device, bf16=self.bf16)
+                self.teacher.models, self.cards, self.views, split, device=self.device, bf16=self.bf16)
             teacher = ensemble_logits(stacked, self.settings.temperature)
             report[split] = {"agreement": float((student.argmax(1) == teacher.argmax(1)).float().mean()),
                              "kl_teacher_student": float(soft_kl(student, teacher, 1.0).mean()), "images": len(images)}
@@ -182,5 +183,5 @@ def sweep(data_config: DataConfig, settings: TrainConfig, distillation: DistillC
         rows.append({"teachers": name, **{k: scores[k] for k in SCALARS}, "test_agreement": agreement})
     table = pd.DataFrame(rows)
     if is_primary_process():
-        table.to_csv(out / "sweep.csv", index=False)
+        table.to_csv(out / SWEEP, index=False)
     return table

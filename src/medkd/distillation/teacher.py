@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from medkd.card import Normalisation, RunCard
+from medkd.data import Preprocessing
 from medkd.errors import MedkdError
 from medkd.models import channel_statistics, load_model, normalise
 
@@ -66,38 +68,39 @@ class FrozenTeacher(nn.Module):
                            dim=1)
 
 
-def load_teachers(folders: list[str], *, classes: list[str], preprocessing: dict,
-                  normalisation: dict) -> tuple[FrozenTeacher, list[dict]]:
-    """The teachers of run folders `folders`, checked to predict the student's classes. A teacher trained with the
-    student's `preprocessing` reads the student's inputs (converted if it normalised otherwise, e.g.
+def load_teachers(folders: list[str], *, classes: list[str], preprocessing: Preprocessing,
+                  normalisation: Normalisation) -> tuple[FrozenTeacher, list[RunCard]]:
+    """The teachers of run folders `folders` and their cards, checked to predict the student's classes. A teacher
+    trained with the student's `preprocessing` reads the student's inputs (converted if it normalised otherwise, e.g.
     EfficientNet-Lite's [-1, 1]); one trained at another resolution or channel count gets its own view, numbered in
     order of first appearance of each distinct preprocessing."""
-    models, sidecars, renormalise, own_view, own_normalisation, distinct = [], [], [], [], [], []
+    models, cards, renormalise, own_view, own_normalisation = [], [], [], [], []
+    distinct: list[Preprocessing] = []
     for folder in folders:
-        model, sidecar = load_model(Path(folder))
-        if sidecar["classes"] != classes:
+        model, card = load_model(Path(folder))
+        if card.classes != classes:
             raise DistillationError(
-                f"teacher {folder} predicts classes {sidecar['classes']!r}, the student {classes!r}: distil from a "
+                f"teacher {folder} predicts classes {card.classes!r}, the student {classes!r}: distil from a "
                 "teacher trained on the same classes, in the same order")
-        norm = sidecar["normalisation"]
-        renormalise.append(conversion(normalisation, norm) if sidecar["preprocessing"] == preprocessing
-                           else ([1.0] * len(norm["std"]), [0.0] * len(norm["std"])))
-        if sidecar["preprocessing"] == preprocessing:
+        norm = card.normalisation
+        if card.preprocessing == preprocessing:
+            renormalise.append(conversion(normalisation, norm))
             own_view.append(None)
             own_normalisation.append(None)
         else:
-            if sidecar["preprocessing"] not in distinct:
-                distinct.append(sidecar["preprocessing"])
-            own_view.append(distinct.index(sidecar["preprocessing"]))
-            own_normalisation.append((norm["mean"], norm["std"]))
+            renormalise.append(([1.0] * len(norm.std), [0.0] * len(norm.std)))
+            if card.preprocessing not in distinct:
+                distinct.append(card.preprocessing)
+            own_view.append(distinct.index(card.preprocessing))
+            own_normalisation.append((norm.mean, norm.std))
         models.append(model.to(memory_format=torch.channels_last))
-        sidecars.append(sidecar)
-    return FrozenTeacher(models, renormalise, own_view, own_normalisation), sidecars
+        cards.append(card)
+    return FrozenTeacher(models, renormalise, own_view, own_normalisation), cards
 
 
-def conversion(student: dict, teacher: dict) -> tuple[list[float], list[float]]:
+def conversion(student: Normalisation, teacher: Normalisation) -> tuple[list[float], list[float]]:
     """(scale, shift) per channel with x_teacher = x_student * scale + shift, from the two normalisations
     (x = (pixel - mean) / std on pixels scaled to [0, 1])."""
-    scale = [s_std / t_std for s_std, t_std in zip(student["std"], teacher["std"])]
-    shift = [(s_mean - t_mean) / t_std for s_mean, t_mean, t_std in zip(student["mean"], teacher["mean"], teacher["std"])]
+    scale = [s_std / t_std for s_std, t_std in zip(student.std, teacher.std)]
+    shift = [(s_mean - t_mean) / t_std for s_mean, t_mean, t_std in zip(student.mean, teacher.mean, teacher.std)]
     return scale, shift

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
+from medkd.card import RunCard
 from medkd.data import SPLITS, PreparedData, Preprocessing, prepare
 from medkd.distillation.teacher import DistillationError
 from medkd.engine import augmented_view
@@ -18,22 +19,22 @@ from medkd.evaluation import probe_logits
 from medkd.evaluation import predict_run_logits
 
 
-def teacher_views(data: PreparedData, sidecars: list[dict], *, show_progress: bool) -> list[PreparedData]:
-    """For each teacher (its run sidecar), the student's data prepared with the teacher's preprocessing: `data`
+def teacher_views(data: PreparedData, cards: list[RunCard], *, show_progress: bool) -> list[PreparedData]:
+    """For each teacher (its run card), the student's data prepared with the teacher's preprocessing: `data`
     itself when they agree, else the same source decoded again (cached like any data set). The samples must be
     the same in every split and in the same order, else a DistillationError says where they differ."""
     prepared = {json.dumps(data.config.preprocessing.model_dump(), sort_keys=True): data}
     views = []
-    for sidecar in sidecars:
-        key = json.dumps(sidecar["preprocessing"], sort_keys=True)
+    for card in cards:
+        key = json.dumps(card.preprocessing.model_dump(), sort_keys=True)
         if key not in prepared:
-            config = data.config.model_copy(update={"preprocessing": Preprocessing.model_validate(sidecar["preprocessing"])})
-            prepared[key] = same_samples(data, prepare(config, show_progress=show_progress), sidecar["preprocessing"])
+            config = data.config.model_copy(update={"preprocessing": card.preprocessing})
+            prepared[key] = same_samples(data, prepare(config, show_progress=show_progress), card.preprocessing)
         views.append(prepared[key])
     return views
 
 
-def same_samples(student: PreparedData, teacher: PreparedData, preprocessing: dict) -> PreparedData:
+def same_samples(student: PreparedData, teacher: PreparedData, preprocessing: Preprocessing) -> PreparedData:
     """`teacher` when it holds the student's samples split for split, in order (a file that decodes at one size
     and not at another would shift every later sample)."""
     for split in SPLITS:
@@ -48,7 +49,7 @@ def same_samples(student: PreparedData, teacher: PreparedData, preprocessing: di
     return teacher
 
 
-def teacher_logits(models: nn.ModuleList, sidecars: list[dict], views: list[PreparedData], split: str, *,
+def teacher_logits(models: nn.ModuleList, cards: list[RunCard], views: list[PreparedData], split: str, *,
                    device: torch.device, augmentation: v2.Transform | None = None,
                    replay: int = 0, replay_seed: int = 0, bf16: bool = False,
                    probes: list[dict | None] | None = None) -> torch.Tensor:
@@ -60,17 +61,17 @@ def teacher_logits(models: nn.ModuleList, sidecars: list[dict], views: list[Prep
     un-augmented logits of a probe are its head on the backbone features its own run cached (no network pass)."""
     per_teacher = []
     probes = probes or [None] * len(models)
-    for model, sidecar, view, probe in zip(models, sidecars, views, probes):
+    for model, card, view, probe in zip(models, cards, views, probes):
         images, _ = view.split(split)
         if not replay and probe is not None:
-            per_teacher.append(probe_logits(model, probe, sidecar, view, split,
+            per_teacher.append(probe_logits(model, probe, card, view, split,
                                             device=device, bf16=bf16))
             continue
         if not replay:
-            per_teacher.append(predict_run_logits(model, images, sidecar, device=device,
+            per_teacher.append(predict_run_logits(model, images, card, device=device,
                                                   bf16=bf16))
             continue
-        per_view = [predict_run_logits(model, augmented_view(augmentation, images, replay_seed, k), sidecar,
+        per_view = [predict_run_logits(model, augmented_view(augmentation, images, replay_seed, k), card,
                                        device=device, bf16=bf16) for k in range(replay)]
         per_teacher.append(torch.stack(per_view, dim=1))
     return torch.stack(per_teacher, dim=-2).contiguous()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from medkd.device import WithRuntime
 from medkd.evaluation import CalibrationConfig, GuardConfig, ThresholdConfig
@@ -65,7 +65,8 @@ class TrainConfig(WithRuntime):
 
     model: str = "resnet18"
     model_args: dict = Field(default_factory=dict, description="extra keyword arguments of the model builder")
-    weights: str = Field("none", description="none, imagenet, or a checkpoint path")
+    weights: str = Field("none", description="none, a weight tag of the model (imagenet, or one registered with "
+                                             "models.register_weights), or a checkpoint path")
     transfer: Literal["scratch", "linear", "finetune", "lp-ft"] = Field(
         "scratch", description="scratch; linear: frozen backbone, head on cached features; finetune: all layers; "
         "lp-ft: the linear head first (probe), then all layers from it (Kumar et al., ICLR 2022)")
@@ -86,3 +87,14 @@ class TrainConfig(WithRuntime):
     guard: GuardConfig = Field(default_factory=GuardConfig, description="the out-of-distribution guard")
     early_stopping_patience: int | None = Field(None, ge=1, description="epochs without val improvement")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _a_model_the_registry_builds(self) -> TrainConfig:
+        """model, weights and model_args are checked when a recipe is read, not when the stage's turn comes."""
+        from medkd.models import ModelError, check_model_settings  # the registry needs torch: not on import
+
+        try:
+            check_model_settings(self.model, self.weights, self.model_args)
+        except ModelError as err:
+            raise ValueError(str(err)) from None
+        return self

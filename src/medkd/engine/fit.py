@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
+from medkd.card import CalibrationRecord, GuardRecord, Normalisation, PretrainedRecord, ProbeRecord, RunCard
 from medkd.data import DataConfig, PreparedData, prepare, record_data_location, resolve_size
 from medkd.engine.augment import build_augmentation
 from medkd.engine.callbacks import EpochMetricsCSV
@@ -24,12 +25,13 @@ from medkd.device import images_on_device, inference_device, is_primary_process,
 from medkd.evaluation import (EvaluationConfig, backbone_identity, cached_features, calibrated, calibration_record, choose_threshold, fit_guard,
                               fit_temperature, predict_run_logits, predict_with_features)
 from medkd.files import BEST, CHECKPOINTS, CONFIG, LAST, METRICS, PROBE, RESUME_CHECKPOINT, SKIPPED_FILES, write_yaml
-from medkd.models import (classifier_name, create_model, normalisation, pretrained_config, read_sidecar,
-                          read_state_dict, save_model)
+from medkd.models import (classifier_name, create_model, normalisation, pretrained_config, read_state_dict, save_model,
+                          weight_tags)
 
 log = logging.getLogger(__name__)
 MONITOR = "val_auc"  # checkpoints are chosen on validation AUC, never on test
-CALIBRATION_BINS = EvaluationConfig().calibration_bins  # the ECE of the sidecar is binned as evaluation bins it
+BEST_CHECKPOINT = "best"  # CHECKPOINTS/best.ckpt: the epoch chosen on validation (the first ModelCheckpoint)
+CALIBRATION_BINS = EvaluationConfig().calibration_bins  # the card's ECE is binned as evaluation bins it
 
 
 class FitExtension(Protocol):
@@ -47,8 +49,8 @@ class FitExtension(Protocol):
                      out: Path) -> ClassifierModule:
         """The Lightning module to train `model` with; may append per-sample tensors to `splits`."""
 
-    def sidecar(self) -> dict:
-        """Entries added to the run's model.json."""
+    def card_entries(self) -> dict:
+        """Entries added to the run's card (model.json), e.g. its distillation record."""
 
     def finish(self, out: Path, model: torch.nn.Module, data: PreparedData) -> None:
         """Called once the run folder holds the final model."""
@@ -58,68 +60,104 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
         show_progress: bool = True) -> Path:
     """Train `settings.model` on `data_config` into run folder `out`; re-running continues a killed run."""
     out = Path(out)
-    checkpoints = out / CHECKPOINTS
-    out.mkdir(parents=True, exist_ok=True)
-    data_config = resolve_size(data_config)  # config.yaml and model.json record the size the run works at
     if extension is not None and settings.transfer == "linear":
         raise ValueError(f"{extension.section} trains the whole student: use transfer scratch or finetune, not linear")
-    resolved = {"data": data_config.model_dump(mode="json"), "train": settings.model_dump(mode="json")}
-    if extension is not None:
-        resolved[extension.section] = extension.settings_dump()
     primary = is_primary_process()  # of a distributed run, only global rank 0 writes the run folder
     show_progress = show_progress and primary
+    data_config = resolve_size(data_config)  # config.yaml and model.json record the size the run works at
     if primary:
-        write_yaml(out / CONFIG, resolved)
-        record_data_location(out, data_config.path)  # evaluate and export find the data from any working folder
-    runtime = settings.runtime
-    if runtime.threads:
-        torch.set_num_threads(runtime.threads)
-    data = prepare(data_config, show_progress=show_progress)
-    if primary:
-        data.skipped.to_csv(out / SKIPPED_FILES, index=False)
+        record_settings(out, data_config, settings, extension)
+    if settings.runtime.threads:
+        torch.set_num_threads(settings.runtime.threads)
+    data = prepare_run_data(data_config, out, primary=primary, show_progress=show_progress)
     # before seeding: a resumed run whose probe is finished draws the same random numbers as an unbroken one
     probe = linear_probe(data_config, settings, out, show_progress=show_progress) if settings.transfer == "lp-ft" else None
     L.seed_everything(settings.seed, workers=True, verbose=False)
+    model = build_model(settings, data_config.preprocessing.channels, data.classes, probe)
+    splits = {split: split_tensors(data, split) for split in ("train", "val")}
+    settings = with_min_steps(settings, len(splits["train"][1]))
+    module = training_module(model, settings, data, splits, extension, out)
+    trainer = train(module, splits, settings, extension, out, show_progress=show_progress)
+    try:
+        if trainer.is_global_zero:  # of a distributed run, rank 0 alone calibrates and writes the final model
+            write_final_model(out, trainer, module, model, settings, data_config, data, extension=extension)
+    finally:  # the other processes wait: what follows (an lp-ft fine-tune, a study's next stage) reads it
+        trainer.strategy.barrier("medkd: final model written")
+    return out
 
-    in_chans, classes = data_config.preprocessing.channels, data.classes
+
+def record_settings(out: Path, data_config: DataConfig, settings: TrainConfig, extension: FitExtension | None) -> None:
+    """config.yaml (the resolved settings) and where the data was found, into run folder `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = {"data": data_config.model_dump(mode="json"), "train": settings.model_dump(mode="json")}
+    if extension is not None:
+        resolved[extension.section] = extension.settings_dump()
+    write_yaml(out / CONFIG, resolved)
+    record_data_location(out, data_config.path)  # evaluate and export find the data from any working folder
+
+
+def prepare_run_data(data_config: DataConfig, out: Path, *, primary: bool, show_progress: bool) -> PreparedData:
+    """The decoded, split data; the files that could not be read listed in the run folder."""
+    data = prepare(data_config, show_progress=show_progress)
+    if primary:
+        out.mkdir(parents=True, exist_ok=True)
+        data.skipped.to_csv(out / SKIPPED_FILES, index=False)
+    return data
+
+
+def build_model(settings: TrainConfig, in_chans: int, classes: list[str], probe: Path | None) -> torch.nn.Module:
+    """The network to train, from its starting weights; an lp-ft run's from its probe's trained head."""
     model = create_model(settings.model, num_classes=len(classes), in_chans=in_chans, weights=settings.weights,
                          **settings.model_args)
-    mean, std = normalisation(in_chans, settings.model)
     if probe is not None:
         model.load_state_dict(read_state_dict(probe / BEST))  # the same backbone, the probe's trained head
-    precision = lightning_precision(runtime.precision, runtime.accelerator)
-    device = inference_device(runtime.accelerator)  # of predictions over a whole split (features, threshold)
-    splits = {split: split_tensors(data, split) for split in ("train", "val")}
-    if settings.min_steps:
-        steps_per_epoch = math.ceil(len(splits["train"][1]) / settings.batch_size)
-        settings = settings.model_copy(update={"epochs": max(settings.epochs,
-                                                          math.ceil(settings.min_steps / steps_per_epoch))})
-    weight = class_weights(torch.bincount(splits["train"][1], minlength=len(classes)).numpy(), settings.loss.class_weights)
+    return model
+
+
+def with_min_steps(settings: TrainConfig, train_images: int) -> TrainConfig:
+    """`settings` with enough epochs for `settings.min_steps` optimiser steps (a tiny train split)."""
+    if not settings.min_steps:
+        return settings
+    steps_per_epoch = math.ceil(train_images / settings.batch_size)
+    return settings.model_copy(update={"epochs": max(settings.epochs, math.ceil(settings.min_steps / steps_per_epoch))})
+
+
+def training_module(model: torch.nn.Module, settings: TrainConfig, data: PreparedData, splits: dict,
+                    extension: FitExtension | None, out: Path) -> ClassifierModule:
+    """What Lightning trains: a linear probe's head on cached backbone features (`splits` then hold the features),
+    the whole network, or the extension's module (e.g. a student with its teacher)."""
+    mean, std = normalisation(data.config.preprocessing.channels, settings.model, settings.weights)
+    counts = torch.bincount(splits["train"][1], minlength=len(data.classes)).numpy()
+    weight = class_weights(counts, settings.loss.class_weights)
+    runtime = settings.runtime
     if settings.transfer == "linear":
-        identity = backbone_identity(settings, in_chans, getattr(model, "medkd_weights_source", None))
+        identity = backbone_identity(settings, data.config.preprocessing.channels,
+                                     getattr(model, "medkd_weights_source", None))
         for split, (_, labels) in list(splits.items()):
             features, _ = cached_features(model, identity, data, split, mean=mean, std=std,
-                                          precision_bf16=precision == "bf16-mixed",
-                                          device=device)
+                                          precision_bf16=lightning_precision(runtime.precision, runtime.accelerator) == "bf16-mixed",
+                                          device=inference_device(runtime.accelerator))
             splits[split] = (features, labels)
-        module = ClassifierModule(model.get_submodule(classifier_name(model)), settings, class_weight=weight)
-        augment = None
-    else:
-        if runtime.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        if extension is None:
-            module = ClassifierModule(model, settings, mean=mean, std=std, class_weight=weight)
-        else:
-            module = extension.build_module(model, settings, data, splits, mean=mean, std=std, class_weight=weight,
-                                            out=out)
-        augment = settings.augment
-    datamodule = TensorDataModule(splits, settings.batch_size, sampler=settings.sampler, augment=augment,
+        return ClassifierModule(model.get_submodule(classifier_name(model)), settings, class_weight=weight)
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if extension is None:
+        return ClassifierModule(model, settings, mean=mean, std=std, class_weight=weight)
+    return extension.build_module(model, settings, data, splits, mean=mean, std=std, class_weight=weight, out=out)
+
+
+def train(module: ClassifierModule, splits: dict, settings: TrainConfig, extension: FitExtension | None, out: Path, *,
+          show_progress: bool) -> L.Trainer:
+    """Lightning's fit of `module` on `splits`, checkpointing into `out` and resuming from its last checkpoint."""
+    runtime = settings.runtime
+    datamodule = TensorDataModule(splits, settings.batch_size, sampler=settings.sampler,
+                                  augment=None if settings.transfer == "linear" else settings.augment,
                                   num_workers=loader_workers(runtime.num_workers, runtime.accelerator),
                                   train_views=extension.train_views if extension is not None else ViewPlan(),
                                   images_on_device=images_on_device(runtime.images_on_device, runtime.accelerator))
-
+    checkpoints = out / CHECKPOINTS
     # Lightning's save_last only refreshes last.ckpt when a best checkpoint is saved: keep "last" separately.
-    callbacks = [ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=MONITOR, mode="max"),
+    callbacks = [ModelCheckpoint(dirpath=checkpoints, filename=BEST_CHECKPOINT, monitor=MONITOR, mode="max"),
                  ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False),
                  EpochMetricsCSV(out / METRICS, extension.metric_columns if extension else ())]
     if settings.early_stopping_patience:
@@ -130,53 +168,54 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
         log.info("resuming %s from %s", out, resume)
     with lightning_notices_silenced():
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume if resume.exists() else None)
-    try:
-        if trainer.is_global_zero:  # of a distributed run, rank 0 alone calibrates and writes the final model
-            write_final_model(out, trainer, callbacks[0], module, model, settings, data_config, data,
-                              extension=extension, device=device)
-    finally:  # the other processes wait: what follows (an lp-ft fine-tune, a study's next stage) reads it
-        trainer.strategy.barrier("medkd: final model written")
-    return out
+    return trainer
 
 
-def write_final_model(out: Path, trainer: L.Trainer, best: ModelCheckpoint, module: ClassifierModule,
-                      model: torch.nn.Module, settings: TrainConfig, data_config: DataConfig, data: PreparedData, *,
-                      extension: FitExtension | None, device: torch.device) -> None:
-    """The end of a run: the best (on validation) and last weights with their sidecar, calibrated and with the
+def write_final_model(out: Path, trainer: L.Trainer, module: ClassifierModule, model: torch.nn.Module,
+                      settings: TrainConfig, data_config: DataConfig, data: PreparedData, *,
+                      extension: FitExtension | None) -> None:
+    """The end of a run: the best (on validation) and last weights with their card, calibrated and with the
     out-of-distribution guard, into run folder `out`. `model` is the whole network; `module` what was trained."""
-    in_chans, classes = data_config.preprocessing.channels, data.classes
-    mean, std = normalisation(in_chans, settings.model)
+    best = trainer.checkpoint_callback
     resume = out / RESUME_CHECKPOINT
-    best_path = Path(best.best_model_path or resume)
-    sidecar = {
-        "architecture": settings.model, "model_args": settings.model_args, "in_chans": in_chans, "classes": classes,
-        "positive_class": classes[1] if len(classes) == 2 else None,
-        "preprocessing": data_config.preprocessing.model_dump(), "normalisation": {"mean": mean, "std": std, "scale": 1 / 255},
-        "threshold": None, "threshold_rule": None, "weights": settings.weights, "transfer": settings.transfer,
-        "epochs_trained": trainer.current_epoch, "best_checkpoint": best_path.name,
-        "best_val_auc": float(best.best_model_score) if best.best_model_score is not None else None,
-        **(extension.sidecar() if extension else {}),
-    }
-    if settings.weights == "imagenet":
-        config = pretrained_config(settings.model)
-        sidecar["pretrained"] = {"source": model.medkd_weights_source, "input_size": config.input_size,
-                                 "mean": list(config.mean), "std": list(config.std)}
-        if data_config.preprocessing.size != config.input_size:
-            log.info("%s trains at %d px; its ImageNet weights were trained at %d px", settings.model,
-                     data_config.preprocessing.size, config.input_size)
-    if settings.transfer == "lp-ft":
-        sidecar["probe"] = {"folder": PROBE, "best_val_auc": read_sidecar(out / PROBE)["best_val_auc"]}
+    best_path = Path(best.best_model_path or resume) if best is not None else resume
+    card = run_card(settings, data_config, data.classes, model, out, extension,
+                    epochs_trained=trainer.current_epoch, best_checkpoint=best_path.name,
+                    best_val_auc=float(best.best_model_score) if best is not None and best.best_model_score is not None else None)
+    device = inference_device(settings.runtime.accelerator)  # of predictions over a whole split
     trained = module.model
     whole = model if settings.transfer == "linear" else trained  # a linear probe trained only the head of `model`
     for filename, checkpoint in ((LAST, resume), (BEST, best_path)):
         trained.load_state_dict({k.removeprefix("model."): v for k, v in read_state_dict(checkpoint).items()
                                  if k.startswith("model.")})
         if filename == BEST:
-            sidecar.update(calibrate_on_validation(whole, data, sidecar, settings, device))
-            sidecar["ood"] = feature_guard(whole, data, sidecar, settings, device, out)
-        save_model(out, whole, sidecar, filename)
+            card = calibrate_on_validation(whole, data, card, settings, device)
+            card = card.model_copy(update={"ood": feature_guard(whole, data, card, settings, device, out)})
+        save_model(out, whole, card, filename)
     if extension is not None:
         extension.finish(out, whole, data)
+
+
+def run_card(settings: TrainConfig, data_config: DataConfig, classes: list[str], model: torch.nn.Module, out: Path,
+             extension: FitExtension | None, **trained) -> RunCard:
+    """The run's card before calibration: what rebuilds and feeds the model, how it was trained."""
+    in_chans = data_config.preprocessing.channels
+    mean, std = normalisation(in_chans, settings.model, settings.weights)
+    card = {"architecture": settings.model, "model_args": settings.model_args, "in_chans": in_chans,
+            "classes": classes, "positive_class": classes[1] if len(classes) == 2 else None,
+            "preprocessing": data_config.preprocessing, "normalisation": Normalisation(mean=mean, std=std),
+            "weights": settings.weights, "transfer": settings.transfer, **trained,
+            **(extension.card_entries() if extension else {})}
+    if settings.weights in weight_tags(settings.model):
+        config = pretrained_config(settings.model, settings.weights)
+        card["pretrained"] = PretrainedRecord(source=model.medkd_weights_source, input_size=config.input_size,
+                                              mean=list(config.mean), std=list(config.std))
+        if data_config.preprocessing.size != config.input_size:
+            log.info("%s trains at %d px; its %s weights were trained at %d px", settings.model,
+                     data_config.preprocessing.size, settings.weights, config.input_size)
+    if settings.transfer == "lp-ft":
+        card["probe"] = ProbeRecord(folder=PROBE, best_val_auc=RunCard.read(out / PROBE).best_val_auc)
+    return RunCard.model_validate(card)
 
 
 def linear_probe(data_config: DataConfig, settings: TrainConfig, out: Path, *, show_progress: bool) -> Path:
@@ -195,20 +234,20 @@ def linear_probe(data_config: DataConfig, settings: TrainConfig, out: Path, *, s
     return fit(data_config, probe_settings, folder, show_progress=show_progress)
 
 
-def feature_guard(model: torch.nn.Module, data: PreparedData, sidecar: dict, settings: TrainConfig,
-                  device: torch.device, out: Path) -> dict:
+def feature_guard(model: torch.nn.Module, data: PreparedData, card: RunCard, settings: TrainConfig,
+                  device: torch.device, out: Path) -> GuardRecord:
     """Fit the out-of-distribution guard on the training images' features of `settings.guard.features` (with
     `train_views` augmented views of each, drawn by the training augmentation, seeded by the run's seed), its
-    threshold on validation; write it into run folder `out`; its sidecar entry (with the DICOM checks; no guard
+    threshold on validation; write it into run folder `out`; its card entry (with the DICOM checks; no guard
     for method: none)."""
     guard_settings = settings.guard
     checks = {"min_pixel_std": guard_settings.min_pixel_std, "dicom_modalities": guard_settings.dicom_modalities,
               "dicom_body_parts": guard_settings.dicom_body_parts}
     if guard_settings.method == "none":
-        return {"method": "none", **checks}
+        return GuardRecord(method="none", **checks)
 
     def features(images) -> np.ndarray:
-        return predict_with_features(model, images, sidecar, guard_settings.features, device=device)[1].numpy()
+        return predict_with_features(model, images, card, guard_settings.features, device=device)[1].numpy()
 
     train_images, train_labels = data.split("train")
     train, labels = [features(train_images)], [train_labels]
@@ -220,22 +259,22 @@ def feature_guard(model: torch.nn.Module, data: PreparedData, sidecar: dict, set
     log.info("out-of-distribution guard (%s features, %d train views): threshold %.1f passes %.0f%% of validation "
              "images", guard_settings.features, guard_settings.train_views, guard.threshold,
              100 * guard_settings.val_pass_rate)
-    return {**guard.save(out), **checks}
+    return GuardRecord.model_validate({**guard.save(out), **checks})
 
 
-def calibrate_on_validation(model: torch.nn.Module, data: PreparedData, sidecar: dict, settings: TrainConfig,
-                            device: torch.device) -> dict:
-    """For the sidecar, from the validation split (never test): the calibration temperature, then (binary tasks)
-    the decision threshold on the calibrated P(positive)."""
+def calibrate_on_validation(model: torch.nn.Module, data: PreparedData, card: RunCard, settings: TrainConfig,
+                            device: torch.device) -> RunCard:
+    """`card` with, from the validation split (never test), the calibration temperature, then (binary tasks) the
+    decision threshold on the calibrated P(positive)."""
     images, labels = data.split("val")
-    logits = predict_run_logits(model, images, sidecar, device=device)
+    logits = predict_run_logits(model, images, card, device=device)
     temperature = fit_temperature(logits, labels, settings.calibration)
     record = calibration_record(logits, labels, temperature, settings.calibration, CALIBRATION_BINS)
     log.info("temperature %.3f fitted on validation: ECE %.4f -> %.4f", temperature, record["val_ece_before"],
              record["val_ece_after"])
-    update = {"calibration": record}
-    if len(sidecar["classes"]) == 2:
+    update: dict = {"calibration": CalibrationRecord.model_validate(record)}
+    if card.binary:
         threshold = choose_threshold(labels, calibrated(logits, temperature)[:, 1], settings.threshold)
         log.info("decision threshold %.4f chosen on validation (%s)", threshold, settings.threshold.rule)
         update.update(threshold=threshold, threshold_rule=settings.threshold.model_dump())
-    return update
+    return card.model_copy(update=update)

@@ -34,11 +34,13 @@ def build_trainer(runtime: RuntimeConfig, max_epochs: int, out: Path, callbacks:
     """A Trainer for `max_epochs` epochs on `runtime`'s devices, writing its logs into run folder `out`."""
     if show_progress:
         callbacks = [*callbacks, RichProgressBar()]
-    return L.Trainer(
-        max_epochs=max_epochs, accelerator=runtime.accelerator, devices=runtime.devices, num_nodes=runtime.num_nodes,
-        precision=lightning_precision(runtime.precision, runtime.accelerator),
-        callbacks=callbacks, logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tensorboard", version="")],
-        enable_progress_bar=show_progress, enable_model_summary=False, log_every_n_steps=LOG_EVERY_N_STEPS)
+    with lightning_notices_silenced():  # Lightning logs its hosted logger's advertisement while it sets up
+        return L.Trainer(
+            max_epochs=max_epochs, accelerator=runtime.accelerator, devices=runtime.devices,
+            num_nodes=runtime.num_nodes, precision=lightning_precision(runtime.precision, runtime.accelerator),
+            callbacks=callbacks,
+            logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tensorboard", version="")],
+            enable_progress_bar=show_progress, enable_model_summary=False, log_every_n_steps=LOG_EVERY_N_STEPS)
 
 
 class _DropNotices(logging.Filter):

@@ -39,7 +39,7 @@ def calibrated(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
 
 def calibration_record(logits: torch.Tensor, labels: np.ndarray, temperature: float, settings: CalibrationConfig,
                        bins: int) -> dict:
-    """For the run's sidecar: the temperature and what it did on validation (ECE and NLL before and after)."""
+    """For the run's card: the temperature and what it did on validation (ECE and NLL before and after)."""
     targets = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     record = {"method": settings.method, "temperature": temperature, "fitted_on": "val"}
     for name, t in (("before", 1.0), ("after", temperature)):

@@ -19,7 +19,7 @@ from medkd.evaluation.metrics import classification_metrics, expected_calibratio
 from medkd.device import inference_device
 from medkd.evaluation.calibration import calibrated
 from medkd.evaluation.ood import load_guard
-from medkd.evaluation.predict import predict_run_logits, predict_with_features, run_temperature
+from medkd.evaluation.predict import predict_run_logits, predict_with_features
 from medkd.files import BEST, RESULTS, evaluation_file, predictions_file, write_json
 from medkd.models import load_model
 
@@ -53,30 +53,29 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
     `accelerator`: where it predicts (a Lightning setting, as in training; the CPU cost is always the CPU's)."""
     started = time.perf_counter()
     folder = Path(folder)
-    model, sidecar = load_model(folder)
+    model, card = load_model(folder)
     if data is None:
         data = prepare(run_data_config(folder, data_path, cache_dir), show_progress=show_progress)
     images, labels = data.split(split)
-    guard = load_guard(folder, sidecar.get("ood"))
+    guard = load_guard(folder, card.ood)
     device = inference_device(accelerator)
-    probe = run_backbone_identity(folder, sidecar)
+    probe = run_backbone_identity(folder, card)
     if guard is None and probe is not None:  # a linear probe: its head on the cached features of its frozen backbone
-        logits, scores, ood = probe_logits(model, probe, sidecar, data, split, device=device), None, None
+        logits, scores, ood = probe_logits(model, probe, card, data, split, device=device), None, None
     elif guard is None:
-        logits, scores, ood = predict_run_logits(model, images, sidecar, device=device), None, None
+        logits, scores, ood = predict_run_logits(model, images, card, device=device), None, None
     else:  # one pass: logits and the guard's features, as in predict and serve
-        logits, features = predict_with_features(model, images, sidecar, guard.features, device=device)
+        logits, features = predict_with_features(model, images, card, guard.features, device=device)
         scores = guard.scores(features)
         flagged = int((~guard.in_distribution(scores)).sum())
         ood = {"threshold": guard.threshold, "val_pass_rate": guard.record.get("val_pass_rate"), "flagged": flagged,
                "flagged_share": flagged / max(len(labels), 1)}
-    temperature = run_temperature(sidecar)
+    temperature = card.temperature
     probabilities, uncalibrated = calibrated(logits, temperature), calibrated(logits)
     calibration = {"temperature": temperature,
                    "ece_uncalibrated": expected_calibration_error(labels, uncalibrated, settings.calibration_bins),
                    "ece": expected_calibration_error(labels, probabilities, settings.calibration_bins)}
-    binary = len(sidecar["classes"]) == 2
-    threshold = sidecar.get("threshold") if binary else None
+    threshold = card.threshold if card.binary else None
     at_argmax = classification_metrics(labels, probabilities, calibration_bins=settings.calibration_bins)
     at_threshold = (classification_metrics(labels, probabilities, threshold, calibration_bins=settings.calibration_bins)
                     if threshold is not None else None)
@@ -86,15 +85,15 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
                                         confidence=settings.confidence, seed=settings.seed,
                                         calibration_bins=settings.calibration_bins)
     cost = measure_efficiency(model, images.shape[1:], checkpoint=folder / BEST).to_dict() if efficiency else None
-    result = Evaluation(str(folder), split, sidecar["classes"], len(labels), threshold, at_argmax, at_threshold,
+    result = Evaluation(str(folder), split, card.classes, len(labels), threshold, at_argmax, at_threshold,
                         intervals, settings.confidence, time.perf_counter() - started, cost, calibration, ood)
     out = folder / RESULTS
     out.mkdir(exist_ok=True)
     refs = data.samples.loc[data.samples["split"] == split, "ref"].to_numpy()
     table = pd.DataFrame({"ref": refs, "label": labels})
-    for index, name in enumerate(sidecar["classes"]):
+    for index, name in enumerate(card.classes):
         table[f"p_{name}"] = probabilities[:, index]
-    for index, name in enumerate(sidecar["classes"]):  # the raw softmax: the report's reliability before
+    for index, name in enumerate(card.classes):  # the raw softmax: the report's reliability before
         table[f"uncalibrated_p_{name}"] = uncalibrated[:, index]
     table["predicted"] = np.argmax(probabilities, axis=1) if threshold is None else (probabilities[:, 1] >= threshold)
     table["predicted"] = table["predicted"].astype(int)

@@ -14,6 +14,7 @@ import torch
 import yaml
 from torch import nn
 
+from medkd.card import RunCard
 from medkd.data import PreparedData, cache_root, file_stat
 from medkd.device import feature_engine, inference_batch_size
 from medkd.evaluation.predict import predict_logits
@@ -26,11 +27,12 @@ FEATURE_FORMAT = 1
 
 def weights_identity(weights: str, seed: int, source: str | None = None) -> list:
     """What identifies a backbone's starting weights: the literal (with the seed, for a random backbone: each
-    seed draws its own; with where they came from, for pretrained ones), or a file's path, size and mtime."""
+    seed draws its own), a weight tag with where its weights came from (`source`, as the run card records it),
+    or a file's path, size and mtime."""
     if weights == "none":
         return [weights, seed]
-    if weights == "imagenet":
-        return [weights] if source is None else [weights, source]
+    if source is not None:  # a registered weight set (imagenet, ...)
+        return [weights, source]
     if not os.path.exists(weights):
         return [weights]
     return file_stat(Path(weights).resolve())
@@ -44,24 +46,23 @@ def backbone_identity(settings, in_chans: int, source: str | None) -> dict:
             "weights": weights_identity(settings.weights, settings.seed, source)}
 
 
-def run_backbone_identity(folder: str | Path, sidecar: dict) -> dict | None:
+def run_backbone_identity(folder: str | Path, card: RunCard) -> dict | None:
     """The frozen backbone's identity (backbone_identity) of a linear-probe run folder, whose features its training
     cached; None for a run that trained its backbone."""
-    if sidecar.get("transfer") != "linear":
+    if card.transfer != "linear":
         return None
     train = yaml.safe_load((Path(folder) / CONFIG).read_text())["train"]  # TrainConfig's fields, as fit() wrote them
     settings = SimpleNamespace(model=train["model"], model_args=train.get("model_args") or {},
                                weights=train["weights"], seed=train["seed"])
-    return backbone_identity(settings, sidecar["in_chans"], (sidecar.get("pretrained") or {}).get("source"))
+    return backbone_identity(settings, card.in_chans, card.pretrained.source if card.pretrained else None)
 
 
-def probe_logits(model: nn.Module, identity: dict, sidecar: dict, data: PreparedData, split: str, *,
+def probe_logits(model: nn.Module, identity: dict, card: RunCard, data: PreparedData, split: str, *,
                  device: torch.device, bf16: bool = False) -> torch.Tensor:
     """(N, C) logits of a linear-probe run's model on `split`: its trained head on its frozen backbone's features,
     read from the features cache (extracted now when absent, e.g. the test split or another precision). The same
     as the whole network's forward pass, without the pass."""
-    norm = sidecar["normalisation"]
-    features, _ = cached_features(model, identity, data, split, mean=norm["mean"], std=norm["std"],
+    features, _ = cached_features(model, identity, data, split, mean=card.normalisation.mean, std=card.normalisation.std,
                                   precision_bf16=bf16, device=device)
     head = model.get_submodule(classifier_name(model))
     with torch.no_grad():

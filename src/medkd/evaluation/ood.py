@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from sklearn.covariance import LedoitWolf
 from torch import nn
 
+from medkd.card import GuardRecord
 from medkd.evaluation.config import GuardConfig
 from medkd.files import OOD_GUARD, staged
 
@@ -40,7 +41,7 @@ class FeatureGuard:
 
     score: MahalanobisScore
     threshold: float
-    record: dict  # for the sidecar: method, features, threshold, pass rate, feature width, images fitted on
+    record: dict  # for the run card (GuardRecord): method, features, threshold, pass rate, feature width, images fitted on
 
     @property
     def features(self) -> str:
@@ -55,7 +56,7 @@ class FeatureGuard:
         return np.asarray(scores) <= self.threshold
 
     def save(self, folder: Path) -> dict:
-        """Write the guard's tensors into run folder `folder`; returns the sidecar entry."""
+        """Write the guard's tensors into run folder `folder`; returns its entry of the run card."""
         with staged(Path(folder) / OOD_GUARD) as staging:
             save_file({"means": self.score.means.contiguous(), "precision": self.score.precision.contiguous()},
                       staging)
@@ -83,10 +84,11 @@ def fit_guard(train_features: np.ndarray, train_labels: np.ndarray, val_features
     return guard
 
 
-def load_guard(folder: Path, record: dict | None) -> FeatureGuard | None:
-    """The guard a run folder holds (None when its sidecar records none: trained without one, or before medkd
+def load_guard(folder: Path, record: GuardRecord | None) -> FeatureGuard | None:
+    """The guard a run folder holds (None when its card records none: trained without one, or before medkd
     had guards)."""
-    if not record or "file" not in record:
+    if record is None or record.file is None or record.threshold is None:
         return None
-    tensors = load_file(Path(folder) / record["file"])
-    return FeatureGuard(MahalanobisScore(tensors["means"], tensors["precision"]), record["threshold"], record)
+    tensors = load_file(Path(folder) / record.file)
+    return FeatureGuard(MahalanobisScore(tensors["means"], tensors["precision"]), record.threshold,
+                        record.model_dump(exclude_none=True))

@@ -8,6 +8,7 @@ from torch import nn
 
 from medkd.device import inference_batch_size
 from medkd.evaluation.calibration import calibrated
+from medkd.card import RunCard
 from medkd.models import WithFeatures, normalise
 
 
@@ -38,29 +39,24 @@ def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, *, mean:
     return torch.cat(outputs)
 
 
-def predict_with_features(model: nn.Module, images: np.ndarray | torch.Tensor, sidecar: dict, kind: str,
+def predict_with_features(model: nn.Module, images: np.ndarray | torch.Tensor, card: RunCard, kind: str,
                           device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (N, classes) and guard features (N, D) of `kind` (models.FEATURE_KINDS) of a run's model, one pass."""
     example = torch.zeros(1, *images.shape[1:])
-    return predict_run_logits(WithFeatures(model, kind, example), images, sidecar, device=device)
+    return predict_run_logits(WithFeatures(model, kind, example), images, card, device=device)
 
 
-def predict_run_logits(model: nn.Module, images: np.ndarray | torch.Tensor, sidecar: dict, batch_size: int | None = None,
+def predict_run_logits(model: nn.Module, images: np.ndarray | torch.Tensor, card: RunCard, batch_size: int | None = None,
                        device: str | torch.device | None = None, bf16: bool = False) -> torch.Tensor:
-    """Logits (N, classes) of a run folder's model, with the normalisation its sidecar records."""
-    norm = sidecar["normalisation"]
-    return predict_logits(model, images, mean=norm["mean"], std=norm["std"], batch_size=batch_size, device=device,
+    """Logits (N, classes) of a run folder's model for uint8 `images` (N, C, H, W), normalised as its card says."""
+    norm = card.normalisation
+    return predict_logits(model, images, mean=norm.mean, std=norm.std, batch_size=batch_size, device=device,
                           bf16=bf16)
 
 
-def predict_probabilities(model: nn.Module, images: np.ndarray | torch.Tensor, sidecar: dict,
+def predict_probabilities(model: nn.Module, images: np.ndarray | torch.Tensor, card: RunCard,
                           batch_size: int | None = None, device: str | torch.device | None = None) -> np.ndarray:
-    """Class probabilities (N, classes) of a run folder's model: its sidecar's normalisation, and its calibration
-    temperature (1 for runs from before medkd calibrated)."""
-    logits = predict_run_logits(model, images, sidecar, batch_size=batch_size, device=device)
-    return calibrated(logits, run_temperature(sidecar))
-
-
-def run_temperature(sidecar: dict) -> float:
-    """The temperature a run's probabilities are divided by (see calibration.py)."""
-    return float((sidecar.get("calibration") or {}).get("temperature", 1.0))
+    """Class probabilities (N, classes) of a run folder's model for uint8 `images` (N, C, H, W): its card's
+    normalisation, and its calibration temperature (1 for runs from before medkd calibrated)."""
+    logits = predict_run_logits(model, images, card, batch_size=batch_size, device=device)
+    return calibrated(logits, card.temperature)

@@ -7,7 +7,7 @@ from torch import nn
 from medkd.models.registry import register_model
 
 
-@register_model("baseline_cnn")
+@register_model("baseline_cnn", stem="0", classifier="14")
 def baseline_cnn(num_classes: int, in_chans: int = 3, width: int = 32, hidden: int = 128, dropout: float = 0.5,
                  pooled_side: int = 8) -> nn.Module:
     """The reference CNN trained from scratch: two conv layers (ReLU, max-pool), flatten, two
@@ -23,7 +23,7 @@ def baseline_cnn(num_classes: int, in_chans: int = 3, width: int = 32, hidden: i
     )
 
 
-@register_model("compact_cnn")
+@register_model("compact_cnn", stem="0", classifier="17")
 def compact_cnn(num_classes: int, in_chans: int = 3, width: int = 32, hidden: int = 64, dropout: float = 0.2,
                 stem_stride: int = 1) -> nn.Module:
     """A deployment-size student: three conv blocks (conv, batch-norm, ReLU, pool) and a small dense head.

@@ -36,7 +36,7 @@ class WeightsUnavailable(Exception):
 
 class WeightProvider(Protocol):
     def describe(self) -> str:
-        """Where the weights come from (for logs, the run sidecar and cache keys)."""
+        """Where the weights come from (for logs, the run card and cache keys)."""
 
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The weights under `model`'s own names; raises WeightsUnavailable."""
@@ -101,6 +101,25 @@ class PackagedCheckpoint:
 
 
 @dataclass(frozen=True)
+class CheckpointFile:
+    """A checkpoint file on this machine (safetensors, or .pth/.pt read with weights_only=True), e.g. weights
+    downloaded by hand: under the model's own tensor names, or another port of the architecture whose tensors
+    match in order (rename_in_order checks every shape and kind)."""
+
+    path: str
+
+    def describe(self) -> str:
+        return f"file:{Path(self.path).resolve()}"
+
+    def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        path = Path(self.path)
+        if not path.is_file():
+            raise WeightsUnavailable(f"{path} is missing: put the checkpoint there")
+        state = read_state_dict(path)
+        return state if set(state) == set(model.state_dict()) else rename_in_order(state, model, str(path))
+
+
+@dataclass(frozen=True)
 class TimmHub:
     """timm's own pretrained weights (Hugging Face hub or URL, timm's cache): for users who are online."""
 
@@ -154,9 +173,10 @@ class PretrainedConfig:
     input_size: int = 224  # the native resolution: the side the weights were trained at
     num_classes: int = IMAGENET_CLASSES
 
-    def load_into(self, model: nn.Module, architecture: str) -> str:
+    def load_into(self, model: nn.Module, architecture: str, tag: str = "imagenet") -> str:
         """Load the first available provider's weights into `model` (built with the pretrained head and 3
-        channels), every tensor accounted for; returns the provider's description."""
+        channels), every tensor accounted for; returns the provider's description. `tag`: the set's name, for
+        messages."""
         attempts = []
         for provider in self.providers:
             try:
@@ -167,9 +187,9 @@ class PretrainedConfig:
             result = model.load_state_dict(state, strict=True)
             assert not result.missing_keys and not result.unexpected_keys  # strict loading raises otherwise
             source = provider.describe()
-            log.info("%s: ImageNet weights from %s", architecture, source)
+            log.info("%s: %s weights from %s", architecture, tag, source)
             return source
-        raise ModelError(f"no ImageNet weights for {architecture} here. Tried, in order:\n  - "
+        raise ModelError(f"no {'ImageNet' if tag == 'imagenet' else tag} weights for {architecture} here. Tried, in order:\n  - "
                          + "\n  - ".join(attempts) + "\nor set weights to a local checkpoint path, or weights: none")
 
     def normalisation(self, in_chans: int) -> tuple[list[float], list[float]]:

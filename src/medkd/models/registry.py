@@ -6,9 +6,11 @@ and native resolution); torchvision and `timm/NAME` models get theirs from those
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 
@@ -21,26 +23,58 @@ from medkd.models.weights import load_checkpoint
 log = logging.getLogger(__name__)
 
 
+IMAGENET_TAG = "imagenet"  # the weight set every pretrained architecture has; others are registered by tag
+TAG = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")  # a weight tag: a bare word (a checkpoint path is anything else)
+NOT_TAGS = ("none",)
+
+
 @dataclass(frozen=True)
 class ModelEntry:
+    """A model as the registry knows it: how to build it with random weights, its weight sets by tag, and where its
+    input stem and classification head are (None: timm's pretrained config says, else the first convolution and
+    the last fully-connected layer)."""
+
     build: Callable[..., nn.Module]  # build(num_classes, in_chans, **kwargs) with random weights
-    pretrained: PretrainedConfig | None = None
+    weights: Mapping[str, PretrainedConfig] = field(default_factory=dict)
+    stem: str | None = None
+    classifier: str | None = None
+
+    @property
+    def pretrained(self) -> PretrainedConfig | None:
+        """Its ImageNet weights (and their normalisation), None when it has none."""
+        return self.weights.get(IMAGENET_TAG)
 
 
 _REGISTERED: dict[str, ModelEntry] = {}
+_WEIGHT_SETS: dict[str, dict[str, PretrainedConfig]] = {}  # architecture -> tag -> weights, for every architecture
 
 
-def register_model(name: str, pretrained: PretrainedConfig | None = None):
-    """Decorator: register `build(num_classes, in_chans, **kwargs) -> nn.Module` as `name`, with where its
-    pretrained weights come from (None: it has none)."""
+def register_model(name: str, pretrained: PretrainedConfig | None = None, *, stem: str | None = None,
+                   classifier: str | None = None):
+    """Decorator: register `build(num_classes, in_chans, **kwargs) -> nn.Module` as `name`, with where its ImageNet
+    weights come from (None: it has none) and the qualified names of its first convolution (`stem`) and
+    classification layer (`classifier`)."""
 
     def decorate(build: Callable[..., nn.Module]):
         if name in _REGISTERED:
             log.warning("model %s registered again: the later registration wins", name)
-        _REGISTERED[name] = ModelEntry(build, pretrained)
+        _REGISTERED[name] = ModelEntry(build, stem=stem, classifier=classifier)
+        if pretrained is not None:
+            register_weights(name, IMAGENET_TAG, pretrained)
         return build
 
     return decorate
+
+
+def register_weights(architecture: str, tag: str, weights: PretrainedConfig) -> None:
+    """Register weight set `tag` of `architecture` (any name create_model takes): `weights: TAG` in a recipe then
+    loads it. A new set (e.g. RadImageNet, or an institution's self-supervised checkpoint) is one PretrainedConfig
+    with its providers, normalisation and native resolution, and this one call."""
+    if not TAG.fullmatch(tag) or tag in NOT_TAGS:
+        raise ModelError(f"weight tag {tag!r}: use letters, digits, _ and - (not {' or '.join(NOT_TAGS)})")
+    if tag in _WEIGHT_SETS.get(architecture, {}):
+        log.warning("weights %s of %s registered again: the later registration wins", tag, architecture)
+    _WEIGHT_SETS.setdefault(architecture, {})[tag] = weights
 
 
 def _torchvision_names() -> list[str]:
@@ -63,55 +97,99 @@ def list_models() -> list[str]:
 
 
 def model_entry(name: str) -> ModelEntry:
-    """How to build model `name` and where its pretrained weights come from."""
+    """How to build model `name`, its weight sets by tag, its stem and head."""
     if name in _REGISTERED:
-        return _REGISTERED[name]
-    if name.startswith("timm/"):
+        entry = _REGISTERED[name]
+    elif name.startswith("timm/"):
         timm_name = name.removeprefix("timm/")
-        return ModelEntry(timm_models.builder(timm_name), timm_models.pretrained_config(timm_name))
-    if name in _torchvision_names():
-        return ModelEntry(torchvision_models.builder(name), PretrainedConfig(providers=(TorchvisionHub(name),)))
-    raise ModelError(
+        entry = ModelEntry(timm_models.builder(timm_name), {IMAGENET_TAG: timm_models.pretrained_config(timm_name)})
+    elif name in _torchvision_names():
+        entry = ModelEntry(torchvision_models.builder(name), {IMAGENET_TAG: PretrainedConfig(providers=(TorchvisionHub(name),))})
+    else:
+        raise unknown_model(name)
+    return replace(entry, weights={**entry.weights, **_WEIGHT_SETS.get(name, {})})
+
+
+def unknown_model(name: str) -> ModelError:
+    return ModelError(
         f"unknown model '{name}'; registered models are {sorted(_REGISTERED)}, any torchvision classifier "
         "(e.g. resnet18, resnet50, densenet121, efficientnet_b0, mobilenet_v3_small), or timm/NAME"
     )
 
 
-def pretrained_config(name: str) -> PretrainedConfig:
-    """Model `name`'s pretrained config; ImageNet statistics and no weights for a model that has none."""
-    return model_entry(name).pretrained or IMAGENET
+def weight_tags(name: str) -> list[str]:
+    """The weight sets model `name` can start from by tag (`weights: TAG`), e.g. ['imagenet']."""
+    return sorted(tag for tag, config in model_entry(name).weights.items() if config.providers)
 
 
-def normalisation(in_chans: int, architecture: str | None = None) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of inputs scaled to [0, 1] for `architecture` (its pretrained weights' own;
-    ImageNet's when it has none or none is named), averaged over RGB for grey input."""
-    config = pretrained_config(architecture) if architecture else IMAGENET
+def check_weights(name: str, weights: str) -> None:
+    """Raise ModelError unless `weights` is none, a weight tag of `name` with weights, or a path (not a bare word)."""
+    tags = weight_tags(name)
+    if weights not in ("none", *tags) and TAG.fullmatch(weights):
+        raise ModelError(f"weights {weights!r}: {name} has no such weight set ({', '.join(tags) or 'none registered'},"
+                         " e.g. it is medkd's own model); use none, one of those, or a checkpoint path")
+
+
+def check_model_settings(name: str, weights: str, model_args: Mapping[str, object]) -> None:
+    """Raise ModelError, saying what is allowed, unless `name` is a model create_model builds, `weights` is none,
+    one of its weight tags or a checkpoint path (a bare word that is no tag is taken for a misspelt one;
+    `stage:NAME` stands for another stage's result), and its builder takes `model_args`."""
+    entry = model_entry(name)
+    if not weights.startswith("stage:"):
+        check_weights(name, weights)
+    accepted = inspect.signature(entry.build).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        own = sorted(set(accepted) - {"num_classes", "in_chans"})
+        unknown = sorted(set(model_args) - set(own))
+        if unknown:
+            raise ModelError(f"model_args {unknown}: {name} takes {own or 'none'}")
+
+
+def pretrained_config(name: str, tag: str = IMAGENET_TAG) -> PretrainedConfig:
+    """Model `name`'s weight set `tag` (its providers, normalisation, native resolution); ImageNet statistics and no
+    weights for a model that has no such set."""
+    return model_entry(name).weights.get(tag) or IMAGENET
+
+
+def normalisation(in_chans: int, architecture: str | None = None,
+                  weights: str | None = None) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of inputs scaled to [0, 1] for `architecture` starting from `weights` (a weight
+    set's own statistics; its ImageNet weights' for random or file weights; ImageNet's when it has none or none is
+    named), averaged over RGB for grey input."""
+    tag = weights if architecture and weights in model_entry(architecture).weights else IMAGENET_TAG
+    config = pretrained_config(architecture, tag) if architecture else IMAGENET
     return config.normalisation(in_chans)
 
 
 def create_model(name: str, num_classes: int, in_chans: int = 3, weights: str | None = None, **kwargs) -> nn.Module:
     """Build model `name` with a `num_classes` head for `in_chans`-channel input.
 
-    weights: None/"none" (random init), "imagenet" (the architecture's pretrained weights, from the first of
-    its providers available here; `model.medkd_weights_source` says which), or a checkpoint path (safetensors,
-    or .pth/.pt loaded with weights_only=True).
+    weights: None/"none" (random init), a weight tag of the architecture (e.g. "imagenet": from the first of its
+    providers available here; `model.medkd_weights_source` says which), or a checkpoint path (safetensors, or
+    .pth/.pt loaded with weights_only=True).
     """
     entry = model_entry(name)
-    if weights != "imagenet":
-        model = entry.build(num_classes=num_classes, in_chans=in_chans, **kwargs)
+    if weights not in (None, "none"):
+        check_weights(name, weights)
+    if weights in (None, "none") or weights not in entry.weights:
+        model = with_layer_names(entry.build(num_classes=num_classes, in_chans=in_chans, **kwargs), entry)
         if weights not in (None, "none"):
             load_checkpoint(model, weights)
         return model
-    if entry.pretrained is None or not entry.pretrained.providers:
-        raise ModelError(f"{name} has no ImageNet weights (it is medkd's own model); use weights: none or a "
-                         "checkpoint path")
-    config = entry.pretrained
-    model = entry.build(num_classes=config.num_classes, in_chans=3, **kwargs)
-    source = config.load_into(model, name)
+    config = entry.weights[weights]
+    model = with_layer_names(entry.build(num_classes=config.num_classes, in_chans=3, **kwargs), entry)
+    source = config.load_into(model, name, weights)
     if num_classes != config.num_classes:
         model = replace_classifier(model, num_classes)
     model = adapt_first_conv(model, in_chans)
-    model.medkd_weights_source = source  # like timm's model.pretrained_cfg: what the run sidecar records
+    model.medkd_weights_source = source  # like timm's model.pretrained_cfg: what the run card records
+    return model
+
+
+def with_layer_names(model: nn.Module, entry: ModelEntry) -> nn.Module:
+    """`model` carrying its entry's declared stem and head names (surgery reads them before guessing)."""
+    if entry.stem or entry.classifier:
+        model.medkd_layers = {"stem": entry.stem, "classifier": entry.classifier}
     return model
 
 

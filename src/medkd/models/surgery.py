@@ -11,8 +11,24 @@ from torch import nn
 from medkd.models.errors import ModelError
 
 
+def declared_layer(model: nn.Module, role: str) -> str | None:
+    """The qualified name of `model`'s `role` layer ("stem": its first convolution, "classifier": its head) as
+    declared: by its registry entry (model.medkd_layers), or by timm (pretrained_cfg's first_conv, classifier)."""
+    declared = (getattr(model, "medkd_layers", None) or {}).get(role)
+    if declared is None:
+        timm_key = {"stem": "first_conv", "classifier": "classifier"}[role]
+        declared = (getattr(model, "pretrained_cfg", None) or {}).get(timm_key)
+    if declared is None or declared not in dict(model.named_modules()):
+        return None  # undeclared, or a name of the network before surgery renamed it
+    return declared
+
+
 def classifier_name(model: nn.Module) -> str:
-    """Qualified name of the model's final fully-connected layer (its classification head)."""
+    """Qualified name of the model's classification head: as declared (declared_layer), else its last
+    fully-connected layer (torchvision's classifiers)."""
+    declared = declared_layer(model, "classifier")
+    if declared is not None and isinstance(model.get_submodule(declared), nn.Linear):
+        return declared
     last = None
     for module_name, module in model.named_modules():
         if isinstance(module, nn.Linear):
@@ -46,8 +62,11 @@ def folded_weight(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
 
 def adapt_first_conv(model: nn.Module, in_chans: int) -> nn.Module:
     """Make the first convolution take `in_chans` channels, its weights folded (`folded_weight`), so pretrained
-    filters respond to grey images as they did to grey RGB ones."""
-    for name, module in model.named_modules():
+    filters respond to grey images as they did to grey RGB ones. The convolution is the declared stem
+    (declared_layer), else the first one."""
+    declared = declared_layer(model, "stem")
+    candidates = [(declared, model.get_submodule(declared))] if declared is not None else model.named_modules()
+    for name, module in candidates:
         if not isinstance(module, nn.Conv2d):
             continue
         if module.in_channels == in_chans:

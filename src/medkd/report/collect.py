@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from medkd.card import RunCard
 from medkd.config import Recipe
 from medkd.errors import MedkdError
 from medkd.files import METRICS, evaluation_file, predictions_file
-from medkd.models import read_sidecar
 from medkd.study import (DATA_CHECK, RECIPE, Recommendation, finished_runs, matched_controls, read_sessions, recommend,
                          run_folder, summarise)
 
@@ -58,9 +58,9 @@ class StudyResults:
     def run(self, stage: str, seed: int) -> Path:
         return run_folder(self.folder, stage, seed)
 
-    def sidecar(self, stage: str, seed: int) -> dict:
-        """The run's model.json: architecture, preprocessing, where its starting weights came from, ..."""
-        return self._read(self.run(stage, seed), read_sidecar)
+    def card(self, stage: str, seed: int) -> RunCard:
+        """The run's card (model.json): architecture, preprocessing, where its starting weights came from, ..."""
+        return self._read(self.run(stage, seed), RunCard.read)
 
     def evaluation(self, stage: str, seed: int, split: str = "test") -> dict:
         return self._read(self.run(stage, seed) / evaluation_file(split), lambda p: json.loads(p.read_text()))

@@ -14,6 +14,7 @@ import yaml
 
 from medkd.config import Recipe
 from medkd.environment import describe_environment
+from medkd.models import IMAGENET_TAG
 from medkd.report.answer import answer
 from medkd.report.collect import StudyResults, load_study
 from medkd.report.figures import (confusion_matrices, efficiency_tradeoff, label_efficiency_curves,
@@ -21,6 +22,7 @@ from medkd.report.figures import (confusion_matrices, efficiency_tradeoff, label
 from medkd.report.paired import paired_rows, teacher_targets_auc
 from medkd.report.tables import markdown_table, mean_sd
 from medkd.study import per_class_recall_column, within_budget
+from medkd.files import REPORT_HTML, REPORT_MARKDOWN
 
 FIGURE_FOLDER = "report_files"
 FIGURE_DPI = 110
@@ -79,15 +81,18 @@ def header(results: StudyResults) -> list[str]:
 
 
 def starting_weights(results: StudyResults, stage: str) -> str:
-    """How a stage's model started: ImageNet weights (and where they came from), random, or another stage's."""
+    """How a stage's model started: a registered weight set such as ImageNet's (and where it came from), random,
+    a file, or another stage's result."""
     config = next(s for s in results.recipe.stages if s.name == stage)
     if config.weights_from:
         return f"stage {config.weights_from}"
     weights = results.recipe.stage_train(config, 0).weights
-    if weights == "imagenet":
-        source = results.sidecar(stage, results.seeds_of(stage)[0]).get("pretrained", {}).get("source", "?")
-        return f"ImageNet ({source})"
-    return "random" if weights == "none" else f"file {Path(weights).name}"
+    if weights == "none":
+        return "random"
+    pretrained = results.card(stage, results.seeds_of(stage)[0]).pretrained
+    if pretrained is None:
+        return f"file {Path(weights).name}"
+    return f"{'ImageNet' if weights == IMAGENET_TAG else weights} ({pretrained.source})"
 
 
 def stage_table(results: StudyResults) -> list[str]:
@@ -96,7 +101,7 @@ def stage_table(results: StudyResults) -> list[str]:
     for stage in results.stages:
         config = next(s for s in results.recipe.stages if s.name == stage)
         settings = results.recipe.stage_train(config, 0)
-        teachers = ", ".join((config.distill or {}).get("teachers", [])) or "-"
+        teachers = ", ".join(config.distill.teachers if config.distill else []) or "-"
         rows[stage] = {"model": settings.model, "transfer": settings.transfer,
                        "starting weights": starting_weights(results, stage), "teachers": teachers}
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("stage")
@@ -375,11 +380,11 @@ def write_report(folder: str | Path) -> tuple[Path, Path]:
              *paired_tests(results), *students_and_teachers(results),
              *figures(results, results.folder / FIGURE_FOLDER), *data_summary(results), *provenance(results)]
     text = "\n".join(lines)
-    markdown_path = results.folder / "report.md"
+    markdown_path = results.folder / REPORT_MARKDOWN
     markdown_path.write_text(text)
     body = markdown.markdown(text, extensions=["tables", "fenced_code"])
     html = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{results.recipe.name}: study report</title>"
             f"<style>{HTML_STYLE}</style></head><body>\n{inline_images(body, results.folder)}\n</body></html>\n")
-    html_path = results.folder / "report.html"
+    html_path = results.folder / REPORT_HTML
     html_path.write_text(html)
     return markdown_path, html_path

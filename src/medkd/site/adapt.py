@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medkd.card import CalibrationRecord, RunCard
 from medkd.data import (DEFAULT_MAX_PIXELS, BadImageError, DataConfig, DataError, Preprocessing, decode_file, is_image_candidate,
                         labelled_images, preprocess)
 from medkd.evaluation import (CalibrationConfig, ThresholdConfig, calibrated, calibration_record, choose_threshold,
@@ -22,41 +23,42 @@ from medkd.models import ModelError, load_model, normalise, save_model
 CALIBRATION_BINS = 15  # as EvaluationConfig's default: the ECE in the record is comparable to the report's
 
 
-def site_calibration(model: nn.Module, sidecar: dict, images: np.ndarray, labels: np.ndarray) -> dict:
-    """Sidecar entries re-fitted on a site's labelled images (N, C, H, W) uint8: the temperature, and for binary
-    tasks the threshold by the run's own rule (e.g. Youden) on the re-calibrated P(positive)."""
-    settings = CalibrationConfig(method=(sidecar.get("calibration") or {}).get("method", "temperature"))
-    logits = predict_run_logits(model, images, sidecar)
+def site_calibration(model: nn.Module, card: RunCard, images: np.ndarray, labels: np.ndarray) -> dict:
+    """Run-card entries re-fitted on a site's labelled images (N, C, H, W) uint8: the calibration (a
+    CalibrationRecord), and for binary tasks the threshold by the run's own rule (e.g. Youden) on the re-calibrated
+    P(positive)."""
+    settings = CalibrationConfig(method=card.calibration.method if card.calibration else "temperature")
+    logits = predict_run_logits(model, images, card)
     temperature = fit_temperature(logits, labels, settings)
     record = calibration_record(logits, labels, temperature, settings, CALIBRATION_BINS)
     record = {key.replace("val_", "site_"): value for key, value in record.items()}
-    update = {"calibration": {**record, "fitted_on": "site"}}
-    if len(sidecar["classes"]) == 2:
-        rule = ThresholdConfig.model_validate(sidecar.get("threshold_rule") or {})
+    update: dict = {"calibration": CalibrationRecord.model_validate({**record, "fitted_on": "site"})}
+    if card.binary:
+        rule = ThresholdConfig.model_validate(card.threshold_rule or {})
         update["threshold"] = choose_threshold(labels, calibrated(logits, temperature)[:, 1], rule)
     return update
 
 
 @torch.no_grad()
-def adapt_batch_norm(model: nn.Module, images: np.ndarray, sidecar: dict, batch_size: int = 64) -> int:
+def adapt_batch_norm(model: nn.Module, images: np.ndarray, card: RunCard, batch_size: int = 64) -> int:
     """AdaBN: replace every batch-norm layer's running mean and variance by those of `images` (N, C, H, W) uint8,
     a cumulative average over batches; returns how many layers were adapted (0: the model has no batch norm)."""
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not layers:
         return 0
-    norm = sidecar["normalisation"]
+    norm = card.normalisation
     for layer in layers:
         layer.reset_running_stats()
         layer.momentum = None  # None: the running statistics are the plain average over the batches seen
     model.train()
     for start in range(0, len(images), batch_size):
-        model(normalise(images[start:start + batch_size], norm["mean"], norm["std"]))
+        model(normalise(images[start:start + batch_size], norm.mean, norm.std))
     model.eval()
     return len(layers)
 
 
-def write_adapted_run(source: Path, out: Path, model: nn.Module, sidecar: dict) -> Path:
-    """A new run folder OUT: `model` and `sidecar`, and the source run's settings, data record and guard."""
+def write_adapted_run(source: Path, out: Path, model: nn.Module, card: RunCard) -> Path:
+    """A new run folder OUT: `model` and `card`, and the source run's settings, data record and guard."""
     source, out = Path(source), Path(out)
     if out.resolve() == source.resolve():
         raise ValueError(f"{out}: the adapted run needs its own folder; the original run is never changed")
@@ -64,7 +66,7 @@ def write_adapted_run(source: Path, out: Path, model: nn.Module, sidecar: dict) 
     for name in (CONFIG, DATA_LOCATION, OOD_GUARD):
         if (source / name).exists():
             shutil.copy2(source / name, out / name)
-    save_model(out, model, {**sidecar, "adapted_from": str(source.resolve())})
+    save_model(out, model, card.model_copy(update={"adapted_from": str(source.resolve())}))
     return out
 
 
@@ -86,29 +88,30 @@ def site_images(paths: list[Path], preprocessing: Preprocessing) -> tuple[np.nda
 def calibrate_run(run: Path, site: DataConfig, out: Path, *, show_progress: bool = True) -> tuple[Path, dict]:
     """`medkd calibrate`: a new run folder OUT whose temperature and threshold were fitted on every labelled image
     of `site` (whatever its splits); the record says what it was calibrated on. Returns (OUT, its calibration)."""
-    model, sidecar = load_model(run)
+    model, card = load_model(run)
     images, labels, classes = labelled_images(site, show_progress=show_progress)
-    if classes != sidecar["classes"]:
-        raise DataError(f"{site.path} has classes {classes}, the model {sidecar['classes']}: a site set needs "
+    if classes != card.classes:
+        raise DataError(f"{site.path} has classes {classes}, the model {card.classes}: a site set needs "
                         "the same class folders as the training data")
-    update = site_calibration(model, sidecar, images, labels)
+    update = site_calibration(model, card, images, labels)
     counts = dict(zip(classes, np.bincount(labels, minlength=len(classes)).tolist()))
-    update["calibration"]["site"] = {"path": str(Path(site.path).resolve()), "images": int(len(labels)),
-                                     "class_counts": counts}
-    update["validation_calibration"] = sidecar.get("calibration")  # what training fitted, kept for comparison
-    update["validation_threshold"] = sidecar.get("threshold")
-    return write_adapted_run(run, out, model, {**sidecar, **update}), update
+    update["calibration"] = CalibrationRecord.model_validate({**update["calibration"].model_dump(), "site": {
+        "path": str(Path(site.path).resolve()), "images": int(len(labels)), "class_counts": counts}})
+    update["validation_calibration"] = card.calibration  # what training fitted, kept for comparison
+    update["validation_threshold"] = card.threshold
+    adapted = write_adapted_run(run, out, model, card.model_copy(update=update))
+    return adapted, {key: value.model_dump() if hasattr(value, "model_dump") else value for key, value in update.items()}
 
 
 def adapt_run(run: Path, paths: list[Path], out: Path) -> tuple[Path, dict]:
     """`medkd adapt`: a new run folder OUT whose batch-norm statistics are those of the site's unlabelled images
     (AdaBN). Its temperature and threshold are still validation's: re-fit them with `medkd calibrate` where the
     site has labels, since adaptation can move them. Returns (OUT, the adaptation record)."""
-    model, sidecar = load_model(run)
-    images, problems = site_images(paths, Preprocessing.model_validate(sidecar["preprocessing"]))
-    layers = adapt_batch_norm(model, images, sidecar)
+    model, card = load_model(run)
+    images, problems = site_images(paths, card.preprocessing)
+    layers = adapt_batch_norm(model, images, card)
     if layers == 0:
-        raise ModelError(f"{sidecar['architecture']} has no batch-norm layer: AdaBN has nothing to adapt")
+        raise ModelError(f"{card.architecture} has no batch-norm layer: AdaBN has nothing to adapt")
     record = {"method": "adabn", "images": int(len(images)), "layers": layers, "unreadable": len(problems),
               "paths": [str(Path(p).resolve()) for p in paths]}
-    return write_adapted_run(run, out, model, {**sidecar, "adaptation": record}), record
+    return write_adapted_run(run, out, model, card.model_copy(update={"adaptation": record})), record

@@ -15,12 +15,11 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from medkd.data import PreparedData, prepare, run_data_config
 from medkd.evaluation import (ThresholdConfig, calibrated, choose_threshold, classification_metrics,
-                              predict_run_logits, run_temperature)
-from medkd.files import write_text_atomically
+                              predict_run_logits)
+from medkd.files import SITE_STUDY, SITE_STUDY_MARKDOWN, SITE_STUDY_TABLE, write_text_atomically
 from medkd.models import load_model
 from medkd.site.adapt import adapt_batch_norm, site_calibration
 
-SITE_STUDY = "site_study"  # folder of a study folder: site_study.csv (every run, split and variant) and .md
 VARIANTS = ("as trained", "site threshold", "site temperature + threshold", "AdaBN", "AdaBN + site temperature + threshold")
 CEILING = "ceiling: best threshold on the evaluation part"  # of the model as trained; uses the labels it scores
 METRICS = ("accuracy", "recall", "specificity", "auc", "ece")
@@ -46,26 +45,26 @@ def run_variants(folder: Path, data: PreparedData, calibration: np.ndarray, eval
     """The five variants' scores of one run on the evaluation part, and (binary tasks) the accuracy ceiling of the
     model as trained: what the best of all thresholds scores there, which no threshold chosen without those labels
     can pass."""
-    model, sidecar = load_model(folder)
+    model, card = load_model(folder)
     images, labels = data.split("test")
-    binary = len(sidecar["classes"]) == 2
-    rule = ThresholdConfig.model_validate(sidecar.get("threshold_rule") or {})
-    logits = predict_run_logits(model, images, sidecar)
-    temperature, threshold = run_temperature(sidecar), sidecar.get("threshold") if binary else None
+    binary = card.binary
+    rule = ThresholdConfig.model_validate(card.threshold_rule or {})
+    logits = predict_run_logits(model, images, card)
+    temperature, threshold = card.temperature, card.threshold if binary else None
     rows = {"as trained": scores(labels[evaluation], logits[evaluation], temperature, threshold)}
     site_threshold = (choose_threshold(labels[calibration], calibrated(logits[calibration], temperature)[:, 1], rule)
                       if binary else None)
     rows["site threshold"] = scores(labels[evaluation], logits[evaluation], temperature, site_threshold)
-    site = site_calibration(model, sidecar, images[calibration], labels[calibration])
+    site = site_calibration(model, card, images[calibration], labels[calibration])
     rows["site temperature + threshold"] = scores(labels[evaluation], logits[evaluation],
-                                                  site["calibration"]["temperature"], site.get("threshold"))
+                                                  site["calibration"].temperature, site.get("threshold"))
     adapted = copy.deepcopy(model)
-    adapt_batch_norm(adapted, images[calibration], sidecar)  # the calibration part's images, without labels
-    adapted_logits = predict_run_logits(adapted, images, sidecar)
+    adapt_batch_norm(adapted, images[calibration], card)  # the calibration part's images, without labels
+    adapted_logits = predict_run_logits(adapted, images, card)
     rows["AdaBN"] = scores(labels[evaluation], adapted_logits[evaluation], temperature, threshold)
-    site = site_calibration(adapted, sidecar, images[calibration], labels[calibration])
+    site = site_calibration(adapted, card, images[calibration], labels[calibration])
     rows["AdaBN + site temperature + threshold"] = scores(labels[evaluation], adapted_logits[evaluation],
-                                                          site["calibration"]["temperature"], site.get("threshold"))
+                                                          site["calibration"].temperature, site.get("threshold"))
     if binary:
         ceiling = choose_threshold(labels[evaluation], calibrated(logits[evaluation], temperature)[:, 1],
                                    ThresholdConfig(rule="accuracy"))  # on the very labels it is scored on
@@ -88,8 +87,8 @@ def site_study(runs: dict[str, list[Path]], out: Path, *, splits: int = 3, calib
                                  "calibration_images": len(calibration), "evaluation_images": len(evaluation), **row})
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "site_study.csv", index=False)
-    write_text_atomically(out / "site_study.md", site_markdown(table, calibration_fraction))
+    table.to_csv(out / SITE_STUDY_TABLE, index=False)
+    write_text_atomically(out / SITE_STUDY_MARKDOWN, site_markdown(table, calibration_fraction))
     return table
 
 

@@ -14,10 +14,10 @@ import pandas as pd
 from medkd.config import Recipe
 from medkd.environment import describe_environment
 from medkd.evaluation import SCALARS
-from medkd.files import BACKBONE, BEST, EXPORT, EXPORT_REPORT, METRICS, evaluation_file
+from medkd.files import (BACKBONE, BEST, DATA_CHECK, EXPORT, EXPORT_REPORT, METRICS, RECIPE, RUNS, SESSIONS, SUMMARY,
+                       evaluation_file)
 from medkd.study.plan import study_jobs
 
-RUNS, SUMMARY, RECIPE, DATA_CHECK, SESSIONS = "runs.csv", "summary.csv", "recipe.yaml", "data_check.json", "study.json"
 
 
 def run_folder(out: Path, stage: str, seed: int) -> Path:

@@ -23,7 +23,7 @@ def stage_order(stages: list[StageConfig]) -> list[StageConfig]:
         if unknown:
             raise ConfigError(f"stages.{stage.name}: teachers or weights_from {unknown} are not stages of this study "
                               f"(stages: {', '.join(by_name)})")
-        teachers = (stage.distill or {}).get("teachers", [])
+        teachers = stage.distill.teachers if stage.distill else []
         pretraining = [t for t in teachers if by_name[t].pretrain is not None]
         if pretraining:
             raise ConfigError(f"stages.{stage.name}.distill.teachers: {pretraining} are pretraining stages, which "

@@ -110,7 +110,7 @@ def train_job(recipe: Recipe, out: Path, stage: StageConfig, seed: int, *, show_
     if stage.distill is None:
         fit(data_config, settings, folder, show_progress=show_progress)
     else:
-        teachers = [str(run_folder(out, t, seed)) for t in stage.distill.get("teachers", [])]
+        teachers = [str(run_folder(out, t, seed)) for t in stage.distill.teachers]
         distill(data_config, settings, recipe.stage_distill(stage, teachers), folder, show_progress=show_progress)
     return True
 

@@ -1,29 +1,45 @@
-"""CSV manifest: columns path,label[,patient][,split]; paths relative to the CSV's folder."""
+"""CSV manifest: columns path,label[,patient][,split] (names are settings); paths relative to the CSV's folder."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
+from pydantic import Field
 
 from medkd.data.config import DataConfig
 from medkd.data.errors import DataError
 from medkd.data.patients import patient_ids
 from medkd.data.sources import register_source
 from medkd.data.table import SPLIT_NAMES, FileReader, SampleTable, class_indices
+from medkd.settings import StrictModel
 
 
-@register_source("csv", detect=lambda path: path.lower().endswith(".csv"), detect_order=10)
-def load_csv(config: DataConfig, path: str) -> SampleTable:
+class CsvSettings(StrictModel):
+    """Which columns of the manifest say what (matched without regard to case and surrounding spaces)."""
+
+    path_column: str = "path"
+    label_column: str = "label"
+    patient_column: str = Field("patient", description="optional: without it, patients come from the file names")
+    split_column: str = Field("split", description="optional: train, val or test per row (empty: train)")
+
+
+@register_source("csv", detect=lambda path: path.lower().endswith(".csv"), detect_order=10, settings=CsvSettings)
+def load_csv(config: DataConfig, path: str, settings: CsvSettings) -> SampleTable:
     manifest = Path(path).resolve()
     try:
         frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise DataError(f"{manifest}: not a readable CSV ({err})") from None
     frame.columns = [c.strip().lower() for c in frame.columns]
-    missing = {"path", "label"} - set(frame.columns)
+    names = {"path": settings.path_column, "label": settings.label_column, "patient": settings.patient_column,
+             "split": settings.split_column}
+    missing = sorted(names[role].strip().lower() for role in ("path", "label")
+                     if names[role].strip().lower() not in frame.columns)
     if missing:
-        raise DataError(f"{manifest}: missing column(s) {sorted(missing)}; expected path,label[,patient][,split]")
+        raise DataError(f"{manifest}: missing column(s) {missing}; expected {names['path']},{names['label']}"
+                        f"[,{names['patient']}][,{names['split']}] (data.source_settings names other columns)")
+    frame = frame.rename(columns={name.strip().lower(): role for role, name in names.items()})
     empty = frame.index[(frame["path"] == "") | (frame["label"] == "")]
     if len(empty):
         raise DataError(f"{manifest}: rows {[int(i) + 2 for i in empty[:10]]} have an empty path or label")

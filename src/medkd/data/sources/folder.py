@@ -12,6 +12,7 @@ from medkd.data.decode import is_image_candidate
 from medkd.data.errors import DataError
 from medkd.data.patients import patient_ids
 from medkd.data.sources import register_source
+from medkd.settings import StrictModel
 from medkd.data.table import SPLIT_NAMES, FileReader, SampleTable, class_indices
 
 
@@ -20,7 +21,7 @@ def _subdirs(path: Path) -> list[Path]:
 
 
 @register_source("folder", detect=lambda path: Path(path).is_dir(), detect_order=90)  # any folder: last
-def load_folder(config: DataConfig, path: str) -> SampleTable:
+def load_folder(config: DataConfig, path: str, settings: StrictModel) -> SampleTable:
     root = Path(path).resolve()
     split_dirs = {SPLIT_NAMES[d.name.lower()]: d for d in _subdirs(root) if d.name.lower() in SPLIT_NAMES}
     class_parents = split_dirs or {None: root}

@@ -20,6 +20,7 @@ import yaml
 from medkd.data.config import DataConfig, cache_root
 from medkd.data.errors import DataError
 from medkd.data.sources import register_source
+from medkd.settings import StrictModel
 from medkd.data.sources.numpy_arrays import integer_labels
 from medkd.data.table import SPLITS, ArrayReader, SampleTable
 from medkd.files import MEDMNIST_DOWNLOADS
@@ -39,7 +40,7 @@ def _detect(path: str) -> bool:
 
 
 @register_source("medmnist", detect=_detect, detect_order=20)
-def load_medmnist(config: DataConfig, path: str) -> SampleTable:
+def load_medmnist(config: DataConfig, path: str, settings: StrictModel) -> SampleTable:
     file = fetch(path, cache_root(config)) if path.startswith("medmnist:") else Path(path).resolve()
     try:
         arrays = np.load(file, allow_pickle=False)

@@ -10,6 +10,7 @@ import pandas as pd
 from medkd.data.config import DataConfig
 from medkd.data.errors import DataError
 from medkd.data.sources import register_source
+from medkd.settings import StrictModel
 from medkd.data.table import SPLITS, ArrayReader, SampleTable
 
 
@@ -18,7 +19,7 @@ def _is_numpy_folder(path: str) -> bool:
 
 
 @register_source("numpy", detect=_is_numpy_folder, detect_order=30)
-def load_numpy(config: DataConfig, path: str) -> SampleTable:
+def load_numpy(config: DataConfig, path: str, settings: StrictModel) -> SampleTable:
     root = Path(path).resolve()
     images, labels, patients, files = {}, {}, {}, []
     for split in SPLITS:
