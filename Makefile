@@ -1,4 +1,4 @@
-# `make run`: set up and run the main job.  `make test`: set up and run the tests.
+# `make run`: set up and run the main job.  `make test`: set up and run the tests.  `make lint`: ruff and mypy.
 # Both create .venv and install into it when missing or when pyproject.toml changed.
 
 PYTHON ?= python3
@@ -19,7 +19,7 @@ RUN_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test clean
+.PHONY: setup run test lint clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# ruff (pyflakes, pycodestyle, import order, bugbear) and mypy (with pydantic's plugin) on src: both clean.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache

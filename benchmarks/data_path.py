@@ -97,7 +97,7 @@ def main() -> None:
             images, labels = split_tensors(prepare(config, show_progress=False), "train")
         step = TrainingStep(args.model, device)
         fixed = (images[: args.batch_size].to(device), labels[: args.batch_size].to(device))
-        alone = seconds_per_batch(step, iter(lambda: fixed, None), args.batches)
+        alone = seconds_per_batch(step, iter(lambda fixed=fixed: fixed, None), args.batches)
         cells = [f"{args.batch_size / alone:>9,.0f} img/s"]
         for on_device in (False, True):
             module = TensorDataModule({"train": (images, labels)}, args.batch_size, augment=AugmentConfig(),

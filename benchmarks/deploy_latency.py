@@ -58,21 +58,22 @@ def main() -> None:
             model = model.to(memory_format=torch.channels_last)
             with torch.no_grad():
                 rows.append((label, "pytorch fp32", *time_inference(
-                    lambda x: model(torch.as_tensor(x).contiguous(memory_format=torch.channels_last)),
+                    lambda x, model=model: model(torch.as_tensor(x).contiguous(memory_format=torch.channels_last)),
                     single, batch, repeats=args.repeats)))
             fp32, int8 = Path(folder) / f"{len(rows)}.onnx", Path(folder) / f"{len(rows)}.int8.onnx"
             export_onnx(model, torch.as_tensor(batch[:2]), fp32, {"architecture": name}, None)
             quantise_int8(fp32, int8, calibration, reduce_range=True)
             for engine, path in (("onnxruntime fp32", fp32), ("onnxruntime int8", int8)):
                 session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-                rows.append((label, engine, *time_inference(lambda x: session.run(None, {"images": x}), single, batch,
-                                                           repeats=args.repeats)))
+                rows.append((label, engine, *time_inference(lambda x, session=session: session.run(None, {"images": x}),
+                                                           single, batch, repeats=args.repeats)))
             print(*(f"{v:.2f}" if isinstance(v, float) else v for v in rows[-1]), flush=True)
 
     teacher = rows[0][2]
-    print(f"\n{args.size} px, {args.threads} threads, batch-1 latency over {args.repeats} calls, batch {args.batch_size} "
-          "throughput")
-    print("| model | engine | batch 1 median ms | batch 1 p95 ms | batch 32 images/s | batch-1 speed-up vs resnet50 fp32 |")
+    print(f"\n{args.size} px, {args.threads} threads, batch-1 latency over {args.repeats} calls, "
+          f"batch {args.batch_size} throughput")
+    print("| model | engine | batch 1 median ms | batch 1 p95 ms | batch 32 images/s | "
+          "batch-1 speed-up vs resnet50 fp32 |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for name, engine, median, p95, throughput in rows:
         print(f"| {name} | {engine} | {median:.2f} | {p95:.2f} | {throughput:,.0f} | {teacher / median:.1f}x |")

@@ -23,8 +23,8 @@ import time
 import torch
 
 from medkd.data import DataConfig, prepare
-from medkd.distillation import DistillConfig, DistillationModule, FrozenTeacher
 from medkd.device import lightning_precision
+from medkd.distillation import DistillationModule, DistillConfig, FrozenTeacher
 from medkd.engine import ClassifierModule, TrainConfig, ViewPlan, augmented_view, build_augmentation
 from medkd.engine.datamodule import TensorDataModule
 from medkd.evaluation import predict_logits

@@ -52,7 +52,7 @@ def main() -> None:
         backbone = backbone.to(memory_format=torch.channels_last)
         batch = inference_batch_size(torch.device("cpu"), images.shape)
 
-        def torch_run(chunk: np.ndarray) -> None:
+        def torch_run(chunk: np.ndarray, backbone=backbone) -> None:
             predict_logits(backbone, chunk, mean=MEAN, std=STD, batch_size=len(chunk))
 
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
@@ -65,13 +65,14 @@ def main() -> None:
             options.intra_op_num_threads = torch.get_num_threads()
             session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-            def onnx_run(chunk: np.ndarray) -> None:
+            def onnx_run(chunk: np.ndarray, session=session) -> None:
                 session.run(None, {"inputs": normalise(chunk, MEAN, STD).numpy()})
 
             big = images_per_second(torch_run, images, 64)
             small = images_per_second(torch_run, images, batch)
             onnx = images_per_second(onnx_run, images, batch)
-        print(f"{name:<20} {size:>4} {big:>10.1f} {batch:>6} {small:>8.1f} {onnx:>12.1f} {onnx / small:>6.2f}", flush=True)
+        print(f"{name:<20} {size:>4} {big:>10.1f} {batch:>6} {small:>8.1f} {onnx:>12.1f} {onnx / small:>6.2f}",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_guard import write_not_chest_xrays  # noqa: E402
-
 import yaml  # noqa: E402
+from test_guard import write_not_chest_xrays  # noqa: E402
 
 from medkd.data import decode_file, prepare, preprocess, run_data_config  # noqa: E402
 from medkd.engine import TrainConfig, augmented_view, build_augmentation  # noqa: E402
@@ -50,7 +48,8 @@ def main() -> None:
         files = write_not_chest_xrays(Path(tmp) / "others")
         # Blank frames and DICOM of another modality are flagged by rule in predict: the guard's score is for the rest.
         files = [f for f in files if not f.name.startswith("blank") and f.suffix != ".dcm"]
-        others = np.stack([preprocess(decode_file(f, max_pixels=10**8).image, data.config.preprocessing) for f in files])
+        others = np.stack([preprocess(decode_file(f, max_pixels=10**8).image, data.config.preprocessing)
+                           for f in files])
     test_images, test_labels = data.split("test")
     print(f"{args.run}: {card.architecture} at {data.config.preprocessing.size} px; test {len(test_labels)} "
           f"X-rays, {len(others)} not-chest-X-rays")

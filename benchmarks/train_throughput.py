@@ -27,7 +27,8 @@ def model_step_rate(name: str, size: int, bf16: bool, batch_size: int, steps: in
     images = torch.randn(batch_size, 1, size, size)
     labels = torch.randint(0, 2, (batch_size,))
     if bf16:
-        model, images = model.to(memory_format=torch.channels_last), images.contiguous(memory_format=torch.channels_last)
+        model, images = (model.to(memory_format=torch.channels_last),
+                         images.contiguous(memory_format=torch.channels_last))
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def step() -> None:
@@ -67,7 +68,8 @@ def main() -> None:
     args = parser.parse_args()
     native = native_cpu_bf16()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, grey input, "
-          f"bf16 {'native (AMX/AVX512-BF16)' if native else 'EMULATED (no AMX/AVX512-BF16): timed over 1 step of batch 8'}")
+          "bf16 " + ("native (AMX/AVX512-BF16)" if native
+                     else "EMULATED (no AMX/AVX512-BF16): timed over 1 step of batch 8"))
     print(f"{'model':<10}{'px':>5}{'fp32 img/s':>12}{'bf16+CL img/s':>15}{'speed-up':>10}")
     fastest = {}
     for size in (128, 224):

@@ -16,7 +16,7 @@ from skimage import data as samples
 from skimage.transform import resize
 
 from medkd.data import prepare
-from medkd.distillation import DistillConfig, Distillation, DistillationError, distill
+from medkd.distillation import Distillation, DistillationError, DistillConfig, distill
 from medkd.distillation.views import same_samples, teacher_logits
 from medkd.engine import AugmentConfig, TrainConfig, ViewPlan, build_augmentation, fit
 from medkd.engine.datamodule import CachedImages, TensorDataModule, split_tensors
@@ -89,7 +89,8 @@ def test_an_online_teacher_at_another_resolution_reads_its_own_view(trained_run,
         if mode == "online":
             assert extension.train_views == ViewPlan(paired=1) and splits["train"][2].shape[-1] == 32
         loader = TensorDataModule({"val": splits["train"]}, 16).val_dataloader()  # the train split, un-augmented
-        targets[mode] = torch.cat([module.teacher_targets(module.on_after_batch_transfer(batch, 0)) for batch in loader])
+        targets[mode] = torch.cat([module.teacher_targets(module.on_after_batch_transfer(batch, 0))
+                                   for batch in loader])
     torch.testing.assert_close(targets["online"], targets["cached"], atol=1e-5, rtol=1e-5)
 
 

@@ -25,22 +25,37 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from PIL import Image
-from pydicom.uid import (JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLosslessSV1,
-                         JPEGLSLossless, JPEGLSNearLossless, RLELossless)
+from pydicom.uid import (
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
 from typer.testing import CliRunner
 
 from conftest import class_image, kermany_like_config, write_dicom, write_kermany_like
+from medkd.card import RunCard
 from medkd.cli import app
-from medkd.data import DataConfig, DataError, prepare
-from medkd.files import DATA_LOCATION
-from medkd.deploy import (ExportConfig, ExportError, ServeConfig, create_app, export_run, load_predictor,
-                          predict_files, write_predictions)
+from medkd.data import DataConfig, DataError, prepare, run_data_config
+from medkd.deploy import (
+    ExportConfig,
+    ExportError,
+    ServeConfig,
+    create_app,
+    export_run,
+    load_predictor,
+    predict_files,
+    write_predictions,
+)
 from medkd.deploy import export as export_module
 from medkd.deploy.runtime import METADATA_KEY
 from medkd.engine import TrainConfig, fit
-from medkd.card import RunCard
 from medkd.evaluation import EvaluationConfig, evaluate_run, predict_run_logits
-from medkd.data import run_data_config
+from medkd.files import DATA_LOCATION
 
 CHROMIUM = os.environ.get("MEDKD_CHROMIUM", "/usr/bin/chromium")
 
@@ -180,7 +195,8 @@ def test_predict_reads_every_format_reports_broken_files_and_draws_heatmaps(trai
         assert sorted(results) == ["a_pneumonia.jpg", "b_normal.png", "c_mono2.dcm", "d_mono1.dcm", "e_broken.jpg"]
         assert "truncated" in results["e_broken.jpg"].error and results["e_broken.jpg"].label is None
         # a 2-epoch model ranks well but is barely confident: compare its scores, not its labels
-        assert results["a_pneumonia.jpg"].probabilities["PNEUMONIA"] > results["b_normal.png"].probabilities["PNEUMONIA"]
+        assert (results["a_pneumonia.jpg"].probabilities["PNEUMONIA"]
+                > results["b_normal.png"].probabilities["PNEUMONIA"])
         threshold = load_predictor(model).threshold
         for result in (r for r in results.values() if r.probabilities):
             assert result.label == ("PNEUMONIA" if result.probabilities["PNEUMONIA"] >= threshold else "NORMAL")
@@ -198,7 +214,7 @@ PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"  # the tes
 def pydicom_decodes(path: Path) -> bool:
     """Whether pydicom itself, with the installed plugins, decodes the file's pixel data."""
     try:
-        pydicom.dcmread(path).pixel_array
+        _ = pydicom.dcmread(path).pixel_array
     except Exception:  # anything: not DICOM, no pixel data, no decoder, damaged
         return False
     return True
@@ -288,14 +304,16 @@ def test_a_run_finds_its_data_from_any_shell_and_says_where_it_was_when_it_moved
     monkeypatch.delenv("MEDKD_DATA")
     done = CliRunner().invoke(app, ["export", str(run), "--int8", "--calibration-images", "64", "--no-progress"])
     assert done.exit_code == 0, done.output
-    assert json.loads((run / "export" / "export.json").read_text())["int8_path"] == str(run / "export" / "model.int8.onnx")
+    assert (json.loads((run / "export" / "export.json").read_text())["int8_path"]
+            == str(run / "export" / "model.int8.onnx"))
     assert run_data_config(run).path == data
     assert evaluate_run(run, "test", settings=EvaluationConfig(bootstrap_resamples=0)).images == 80
 
     (shared / "xray").rename(shared / "moved")
     with pytest.raises(DataError) as moved:
         run_data_config(run)
-    assert f"when run {run} was trained it was {data} ($MEDKD_DATA: {shared}), which no longer exists" in str(moved.value)
+    assert (f"when run {run} was trained it was {data} ($MEDKD_DATA: {shared}), which no longer exists"
+            in str(moved.value))
     assert "pass --data PATH, or set MEDKD_DATA to the folder that holds 'xray'" in str(moved.value)
     assert run_data_config(run, str(shared / "moved")).path == str(shared / "moved")  # --data
     (shared / "moved").rename(elsewhere / "xray")  # the recipe's path is found again as usual: here
@@ -331,7 +349,8 @@ def test_api_predicts_and_explains_a_good_image(client, trained_run):
     assert sum(body["probabilities"].values()) == pytest.approx(1, abs=1e-5)
     positive = body["probabilities"]["PNEUMONIA"] >= health["threshold"]
     assert body["label"] == ("PNEUMONIA" if positive else "NORMAL")
-    assert body["model_id"] == health["model_id"] and body["latency_ms"] > 0 and body["threshold"] == health["threshold"]
+    assert (body["model_id"] == health["model_id"] and body["latency_ms"] > 0
+            and body["threshold"] == health["threshold"])
     import base64
     assert Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"]))).size == (96, 96)
     assert "<form" in client.get("/").text
@@ -447,7 +466,8 @@ def test_web_page_uploads_an_xray_and_shows_the_result_and_heatmap(trained_run, 
         page.wait_for_selector("#label", timeout=30_000)
         expected = predict_files(load_predictor(trained_run.folder), [upload])[0].label
         assert page.inner_text("#label") == expected
-        assert page.eval_on_selector("#heatmap", "img => img.naturalWidth") == Image.open(upload).width  # over the upload
+        assert (page.eval_on_selector("#heatmap", "img => img.naturalWidth")
+                == Image.open(upload).width)  # over the upload
         assert page.query_selector("#ood-warning") is None  # an X-ray like the training images: no warning
         page.set_input_files("#file", str(noise))
         page.click("#submit")

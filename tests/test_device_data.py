@@ -18,8 +18,15 @@ from skimage.transform import resize
 from conftest import write_kermany_like
 from medkd.data import DataConfig, prepare
 from medkd.device import images_on_device
-from medkd.engine import (AugmentConfig, TensorDataModule, TrainConfig, ViewPlan, build_augmentation,
-                          build_batch_augmentation, fit)
+from medkd.engine import (
+    AugmentConfig,
+    TensorDataModule,
+    TrainConfig,
+    ViewPlan,
+    build_augmentation,
+    build_batch_augmentation,
+    fit,
+)
 from medkd.evaluation import evaluate_run
 
 SIZE = 64

@@ -16,8 +16,18 @@ from medkd.card import Normalisation
 from medkd.cli import app
 from medkd.config import ConfigError, load_recipe
 from medkd.data import DataConfig, prepare
-from medkd.distillation import (LOGIT_LOSSES, DistillConfig, DistillationError, Distillation, LogitLoss, build_logit_loss,
-                                distill, ensemble_logits, load_teachers, register_logit_loss)
+from medkd.distillation import (
+    LOGIT_LOSSES,
+    Distillation,
+    DistillationError,
+    DistillConfig,
+    LogitLoss,
+    build_logit_loss,
+    distill,
+    ensemble_logits,
+    load_teachers,
+    register_logit_loss,
+)
 from medkd.distillation.losses import decoupled_parts, soft_kl
 from medkd.engine import TrainConfig, fit
 from medkd.engine.datamodule import TensorDataModule, split_tensors
@@ -208,7 +218,8 @@ def test_weight_by_class_weighs_the_kd_term_as_the_hard_label_loss_is(generated,
     student = create_model("compact_cnn", num_classes=2, in_chans=1, width=8)
     weighted = settings(teachers=[str(teacher)], weight_by_class=True, alpha=1.0)  # the KD term alone
     with pytest.raises(DistillationError, match="class_weights: balanced"):
-        Distillation(weighted).build_module(student, STUDENT, data, {s: split_tensors(data, s) for s in ("train", "val")},
+        Distillation(weighted).build_module(student, STUDENT, data,
+                                            {s: split_tensors(data, s) for s in ("train", "val")},
                                             mean=mean, std=std, class_weight=None, out=tmp_path / "unweighted")
     splits = {s: split_tensors(data, s) for s in ("train", "val")}
     only_pneumonia = torch.tensor([0.0, 1.0])  # weights of NORMAL, PNEUMONIA: only PNEUMONIA samples count
@@ -284,7 +295,8 @@ def test_distilled_student_agrees_with_its_teacher_more_than_a_matched_control(r
     with class-balanced weights, so its decisions differ from a plainly trained model's in a way labels alone do
     not teach. The KD student and its control share architecture, seed, epochs and data, and differ only in the
     loss (alpha 1: teacher only). Agreement is measured on the val and test images together."""
-    config = DataConfig.model_validate({"path": str(real_data / "chest_xray"), "preprocessing": {"size": 32, "channels": 1},
+    config = DataConfig.model_validate({"path": str(real_data / "chest_xray"),
+                                        "preprocessing": {"size": 32, "channels": 1},
                                         "split": {"train_fraction": 0.3}})
     fast = {"batch_size": 32, "precision": "32", "augment": None}
     teacher = fit(config, TrainConfig(model="compact_cnn", model_args={"width": 16}, epochs=3,

@@ -47,9 +47,11 @@ def read_metrics(folder: Path) -> list[dict]:
 
 
 def test_run_folder_rebuilds_the_trained_model(data_config, tmp_path):
-    out = fit(data_config, TrainConfig(model="compact_cnn", epochs=3, batch_size=32), tmp_path / "run", show_progress=False)
-    for name in ("config.yaml", "metrics.csv", "model.safetensors", "last.safetensors", "model.json", "checkpoints/last.ckpt",
-                 "data_location.json", "skipped_files.csv"):  # the names users and scripts rely on (medkd.files)
+    out = fit(data_config, TrainConfig(model="compact_cnn", epochs=3, batch_size=32), tmp_path / "run",
+              show_progress=False)
+    for name in ("config.yaml", "metrics.csv", "model.safetensors", "last.safetensors", "model.json",
+                 "checkpoints/last.ckpt", "data_location.json",
+                 "skipped_files.csv"):  # the names users and scripts rely on (medkd.files)
         assert (out / name).exists(), name
     assert not list(out.rglob("*.tmp-*"))  # every file written whole: no staging file left behind
     assert [int(r["epoch"]) for r in read_metrics(out)] == [0, 1, 2]
@@ -128,7 +130,8 @@ def test_frozen_features_on_a_cpu_come_from_onnx_runtime_and_equal_pytorch_s(dat
     assert feature_engine(torch.device("cpu"), images=999) == "torch"
     assert feature_engine(torch.device("cpu"), images=1000) == "onnxruntime"
     assert feature_engine(torch.device("cpu"), images=10, exported=True) == "onnxruntime"
-    assert feature_engine(torch.device("cuda"), images=10**6) == feature_engine(torch.device("cpu"), True, 10**6) == "torch"
+    assert (feature_engine(torch.device("cuda"), images=10**6) == feature_engine(torch.device("cpu"), True, 10**6)
+            == "torch")
     features, cached = cached_features(model, identity, data, "val", mean=mean, std=std, precision_bf16=False,
                                        device=torch.device("cpu"), engine="onnxruntime")
     assert not cached and "extracted (onnxruntime)" in caplog.text
@@ -152,7 +155,8 @@ def test_imbalance_tools():
     focal_zero = classification_loss(logits, labels, LossConfig(name="focal", focal_gamma=0.0))
     assert torch.allclose(focal_zero, classification_loss(logits, labels, LossConfig()))
     confident = torch.tensor([[5.0, -5.0]]), torch.tensor([0])
-    assert classification_loss(*confident, LossConfig(name="focal")) < classification_loss(*confident, LossConfig()) / 100
+    assert (classification_loss(*confident, LossConfig(name="focal"))
+            < classification_loss(*confident, LossConfig()) / 100)
     labels = torch.tensor([0] * 90 + [1] * 10)
     module = TensorDataModule({"train": (torch.zeros(100, 1), labels)}, batch_size=100, sampler="balanced")
     torch.manual_seed(0)

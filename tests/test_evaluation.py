@@ -11,15 +11,28 @@ import torch
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from typer.testing import CliRunner
 
-from medkd.cli import app
 from conftest import kermany_like_config
+from medkd.cli import app
 from medkd.data import prepare
-from medkd.engine import TrainConfig, fit
-from medkd.evaluation import (CalibrationConfig, ThresholdConfig, bootstrap_intervals, calibrated, choose_threshold,
-                              classification_metrics, count_macs, delong_test, expected_calibration_error,
-                              fit_temperature, mcnemar_test, measure_efficiency, predict_logits, predict_probabilities,
-                              predict_run_logits)
 from medkd.device import inference_batch_size
+from medkd.engine import TrainConfig, fit
+from medkd.evaluation import (
+    CalibrationConfig,
+    ThresholdConfig,
+    bootstrap_intervals,
+    calibrated,
+    choose_threshold,
+    classification_metrics,
+    count_macs,
+    delong_test,
+    expected_calibration_error,
+    fit_temperature,
+    mcnemar_test,
+    measure_efficiency,
+    predict_logits,
+    predict_probabilities,
+    predict_run_logits,
+)
 from medkd.models import classifier_name, load_model
 
 LABELS = np.array([0, 0, 0, 1, 1, 1])
@@ -195,7 +208,7 @@ def test_evaluate_rejects_unknown_split_and_non_run_folders(tmp_path):
 
 
 def test_delong_agrees_with_sklearn_auc_and_holds_its_size_under_the_null():
-    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+    from sklearn.metrics import roc_auc_score
 
     rng = np.random.default_rng(5)
     labels = np.repeat([0, 1], [120, 80])

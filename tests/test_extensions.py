@@ -16,11 +16,26 @@ from medkd.card import RunCard
 from medkd.config import ConfigError, load_recipe
 from medkd.data import ArrayReader, DataConfig, SampleTable, prepare, register_source
 from medkd.data.sources import AUTO
-from medkd.distillation import (FEATURE_LOSSES, LOGIT_LOSSES, DistillConfig, FeatureLoss, LogitLoss, distill,
-                                register_feature_loss, register_logit_loss)
+from medkd.distillation import (
+    FEATURE_LOSSES,
+    LOGIT_LOSSES,
+    DistillConfig,
+    FeatureLoss,
+    LogitLoss,
+    distill,
+    register_feature_loss,
+    register_logit_loss,
+)
 from medkd.engine import TrainConfig, fit
-from medkd.models import (CheckpointFile, PretrainedConfig, classifier_name, create_model, register_model,
-                          register_weights, weight_tags)
+from medkd.models import (
+    CheckpointFile,
+    PretrainedConfig,
+    classifier_name,
+    create_model,
+    register_model,
+    register_weights,
+    weight_tags,
+)
 from medkd.settings import StrictModel
 
 SIDE = 32
@@ -64,9 +79,11 @@ class MeanMatch(FeatureLoss):
 def registered(tmp_path):
     """Every extension registered for one test, and removed after it."""
     from medkd.data.sources import _REGISTRY as SOURCES  # the test undoes its registration
-    from medkd.models.registry import _REGISTERED as MODELS, _WEIGHT_SETS as WEIGHT_SETS
+    from medkd.models.registry import _REGISTERED as MODELS
+    from medkd.models.registry import _WEIGHT_SETS as WEIGHT_SETS
 
-    register_source("test_bands", detect=lambda path: path == "bands:", detect_order=1, settings=BandSettings)(load_bands)
+    register_source("test_bands", detect=lambda path: path == "bands:", detect_order=1,
+                    settings=BandSettings)(load_bands)
     register_model("test_tiny_cnn", stem="0", classifier="6")(tiny_cnn)
     checkpoint = tmp_path / "tiny.safetensors"
     torch.manual_seed(7)
@@ -112,7 +129,7 @@ def test_registered_extensions_train_end_to_end(registered, tmp_path):
 def test_model_weights_and_model_args_are_checked_when_the_recipe_is_read(registered):
     base = {"data": {"path": "x"}}
     for train, message in (({"model": "test_tiny_cn"}, "unknown model 'test_tiny_cn'"),
-                           ({"model": "test_tiny_cnn", "weights": "imagenet"}, r"no such weight set \(test_set\)"),
+                           ({"model": "test_tiny_cnn", "weights": "imagenet"}, r"no such weight set \(its sets: test_set\)"),
                            ({"model": "test_tiny_cnn", "model_args": {"depth": 3}}, r"\['depth'\].*takes \['width'\]"),
                            ({"model": "compact_cnn", "weights": "imagnet"}, "no such weight set")):
         with pytest.raises(ConfigError, match=message):

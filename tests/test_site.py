@@ -17,12 +17,18 @@ from conftest import tiny_recipe, write_kermany_like
 from medkd.cli import app
 from medkd.config import load_recipe
 from medkd.data import DataConfig, labelled_images, prepare
-from medkd.evaluation import (CalibrationConfig, ThresholdConfig, calibrated, choose_threshold, fit_temperature,
-                              predict_run_logits)
-from medkd.files import SIDECAR
+from medkd.evaluation import (
+    CalibrationConfig,
+    ThresholdConfig,
+    calibrated,
+    choose_threshold,
+    fit_temperature,
+    predict_run_logits,
+)
+from medkd.files import SIDECAR, SITE_STUDY
 from medkd.models import load_model, normalise
-from medkd.site import CEILING, SITE_STUDY, VARIANTS, site_images, site_parts
-from medkd.study import run_study
+from medkd.runner import run_study
+from medkd.site import CEILING, VARIANTS, site_images, site_parts
 
 
 def test_calibrate_fits_a_site_temperature_and_threshold_into_a_new_run(trained_run, tmp_path):

@@ -14,15 +14,16 @@ import pandas as pd
 import pytest
 import yaml
 from lightning.pytorch.accelerators import CUDAAccelerator
+from test_report import check_report
 from typer.testing import CliRunner
 
 from conftest import tiny_recipe
 from medkd.cli import app
-from test_report import check_report
 from medkd.config import ConfigError, load_recipe
 from medkd.config.stages import SelectionConfig, StageConfig
 from medkd.files import DATA_LOCATION
-from medkd.study import recommend, run_study, stage_order
+from medkd.runner import run_study
+from medkd.study import recommend, stage_order
 
 
 def test_teachers_come_first_and_unknown_or_cyclic_teachers_are_refused():
@@ -31,7 +32,8 @@ def test_teachers_come_first_and_unknown_or_cyclic_teachers_are_refused():
     with pytest.raises(ConfigError, match="not stages"):
         stage_order([StageConfig(name="s", distill={"teachers": ["nobody"]})])
     with pytest.raises(ConfigError, match="cycle"):
-        stage_order([StageConfig(name="a", distill={"teachers": ["b"]}), StageConfig(name="b", distill={"teachers": ["a"]})])
+        stage_order([StageConfig(name="a", distill={"teachers": ["b"]}),
+                     StageConfig(name="b", distill={"teachers": ["a"]})])
 
 
 def test_recommendation_uses_validation_and_speed_only():
@@ -108,7 +110,8 @@ def test_study_runs_every_stage_and_seed_and_a_killed_study_continues(tmp_path):
         for seed in (0, 1):
             report = json.loads((out / stage / f"seed{seed}" / "export" / "export.json").read_text())
             assert (out / stage / f"seed{seed}" / "export" / "model.int8.onnx").exists()
-            assert exported.loc[(stage, seed), "onnx_int8_latency_ms"] == report["latency_ms"]["onnx_int8"]["median"] > 0
+            assert (exported.loc[(stage, seed), "onnx_int8_latency_ms"] == report["latency_ms"]["onnx_int8"]["median"]
+                    > 0)
             assert exported.loc[(stage, seed), "onnx_int8_test_auc"] == report["test_scores"]["onnx_int8"]["auc"]
     assert not (out / "control" / "seed0" / "export").exists()
     assert exported.loc[("control", 0), ["onnx_int8_latency_ms", "onnx_fp32_latency_ms"]].isna().all()
@@ -165,7 +168,8 @@ def test_one_stage_runs_with_the_stages_it_needs_and_unknown_stages_are_named(tm
 def test_accelerator_cpu_keeps_every_prediction_on_the_cpu_beside_a_gpu(tmp_path, monkeypatch):
     # With a GPU said to be there, any prediction that ignored `accelerator: cpu` would try CUDA and fail here.
     recipe = load_recipe(tiny_recipe(tmp_path), {"train": {"accelerator": "cpu"}})
-    recipe = recipe.model_copy(update={"stages": [*recipe.stages, StageConfig(name="probe", train={"transfer": "linear"})]})
+    recipe = recipe.model_copy(update={"stages": [*recipe.stages,
+                                                  StageConfig(name="probe", train={"transfer": "linear"})]})
     monkeypatch.setattr(CUDAAccelerator, "is_available", lambda: True)
     runs = run_study(recipe, tmp_path / "study", stages=["student_kd", "probe"], show_progress=False)
     assert sorted(runs["stage"]) == ["probe", "student_kd", "teacher"]  # features, teacher logits, thresholds, scores

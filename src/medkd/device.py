@@ -34,7 +34,8 @@ class RuntimeConfig(StrictModel):
     devices: int | str = "auto"
     num_nodes: int = Field(1, ge=1)
     precision: Literal["auto", "bf16", "32"] = Field(
-        "auto", description="auto: bf16 mixed precision on GPUs and on CPUs with native bf16 (AMX/AVX512-BF16), else fp32")
+        "auto", description="auto: bf16 mixed precision on GPUs and on CPUs with native bf16 (AMX/AVX512-BF16), "
+                            "else fp32")
     channels_last: bool = True
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         "auto", description="data loader processes for augmentation; auto: none on a CPU, several beside a GPU")
@@ -142,7 +143,8 @@ def loader_workers(choice: int | str, accelerator: str) -> int:
     augmentation in one process, one per spare core up to GPU_LOADER_WORKERS."""
     if choice != "auto":
         return int(choice)
-    return min(GPU_LOADER_WORKERS, max(1, (os.cpu_count() or 1) - 1)) if inference_device(accelerator).type == "cuda" else 0
+    return (min(GPU_LOADER_WORKERS, max(1, (os.cpu_count() or 1) - 1))
+            if inference_device(accelerator).type == "cuda" else 0)
 
 
 def images_on_device(choice: bool | str, accelerator: str) -> bool:

@@ -61,7 +61,8 @@ DataOpt = Annotated[Optional[str], typer.Option(help="data path (see `medkd data
 SizeOpt = Annotated[Optional[int], typer.Option(help="working resolution in pixels")]
 ChannelsOpt = Annotated[Optional[int], typer.Option(help="1 (grey) or 3 (RGB)")]
 WeightsOpt = Annotated[Optional[str], typer.Option(help="none, imagenet, or a checkpoint path")]
-TransferOpt = Annotated[Optional[str], typer.Option(help="scratch, linear, finetune, or lp-ft (linear probe, then all layers)")]
+TransferOpt = Annotated[Optional[str], typer.Option(
+    help="scratch, linear, finetune, or lp-ft (linear probe, then all layers)")]
 IntOpt = Annotated[Optional[int], typer.Option()]
 LrOpt = Annotated[Optional[float], typer.Option(help="learning rate")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="training seed")]
@@ -70,8 +71,10 @@ WorkersOpt = Annotated[Optional[int], typer.Option(help="data loader processes f
                                                         "recipe's, auto: none on a CPU, up to 8 beside a GPU)")]
 AcceleratorOpt = Annotated[Optional[str], typer.Option(help="Lightning accelerator: auto, cpu, gpu")]
 DevicesOpt = Annotated[Optional[str], typer.Option(
-    help="devices (one process each) per machine: a number or auto; more than one trains with DDP (docs/distributed.md)")]
-NodesOpt = Annotated[Optional[int], typer.Option(help="machines of a multi-node run (how to launch: docs/distributed.md)")]
+    help="devices (one process each) per machine: a number or auto; more than one trains with DDP "
+         "(docs/distributed.md)")]
+NodesOpt = Annotated[Optional[int], typer.Option(
+    help="machines of a multi-node run (how to launch: docs/distributed.md)")]
 CacheOpt = Annotated[Optional[str], typer.Option(help="decode cache folder")]
 ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]
 

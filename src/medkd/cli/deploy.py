@@ -16,7 +16,8 @@ from medkd.errors import MedkdError
 def export(
     run: Annotated[Path, typer.Argument(help="run folder written by medkd train/distill/run")],
     format: Annotated[str, typer.Option("--format", help="onnx or torchscript")] = "onnx",
-    int8: Annotated[bool, typer.Option("--int8", help="onnx: also write a static int8 model, re-evaluated on test")] = False,
+    int8: Annotated[bool, typer.Option(
+        "--int8", help="onnx: also write a static int8 model, re-evaluated on test")] = False,
     out: Annotated[Optional[Path], typer.Option(help="output folder; default RUN/export")] = None,
     calibration_images: Annotated[int, typer.Option(help="int8: training images for activation ranges")] = 300,
     max_int8_auc_drop: Annotated[float, typer.Option(help="int8: largest allowed fall of test AUC")] = 0.01,
@@ -85,7 +86,8 @@ def predict(
         flagged = sum(result.in_distribution is False for result in predicted)
         if flagged:
             err_console.print(f"[bold yellow]warning:[/bold yellow] {flagged} of {len(predicted)} image(s) do not look "
-                              "like what the model was trained on (OUT OF DISTRIBUTION above): do not trust their answers")
+                              "like what the model was trained on (OUT OF DISTRIBUTION above): do not trust their "
+                              "answers")
     if out:
         write_predictions(results, predictor.classes, out)
     failed = [result for result in results if result.error is not None]

@@ -30,7 +30,8 @@ def calibrate(
                                        show_progress=progress)
     record = update["calibration"]
     console.print(f"{folder}: calibrated on {record['site']['images']} site images {record['site']['class_counts']}")
-    console.print(f"  temperature {update['validation_calibration'] and update['validation_calibration']['temperature']}"
+    console.print(f"  temperature "
+                  f"{update['validation_calibration'] and update['validation_calibration']['temperature']}"
                   f" (validation) -> {record['temperature']:.3f} (site); site ECE {record['site_ece_before']:.4f} -> "
                   f"{record['site_ece_after']:.4f}")
     if "threshold" in update:
@@ -56,7 +57,8 @@ def adapt(
 @app.command("site-study")
 def site_study(
     study: Annotated[Path, typer.Argument(help="study folder written by `medkd run`")],
-    stage: Annotated[Optional[list[str]], typer.Option(help="stage to include (repeatable; default: every stage)")] = None,
+    stage: Annotated[Optional[list[str]], typer.Option(
+        help="stage to include (repeatable; default: every stage)")] = None,
     splits: Annotated[int, typer.Option(help="seeded site splits of the test split, each applied to every run")] = 3,
     calibration_fraction: Annotated[float, typer.Option(help="share of the test patients that calibrate")] = 0.25,
     progress: ProgressOpt = True,

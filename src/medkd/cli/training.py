@@ -8,9 +8,32 @@ from typing import Annotated, Optional
 
 import typer
 
-from medkd.cli.common import (EXIT_LEAK, AcceleratorOpt, CacheOpt, ChannelsOpt, DataOpt, DevicesOpt, IntOpt, LrOpt,
-                              NodesOpt, ProgressOpt, RecipeArg, RunFolderOpt, SeedOpt, SizeOpt, ThreadsOpt, TransferOpt,
-                              WeightsOpt, WorkersOpt, app, console, data_app, fail, runtime_overrides, user_errors)
+from medkd.cli.common import (
+    EXIT_LEAK,
+    AcceleratorOpt,
+    CacheOpt,
+    ChannelsOpt,
+    DataOpt,
+    DevicesOpt,
+    IntOpt,
+    LrOpt,
+    NodesOpt,
+    ProgressOpt,
+    RecipeArg,
+    RunFolderOpt,
+    SeedOpt,
+    SizeOpt,
+    ThreadsOpt,
+    TransferOpt,
+    WeightsOpt,
+    WorkersOpt,
+    app,
+    console,
+    data_app,
+    fail,
+    runtime_overrides,
+    user_errors,
+)
 from medkd.config import ConfigError, load_data_settings, load_recipe
 from medkd.device import is_primary_process
 from medkd.errors import MedkdError
@@ -20,9 +43,11 @@ from medkd.files import SWEEP
 @data_app.command("check")
 def data_check(
     recipe: Annotated[Optional[Path], typer.Argument(help="recipe YAML whose data section is checked")] = None,
-    data: Annotated[Optional[str], typer.Option(help="data path (folder, .npz, .csv, NumPy folder, medmnist:NAME[@SIZE]); "
-                                                "relative paths are also looked for under $MEDKD_DATA")] = None,
-    source: Annotated[Optional[str], typer.Option(help="auto (from the layout), or a registered source: folder, csv, numpy, medmnist, ...")] = None,
+    data: Annotated[Optional[str], typer.Option(
+        help="data path (folder, .npz, .csv, NumPy folder, medmnist:NAME[@SIZE]); "
+             "relative paths are also looked for under $MEDKD_DATA")] = None,
+    source: Annotated[Optional[str], typer.Option(
+        help="auto (from the layout), or a registered source: folder, csv, numpy, medmnist, ...")] = None,
     size: SizeOpt = None, channels: ChannelsOpt = None,
     resize: Annotated[Optional[str], typer.Option(help="squash, pad or crop")] = None,
     seed: Annotated[Optional[int], typer.Option(help="seed of the patient-level split")] = None,
@@ -113,8 +138,8 @@ def pretrain(
     with user_errors():
         config = load_recipe(recipe, {"data": data_overrides(data, cache_dir, size, channels), "pretrain": {
             "method": method, "model": model, "weights": weights, "epochs": epochs, "batch_size": batch_size,
-            "lr": lr, "seed": seed, "runtime": runtime_overrides(threads=threads, accelerator=accelerator, devices=devices,
-                                                    num_nodes=num_nodes)}})
+            "lr": lr, "seed": seed, "runtime": runtime_overrides(threads=threads, accelerator=accelerator,
+                                                                 devices=devices, num_nodes=num_nodes)}})
         folder = run_pretraining(config.data, config.pretrain, out, show_progress=progress)
     if is_primary_process():
         console.print(f"run folder: {folder}\nuse it with: --weights {folder / BACKBONE}")
@@ -126,7 +151,8 @@ def distill(
     out: Annotated[Path, typer.Option(help="run folder (with --sweep: a folder of runs)")] = Path("runs/distill"),
     teacher: Annotated[Optional[list[str]], typer.Option(help="teacher run folder; repeat for an ensemble")] = None,
     student: Annotated[Optional[str], typer.Option(help="student model name (create_model)")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="a registered logit loss (kd, dkd, lskd, ...; an unknown name lists them) or hint")] = None,
+    loss: Annotated[Optional[str], typer.Option(
+        help="a registered logit loss (kd, dkd, lskd, ...; an unknown name lists them) or hint")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="softening temperature T")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="weight of the distillation term (1 - alpha: labels)")] = None,
     teacher_outputs: Annotated[Optional[str], typer.Option(help="cached, cached_views or online")] = None,
@@ -134,7 +160,8 @@ def distill(
         help="weigh the distillation term by the class weights too (train.loss.class_weights)")] = None,
     hint_student_layer: Annotated[Optional[str], typer.Option(help="feature hint: student module name")] = None,
     hint_teacher_layer: Annotated[Optional[str], typer.Option(help="feature hint: teacher module name")] = None,
-    sweep: Annotated[bool, typer.Option(help="distil from each teacher alone and from their ensemble; print a table")] = False,
+    sweep: Annotated[bool, typer.Option(
+        help="distil from each teacher alone and from their ensemble; print a table")] = False,
     data: DataOpt = None, size: SizeOpt = None, channels: ChannelsOpt = None, weights: WeightsOpt = None,
     transfer: TransferOpt = None, epochs: IntOpt = None, batch_size: IntOpt = None, lr: LrOpt = None,
     seed: SeedOpt = None, threads: ThreadsOpt = None, workers: WorkersOpt = None, accelerator: AcceleratorOpt = None,
@@ -150,7 +177,8 @@ def distill(
                                    accelerator=accelerator, devices=devices, num_nodes=num_nodes)
     hint = {"student_layer": hint_student_layer, "teacher_layer": hint_teacher_layer}
     overrides["distill"] = {"teachers": teacher or None, "loss": loss, "temperature": temperature, "alpha": alpha,
-                            "teacher_outputs": teacher_outputs, "weight_by_class": weight_by_class, "hint": hint if any(hint.values()) else None}
+                            "teacher_outputs": teacher_outputs, "weight_by_class": weight_by_class,
+                            "hint": hint if any(hint.values()) else None}
     with user_errors():
         config = load_recipe(recipe, overrides)
         if config.distill is None:
@@ -181,7 +209,8 @@ def run(
     num_nodes: NodesOpt = None, cache_dir: CacheOpt = None, progress: ProgressOpt = True,
 ) -> None:
     """Run a whole study: every stage and seed, teachers first, finished stages skipped; print the comparison."""
-    from medkd.study import print_summary, run_study, summarise, with_weights
+    from medkd.runner import run_study
+    from medkd.study import print_summary, summarise, with_weights
 
     with user_errors():
         config = load_recipe(recipe, {"data": {"path": data, "cache_dir": cache_dir}, "seeds": seeds,
@@ -225,14 +254,14 @@ def evaluate(
     data: Annotated[Optional[str], typer.Option(help="data path, when it moved since training")] = None,
     cache_dir: Annotated[Optional[str], typer.Option(help="decode cache folder")] = None,
     bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for confidence intervals (0: none)")] = 1000,
-    efficiency: Annotated[bool, typer.Option(help="also measure parameters, MACs, size, CPU latency/throughput")] = True,
+    efficiency: Annotated[bool, typer.Option(
+        help="also measure parameters, MACs, size, CPU latency/throughput")] = True,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the result as JSON here")] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Score a run's best model on one split: metrics at argmax and at its validation-chosen threshold, with CIs."""
     from medkd.data import SPLITS
-    from medkd.evaluation import EvaluationConfig, evaluate_run
-    from medkd.evaluation import print_evaluation
+    from medkd.evaluation import EvaluationConfig, evaluate_run, print_evaluation
 
     if split not in SPLITS:
         raise fail(ValueError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}"))

@@ -24,7 +24,8 @@ class ConfigError(MedkdError):
 
 class Recipe(StrictModel):
     """A study: the data it runs on, how to train (defaults of every stage), and the stages `medkd run` trains.
-    `medkd train`/`distill`/`pretrain` use data, train, distill and pretrain; `presets` are named overrides of the whole recipe."""
+    `medkd train`/`distill`/`pretrain` use data, train, distill and pretrain; `presets` are named overrides of the
+    whole recipe."""
 
     name: str = "study"
     data: DataConfig

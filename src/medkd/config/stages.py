@@ -47,8 +47,8 @@ class SelectionConfig(StrictModel):
 
     metric: str = Field("auc", description="a metric of medkd.evaluation.SCALARS, higher is better")
     tolerance: float = Field(0.01, ge=0, description="stages within this of the best val score count as equal")
-    latency_tolerance: float = Field(0.25, ge=0, description="stages whose CPU latency (batch 1) is at most this "
-                                                             "share above the fastest contender's count as equally fast")
+    latency_tolerance: float = Field(0.25, ge=0, description="stages whose CPU latency (batch 1) is at most this share "
+                                                             "above the fastest contender's count as equally fast")
     tie_breaker: Literal["log_loss", "brier"] = Field(
         "log_loss", description="among equally good and equally fast stages, the lowest mean validation value wins")
     # A deployment budget: a clinic's CPU and memory decide what may be recommended (a search within a budget).

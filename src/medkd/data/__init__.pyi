@@ -1,14 +1,75 @@
 # The public API: type checkers read it, and lazy_loader (in __init__.py) imports each name from its module on
 # first use.
-from .checks import DataReport as DataReport, check_data as check_data
+from .checks import DataReport as DataReport
+from .checks import check_data as check_data
 from .checks import print_report as print_report
-from .config import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS, DataConfig as DataConfig, LabelRule as LabelRule, Preprocessing as Preprocessing, SplitPolicy as SplitPolicy, cache_root as cache_root
-from .decode import DecodedImage as DecodedImage, decode_bytes as decode_bytes, decode_file as decode_file, is_image_candidate as is_image_candidate, pydicom_messages_to_debug_log as pydicom_messages_to_debug_log
-from .location import record_data_location as record_data_location, run_data_config as run_data_config, run_data_path as run_data_path
-from .errors import BadImageError as BadImageError, DataError as DataError, NotAnImageError as NotAnImageError, TooManyPixelsError as TooManyPixelsError
-from .prepared import PreparedData as PreparedData, labelled_images as labelled_images, prepare as prepare, resolve_size as resolve_size, unlabelled_images as unlabelled_images
+from .config import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS
+from .config import DataConfig as DataConfig
+from .config import LabelRule as LabelRule
+from .config import Preprocessing as Preprocessing
+from .config import SplitPolicy as SplitPolicy
+from .config import cache_root as cache_root
+from .decode import DecodedImage as DecodedImage
+from .decode import decode_bytes as decode_bytes
+from .decode import decode_file as decode_file
+from .decode import is_image_candidate as is_image_candidate
+from .decode import pydicom_messages_to_debug_log as pydicom_messages_to_debug_log
+from .errors import BadImageError as BadImageError
+from .errors import DataError as DataError
+from .errors import NotAnImageError as NotAnImageError
+from .errors import TooManyPixelsError as TooManyPixelsError
+from .location import record_data_location as record_data_location
+from .location import run_data_config as run_data_config
+from .location import run_data_path as run_data_path
+from .prepared import PreparedData as PreparedData
+from .prepared import labelled_images as labelled_images
+from .prepared import prepare as prepare
+from .prepared import resolve_size as resolve_size
+from .prepared import unlabelled_images as unlabelled_images
 from .preprocess import preprocess as preprocess
-from .sources import available_sources as available_sources, open_source as open_source, register_source as register_source
-from .table import SPLITS as SPLITS, ArrayReader as ArrayReader, FileReader as FileReader, SampleTable as SampleTable, file_stat as file_stat
+from .sources import available_sources as available_sources
+from .sources import open_source as open_source
+from .sources import register_source as register_source
+from .table import SPLITS as SPLITS
+from .table import ArrayReader as ArrayReader
+from .table import FileReader as FileReader
+from .table import SampleTable as SampleTable
+from .table import file_stat as file_stat
 
-__all__ = ["ArrayReader", "FileReader", "SampleTable", "BadImageError", "DEFAULT_MAX_PIXELS", "DataConfig", "DataError", "DataReport", "DecodedImage", "LabelRule", "NotAnImageError", "PreparedData", "Preprocessing", "SPLITS", "SplitPolicy", "TooManyPixelsError", "available_sources", "cache_root", "check_data", "decode_bytes", "decode_file", "file_stat", "is_image_candidate", "labelled_images", "open_source", "prepare", "preprocess", "pydicom_messages_to_debug_log", "print_report", "record_data_location", "register_source", "resolve_size", "run_data_config", "run_data_path", "unlabelled_images"]
+__all__ = [
+    "ArrayReader",
+    "FileReader",
+    "SampleTable",
+    "BadImageError",
+    "DEFAULT_MAX_PIXELS",
+    "DataConfig",
+    "DataError",
+    "DataReport",
+    "DecodedImage",
+    "LabelRule",
+    "NotAnImageError",
+    "PreparedData",
+    "Preprocessing",
+    "SPLITS",
+    "SplitPolicy",
+    "TooManyPixelsError",
+    "available_sources",
+    "cache_root",
+    "check_data",
+    "decode_bytes",
+    "decode_file",
+    "file_stat",
+    "is_image_candidate",
+    "labelled_images",
+    "open_source",
+    "prepare",
+    "preprocess",
+    "pydicom_messages_to_debug_log",
+    "print_report",
+    "record_data_location",
+    "register_source",
+    "resolve_size",
+    "run_data_config",
+    "run_data_path",
+    "unlabelled_images",
+]

@@ -13,6 +13,7 @@ import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -64,12 +65,14 @@ def decode_all(table: SampleTable, config: DataConfig, *, show_progress: bool = 
             decoded = _build(folder, table, config, show_progress, start)
     if config.on_bad_file == "fail" and not decoded.info["ok"].all():
         first = decoded.info[~decoded.info["ok"]].iloc[0]
-        raise DataError(f"{first['ref']}: {first['problem']} (data.on_bad_file is 'fail'; set it to 'skip' to go on without it)")
+        raise DataError(f"{first['ref']}: {first['problem']} "
+                        "(data.on_bad_file is 'fail'; set it to 'skip' to go on without it)")
     return decoded
 
 
 def _load(folder: Path, table: SampleTable, start: float) -> DecodedImages:
-    info = pd.read_csv(folder / "info.csv", keep_default_na=False, dtype={"problem": str, "mode": str, "content_hash": str})
+    info = pd.read_csv(folder / "info.csv", keep_default_na=False,
+                       dtype={"problem": str, "mode": str, "content_hash": str})
     if len(info) != len(table.samples):
         raise DataError(f"decode cache {folder} does not match the data; delete that folder and run again")
     images = np.load(folder / "images.npy", mmap_mode="r")
@@ -84,11 +87,14 @@ def _build(folder: Path, table: SampleTable, config: DataConfig, show_progress: 
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     images = np.lib.format.open_memmap(
-        staging / "images.npy", mode="w+", dtype=np.uint8, shape=(count, settings.channels, settings.size, settings.size)
+        staging / "images.npy", mode="w+", dtype=np.uint8,
+        shape=(count, settings.channels, settings.size, settings.size)
     )
     refs = table.samples["ref"].tolist()
 
-    def decode_one(row: int) -> list:
+    # `images` comes in as an argument, not from this scope: `del images` below must drop the last reference to the
+    # memory map (closing its file before the folder is renamed), and a closure cannot read a deleted name
+    def decode_one(images: np.ndarray, row: int) -> list:
         display = table.reader.display(refs[row])
         try:
             decoded = table.reader.read(refs[row], max_pixels=config.max_pixels, draft_size=settings.size)
@@ -105,7 +111,7 @@ def _build(folder: Path, table: SampleTable, config: DataConfig, show_progress: 
         with Progress(*columns, disable=not show_progress, transient=True) as progress:
             task = progress.add_task(table.origin, total=count)
             rows = []
-            for result in executor.map(decode_one, range(count)):
+            for result in executor.map(partial(decode_one, images), range(count)):
                 rows.append(result)
                 progress.advance(task)
     except BaseException:

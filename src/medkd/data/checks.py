@@ -49,7 +49,8 @@ def check_data(data: PreparedData, *, strict: bool = False) -> DataReport:
     samples, classes = data.samples, data.classes
     present = [s for s in SPLITS if (samples["split"] == s).any()]
     class_counts = {
-        s: {c: int(((samples["split"] == s) & (samples["label"] == i)).sum()) for i, c in enumerate(classes)} for s in present
+        s: {c: int(((samples["split"] == s) & (samples["label"] == i)).sum()) for i, c in enumerate(classes)}
+        for s in present
     }
     train_counts = [n for n in class_counts.get("train", {}).values() if n]
     leaks, warnings = [], list(data.source.warnings)
@@ -91,13 +92,15 @@ def check_data(data: PreparedData, *, strict: bool = False) -> DataReport:
     within = int(hashed.duplicated(["content_hash", "split"]).sum())
 
     sizes = {
-        dim: {"min": float(samples[dim].min()), "median": float(samples[dim].median()), "max": float(samples[dim].max())}
+        dim: {"min": float(samples[dim].min()), "median": float(samples[dim].median()),
+              "max": float(samples[dim].max())}
         for dim in ("width", "height")
     }
     return DataReport(
         origin=data.source.origin,
         classes=classes,
-        source_split_sizes={str(k): int(v) for k, v in data.source.samples["source_split"].fillna("none").value_counts().items()},
+        source_split_sizes={str(k): int(v)
+                            for k, v in data.source.samples["source_split"].fillna("none").value_counts().items()},
         split_sizes={s: int((samples["split"] == s).sum()) for s in present},
         class_counts=class_counts,
         imbalance_ratio=(max(train_counts) / min(train_counts)) if train_counts else float("nan"),
@@ -153,7 +156,8 @@ def print_report(report: DataReport, console) -> None:
         console.print(f"  [red]{' / '.join(row['splits'])}[/red]: {', '.join(row['refs'])}")
 
     modes = ", ".join(f"{mode} {n:,}" for mode, n in report.image_modes.items())
-    dims = "; ".join(f"{dim} {v['min']:.0f}-{v['max']:.0f} (median {v['median']:.0f})" for dim, v in report.image_sizes.items())
+    dims = "; ".join(f"{dim} {v['min']:.0f}-{v['max']:.0f} (median {v['median']:.0f})"
+                     for dim, v in report.image_sizes.items())
     console.print(f"original images: {modes}; {dims}")
     cache_state = "loaded from cache" if report.decode_cached else "decoded now"
     console.print(f"decode cache: {cache_state} in {report.decode_seconds:.1f} s ({report.cache_folder})")

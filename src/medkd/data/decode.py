@@ -62,7 +62,8 @@ class DecodedImage:
 
 def is_image_candidate(path: Path) -> bool:
     """A file that may be an image: a known suffix, or none (DICOM files often have no extension)."""
-    return path.is_file() and not path.name.startswith(".") and (path.suffix.lower() in IMAGE_SUFFIXES or path.suffix == "")
+    return (path.is_file() and not path.name.startswith(".")
+            and (path.suffix.lower() in IMAGE_SUFFIXES or path.suffix == ""))
 
 
 def content_hash(data: bytes) -> str:
@@ -123,7 +124,8 @@ def _read_pil(data: bytes, ref: str, max_pixels: int, draft_size: int | None, di
         raise NotAnImageError(ref, "not an image file that can be read (unknown format)",
                               "remove it or convert it to PNG/JPEG") from None
     except (OSError, ValueError, SyntaxError) as err:  # a known format whose header is cut or broken
-        raise BadImageError(ref, f"truncated or corrupt image header ({err})", "re-export the image or remove the file") from None
+        raise BadImageError(ref, f"truncated or corrupt image header ({err})",
+                            "re-export the image or remove the file") from None
     width, height = image.size
     _check_pixels(ref, width, height, max_pixels)
     mode = image.mode
@@ -132,7 +134,8 @@ def _read_pil(data: bytes, ref: str, max_pixels: int, draft_size: int | None, di
     try:
         image.load()
     except (OSError, ValueError, SyntaxError) as err:
-        raise BadImageError(ref, f"truncated or corrupt image data ({err})", "re-export the image or remove the file") from None
+        raise BadImageError(ref, f"truncated or corrupt image data ({err})",
+                            "re-export the image or remove the file") from None
     return DecodedImage(_to_eight_bit(image), mode, (width, height), digest)
 
 
@@ -140,7 +143,8 @@ def _check_pixels(ref: str, width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise TooManyPixelsError(
             ref,
-            f"{width} x {height} = {width * height:,} pixels, above the limit of {max_pixels:,} (possible decompression bomb)",
+            f"{width} x {height} = {width * height:,} pixels, above the limit of {max_pixels:,} "
+            "(possible decompression bomb)",
             "raise data.max_pixels if the image is genuine",
         )
 
@@ -176,7 +180,8 @@ def _decode_dicom(data: bytes, ref: str, max_pixels: int, digest: str) -> Decode
         raise NotAnImageError(ref, "not a DICOM file (no 'DICM' marker after its 128-byte preamble)",
                               "remove it, or export it again as a DICOM file") from None
     except Exception as err:  # pydicom raises many types on damaged files
-        raise BadImageError(ref, f"unreadable DICOM ({one_line(err)})", "check the file is a complete DICOM image") from None
+        raise BadImageError(ref, f"unreadable DICOM ({one_line(err)})",
+                            "check the file is a complete DICOM image") from None
     if "PixelData" not in ds:
         raise NotAnImageError(ref, f"DICOM file holds no pixel data (SOP class: {_sop_class(ds)})",
                               "remove it from the image folder")

@@ -88,7 +88,8 @@ def prepare(config: DataConfig, *, show_progress: bool = True) -> PreparedData:
     samples = samples[samples["ok"]].drop(columns=["ok", "problem"]).reset_index(drop=True)
     empty = [c for i, c in enumerate(source.classes) if not (samples["label"] == i).any()]
     if empty:
-        raise DataError(f"{source.origin}: no readable images of class(es) {empty}; every class needs images to train on")
+        raise DataError(f"{source.origin}: no readable images of class(es) {empty}; "
+                        "every class needs images to train on")
     groups = linked_groups(samples["patient"], samples["content_hash"])
     samples, carved, notes = assign_splits(samples, groups, config.split, cache_root(config))
     return PreparedData(config, source, decoded, samples, skipped, carved, notes)

@@ -86,7 +86,8 @@ def assign_splits(frame: pd.DataFrame, groups: np.ndarray, policy: SplitPolicy,
     frame["split"] = frame["source_split"].fillna("train")
     carved, notes = [], []
     if frame["source_split"].isna().any():
-        notes.append(f"{int(frame['source_split'].isna().sum())} samples came without a split: put in train before carving")
+        notes.append(f"{int(frame['source_split'].isna().sum())} samples came without a split: "
+                     "put in train before carving")
     if not (frame["split"] == "test").any():
         frame = carve(frame, groups, "train", "test", policy.test_fraction, policy.seed, cache)
         carved.append("test")
@@ -95,7 +96,8 @@ def assign_splits(frame: pd.DataFrame, groups: np.ndarray, policy: SplitPolicy,
     if n_val < policy.min_val_size:
         if n_val:
             frame.loc[frame["split"] == "val", "split"] = "train"
-            notes.append(f"the source's val split has {n_val} images (< min_val_size {policy.min_val_size}): merged into train")
+            notes.append(f"the source's val split has {n_val} images (< min_val_size {policy.min_val_size}): "
+                         "merged into train")
         frame = carve(frame, groups, "train", "val", policy.val_fraction, policy.seed, cache)
         carved.append("val")
         notes.append(f"val carved from train by patient ({policy.val_fraction:.0%}, stratified, seed {policy.seed})")

@@ -20,7 +20,8 @@ class ExportConfig(StrictModel):
     int8_reduce_range: bool = Field(True, description="7-bit weights: avoids the saturation of uint8 x int8 "
                                                        "products on x86 CPUs without VNNI (AVX2, plain AVX-512)")
     max_int8_auc_drop: float = Field(0.01, ge=0, description="int8: largest allowed fall of test AUC")
-    on_int8_drop: Literal["fail", "warn"] = Field("fail", description="what a larger fall does: fail keeps no int8 file")
+    on_int8_drop: Literal["fail", "warn"] = Field(
+        "fail", description="what a larger fall does: fail keeps no int8 file")
     latency_repeats: int = Field(50, ge=0, description="batch-1 runs timed per exported model on the CPU (after 10 "
                                                        "warm-up runs); 0: no latency measurement")
 

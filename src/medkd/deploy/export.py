@@ -19,11 +19,10 @@ import torch
 
 from medkd.data import PreparedData, prepare, run_data_config
 from medkd.deploy.config import ExportConfig
-from medkd.deploy.runtime import METADATA_KEY, OnnxPredictor, model_card
 from medkd.deploy.graph import ProbabilityModel
+from medkd.deploy.runtime import METADATA_KEY, OnnxPredictor, model_card
 from medkd.errors import MedkdError
-from medkd.evaluation import (classification_metrics, decisions, load_guard, predict_probabilities,
-                              time_inference)
+from medkd.evaluation import classification_metrics, decisions, load_guard, predict_probabilities, time_inference
 from medkd.files import EXPORT, EXPORT_REPORT, ONNX_FP32, ONNX_INT8, TORCHSCRIPT, TORCHSCRIPT_CARD, write_json
 from medkd.models import load_model
 
@@ -97,10 +96,9 @@ class _Calibration:
 
 def quantise_int8(source: Path, target: Path, calibration: np.ndarray, reduce_range: bool) -> None:
     """Static int8 quantisation (QDQ, per-channel weights, activation ranges from `calibration`)."""
+    import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    import onnx
 
     prepared = target.with_suffix(".pre.onnx")
     quant_pre_process(str(source), str(prepared))

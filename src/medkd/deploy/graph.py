@@ -33,8 +33,8 @@ class ProbabilityModel(nn.Module):
         """The run's model with its card's normalisation, temperature and (when given) its guard."""
         size = card.preprocessing.size
         example = torch.zeros(1, card.in_chans, size, size)
-        return cls(model, card.normalisation.mean, card.normalisation.std, card.temperature, guard.score if guard else None,
-                   guard.features if guard else "penultimate", example).eval()
+        return cls(model, card.normalisation.mean, card.normalisation.std, card.temperature,
+                   guard.score if guard else None, guard.features if guard else "penultimate", example).eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         inputs = normalise(images, self.mean, self.std)

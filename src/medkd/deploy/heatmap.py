@@ -6,8 +6,7 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
-from medkd.models import normalise
-from medkd.models import ModelError
+from medkd.models import ModelError, normalise
 
 
 def default_target_layer(model: nn.Module) -> nn.Module:

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medkd.data import BadImageError, DecodedImage, decode_file, preprocess
-from medkd.data import DEFAULT_MAX_PIXELS, is_image_candidate
+from medkd.data import DEFAULT_MAX_PIXELS, BadImageError, DecodedImage, decode_file, is_image_candidate, preprocess
 from medkd.deploy.heatmap import grad_cam, overlay
 from medkd.deploy.runtime import Predictor
 from medkd.models import ModelError
@@ -57,7 +56,8 @@ def shown_name(file: Path, root: str | None) -> str:
     return os.path.relpath(os.path.abspath(file), root) if root else str(file)
 
 
-def predict_decoded(predictor: Predictor, decoded: list[DecodedImage]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def predict_decoded(predictor: Predictor,
+                    decoded: list[DecodedImage]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Preprocessed images (N, C, H, W), their probabilities (N, classes) and guard scores (N,) or None."""
     images = np.stack([preprocess(d.image, predictor.preprocessing) for d in decoded])
     return images, *predictor.predict(images)
@@ -113,7 +113,8 @@ def predict_files(predictor: Predictor, paths: list[str | Path], *, heatmap_dir:
     if heatmap_dir is not None:
         if not predictor.has_heatmaps:
             raise ModelError("heatmaps need the PyTorch model, and the run folder this ONNX file was exported from "
-                             f"({predictor.card.get('run')}) is not here: predict with the run folder, or drop --heatmap")
+                             f"({predictor.card.get('run')}) is not here: predict with the run folder, "
+                             "or drop --heatmap")
         Path(heatmap_dir).mkdir(parents=True, exist_ok=True)
     for start in range(0, len(readable), batch_size):
         batch = readable[start:start + batch_size]

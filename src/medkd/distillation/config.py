@@ -27,7 +27,8 @@ class HintConfig(StrictModel):
         from medkd.distillation.hint import FEATURE_LOSSES  # the registry imports torch: when settings are read
 
         if self.loss not in FEATURE_LOSSES:
-            raise ValueError(f"unknown feature loss {self.loss!r}: registered feature losses are {sorted(FEATURE_LOSSES)}")
+            raise ValueError(f"unknown feature loss {self.loss!r}: "
+                             f"registered feature losses are {sorted(FEATURE_LOSSES)}")
         FEATURE_LOSSES[self.loss].Params.model_validate(self.loss_params)
         return self
 
@@ -74,7 +75,8 @@ class DistillConfig(StrictModel):
         if self.loss == HINT_ONLY and self.hint is None:
             raise ValueError("loss: hint needs a hint section (student_layer, teacher_layer)")
         if self.hint is not None and self.teacher_outputs != "online":
-            raise ValueError("a feature hint needs the teacher's feature maps of every batch: set teacher_outputs: online")
+            raise ValueError("a feature hint needs the teacher's feature maps of every batch: "
+                             "set teacher_outputs: online")
         if self.hint is not None and len(self.teachers) > 1:
             raise ValueError("a feature hint is taken from one teacher: give exactly one teacher")
         return self

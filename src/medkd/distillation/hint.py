@@ -116,7 +116,8 @@ class FeatureHint(nn.Module):
         super().__init__()
         self.settings = settings
         self.captured: dict[str, torch.Tensor] = {}
-        for role, model, name in (("student", student, settings.student_layer), ("teacher", teacher, settings.teacher_layer)):
+        for role, model, name in (("student", student, settings.student_layer),
+                                  ("teacher", teacher, settings.teacher_layer)):
             named_module(model, name, role).register_forward_hook(self._keeper(role))
         was_training = student.training
         with torch.no_grad():  # one dry pass learns the channel counts of the two maps

@@ -5,13 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medkd.distillation.config import DistillConfig
+from medkd.distillation.config import HINT_ONLY, DistillConfig
 from medkd.distillation.hint import FeatureHint
-from medkd.distillation.config import HINT_ONLY
 from medkd.distillation.losses import build_logit_loss, ensemble_logits, soft_kl
 from medkd.distillation.teacher import FrozenTeacher
-from medkd.engine import ClassifierModule, TrainConfig
-from medkd.engine import classification_loss
+from medkd.engine import ClassifierModule, TrainConfig, classification_loss
 
 TEACHER = "teacher."
 

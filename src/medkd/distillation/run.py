@@ -16,13 +16,13 @@ from torchvision.transforms import v2
 
 from medkd.card import DistillationRecord, Normalisation, RunCard
 from medkd.data import DataConfig, PreparedData, file_stat
+from medkd.device import inference_device, is_primary_process, lightning_precision
 from medkd.distillation.config import DistillConfig
 from medkd.distillation.losses import ensemble_logits, soft_kl
 from medkd.distillation.module import DistillationModule
 from medkd.distillation.teacher import DistillationError, FrozenTeacher, load_teachers
 from medkd.distillation.views import teacher_logits, teacher_views, view_images
 from medkd.engine import TrainConfig, ViewPlan, build_augmentation, fit
-from medkd.device import inference_device, is_primary_process, lightning_precision
 from medkd.evaluation import SCALARS, EvaluationConfig, evaluate_run, predict_logits, run_backbone_identity
 from medkd.files import BEST, DISTILLATION_REPORT, SWEEP, TEACHER_LOGITS, fingerprint, one_writer, staged, write_json
 from medkd.models import normalise
@@ -93,7 +93,8 @@ class Distillation:
         self.device = inference_device(settings.runtime.accelerator)
         self.bf16 = lightning_precision(settings.runtime.precision, settings.runtime.accelerator) == "bf16-mixed"
         self.teacher, self.cards = load_teachers(self.settings.teachers, classes=data.classes,
-                                                 preprocessing=preprocessing, normalisation=Normalisation(mean=mean, std=std))
+                                                 preprocessing=preprocessing,
+                                                 normalisation=Normalisation(mean=mean, std=std))
         if self.settings.hint is not None and self.teacher.own_view[0] is not None:
             raise DistillationError(f"a feature hint needs the teacher at the student's preprocessing {preprocessing}; "
                                     f"teacher {self.settings.teachers[0]} was trained at {self.cards[0].preprocessing}")

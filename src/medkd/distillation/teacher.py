@@ -64,8 +64,8 @@ class FrozenTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, inputs: torch.Tensor, views: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
-        return torch.stack([model(self.teacher_inputs(i, inputs, views)).float() for i, model in enumerate(self.models)],
-                           dim=1)
+        return torch.stack([model(self.teacher_inputs(i, inputs, views)).float()
+                            for i, model in enumerate(self.models)], dim=1)
 
 
 def load_teachers(folders: list[str], *, classes: list[str], preprocessing: Preprocessing,

@@ -15,8 +15,7 @@ from medkd.card import RunCard
 from medkd.data import SPLITS, PreparedData, Preprocessing, prepare
 from medkd.distillation.teacher import DistillationError
 from medkd.engine import augmented_view
-from medkd.evaluation import probe_logits
-from medkd.evaluation import predict_run_logits
+from medkd.evaluation import predict_run_logits, probe_logits
 
 
 def teacher_views(data: PreparedData, cards: list[RunCard], *, show_progress: bool) -> list[PreparedData]:
@@ -44,7 +43,8 @@ def same_samples(student: PreparedData, teacher: PreparedData, preprocessing: Pr
             differ = sorted(set(ours) ^ set(theirs))[:3]
             raise DistillationError(
                 f"prepared with the teacher's preprocessing {preprocessing}, the {split} split holds other samples "
-                f"than the student's ({len(theirs)} vs {len(ours)}; e.g. {differ or 'the same files in another order'}):"
+                f"than the student's ({len(theirs)} vs {len(ours)}; "
+                f"e.g. {differ or 'the same files in another order'}):"
                 " check the data's skipped_files.csv at both sizes, or train teacher and student at one preprocessing")
     return teacher
 

@@ -15,7 +15,8 @@ class EpochMetricsCSV(L.Callback):
     """One row per finished epoch in `path`; on resume, rows of epochs not yet re-reached are dropped. In a
     distributed run only global rank 0 writes (its metrics are every process's: see ClassifierModule)."""
 
-    def __init__(self, path: Path, extra_columns: tuple[str, ...] = (), metric_columns: tuple[str, ...] = tuple(EPOCH_COLUMNS[1:5])) -> None:
+    def __init__(self, path: Path, extra_columns: tuple[str, ...] = (),
+                 metric_columns: tuple[str, ...] = tuple(EPOCH_COLUMNS[1:5])) -> None:
         self.path = path
         self.columns = ["epoch", *metric_columns, *extra_columns, "lr", "seconds"]
         self._started = 0.0

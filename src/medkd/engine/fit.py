@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from medkd.card import CalibrationRecord, GuardRecord, Normalisation, PretrainedRecord, ProbeRecord, RunCard
 from medkd.data import DataConfig, PreparedData, prepare, record_data_location, resolve_size
+from medkd.device import images_on_device, inference_device, is_primary_process, lightning_precision, loader_workers
 from medkd.engine.augment import build_augmentation
 from medkd.engine.callbacks import EpochMetricsCSV
 from medkd.engine.config import TrainConfig
@@ -21,12 +22,28 @@ from medkd.engine.datamodule import TensorDataModule, ViewPlan, augmented_view, 
 from medkd.engine.losses import class_weights
 from medkd.engine.module import ClassifierModule
 from medkd.engine.trainer import build_trainer, lightning_notices_silenced
-from medkd.device import images_on_device, inference_device, is_primary_process, lightning_precision, loader_workers
-from medkd.evaluation import (EvaluationConfig, backbone_identity, cached_features, calibrated, calibration_record, choose_threshold, fit_guard,
-                              fit_temperature, predict_run_logits, predict_with_features)
+from medkd.evaluation import (
+    EvaluationConfig,
+    backbone_identity,
+    cached_features,
+    calibrated,
+    calibration_record,
+    choose_threshold,
+    fit_guard,
+    fit_temperature,
+    predict_run_logits,
+    predict_with_features,
+)
 from medkd.files import BEST, CHECKPOINTS, CONFIG, LAST, METRICS, PROBE, RESUME_CHECKPOINT, SKIPPED_FILES, write_yaml
-from medkd.models import (classifier_name, create_model, normalisation, pretrained_config, read_state_dict, save_model,
-                          weight_tags)
+from medkd.models import (
+    classifier_name,
+    create_model,
+    normalisation,
+    pretrained_config,
+    read_state_dict,
+    save_model,
+    weight_tags,
+)
 
 log = logging.getLogger(__name__)
 MONITOR = "val_auc"  # checkpoints are chosen on validation AUC, never on test
@@ -71,7 +88,8 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
         torch.set_num_threads(settings.runtime.threads)
     data = prepare_run_data(data_config, out, primary=primary, show_progress=show_progress)
     # before seeding: a resumed run whose probe is finished draws the same random numbers as an unbroken one
-    probe = linear_probe(data_config, settings, out, show_progress=show_progress) if settings.transfer == "lp-ft" else None
+    probe = (linear_probe(data_config, settings, out, show_progress=show_progress)
+             if settings.transfer == "lp-ft" else None)
     L.seed_everything(settings.seed, workers=True, verbose=False)
     model = build_model(settings, data_config.preprocessing.channels, data.classes, probe)
     splits = {split: split_tensors(data, split) for split in ("train", "val")}
@@ -134,9 +152,10 @@ def training_module(model: torch.nn.Module, settings: TrainConfig, data: Prepare
         identity = backbone_identity(settings, data.config.preprocessing.channels,
                                      getattr(model, "medkd_weights_source", None))
         for split, (_, labels) in list(splits.items()):
-            features, _ = cached_features(model, identity, data, split, mean=mean, std=std,
-                                          precision_bf16=lightning_precision(runtime.precision, runtime.accelerator) == "bf16-mixed",
-                                          device=inference_device(runtime.accelerator))
+            features, _ = cached_features(
+                model, identity, data, split, mean=mean, std=std,
+                precision_bf16=lightning_precision(runtime.precision, runtime.accelerator) == "bf16-mixed",
+                device=inference_device(runtime.accelerator))
             splits[split] = (features, labels)
         return ClassifierModule(model.get_submodule(classifier_name(model)), settings, class_weight=weight)
     if runtime.channels_last:
@@ -162,7 +181,8 @@ def train(module: ClassifierModule, splits: dict, settings: TrainConfig, extensi
                  EpochMetricsCSV(out / METRICS, extension.metric_columns if extension else ())]
     if settings.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=settings.early_stopping_patience))
-    trainer = build_trainer(runtime, settings.epochs, out, callbacks, show_progress=show_progress)  # the per-epoch table: metrics.csv
+    # the per-epoch table: metrics.csv
+    trainer = build_trainer(runtime, settings.epochs, out, callbacks, show_progress=show_progress)
     resume = out / RESUME_CHECKPOINT
     if resume.exists():
         log.info("resuming %s from %s", out, resume)
@@ -181,7 +201,8 @@ def write_final_model(out: Path, trainer: L.Trainer, module: ClassifierModule, m
     best_path = Path(best.best_model_path or resume) if best is not None else resume
     card = run_card(settings, data_config, data.classes, model, out, extension,
                     epochs_trained=trainer.current_epoch, best_checkpoint=best_path.name,
-                    best_val_auc=float(best.best_model_score) if best is not None and best.best_model_score is not None else None)
+                    best_val_auc=(float(best.best_model_score)
+                                  if best is not None and best.best_model_score is not None else None))
     device = inference_device(settings.runtime.accelerator)  # of predictions over a whole split
     trained = module.model
     whole = model if settings.transfer == "linear" else trained  # a linear probe trained only the head of `model`

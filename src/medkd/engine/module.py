@@ -95,7 +95,8 @@ class ClassifierModule(L.LightningModule):
         total = int(self.trainer.estimated_stepping_batches)
         schedule = self.settings.schedule
         if schedule.name == "onecycle":
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=[g["lr"] for g in groups], total_steps=total)
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=[g["lr"] for g in groups],
+                                                            total_steps=total)
         else:
             warmup = int(schedule.warmup_epochs * total / self.settings.epochs)
             cosine = schedule.name == "cosine"

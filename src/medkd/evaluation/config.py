@@ -39,8 +39,9 @@ class GuardConfig(StrictModel):
     method: Literal["mahalanobis", "none"] = Field(
         "mahalanobis", description="mahalanobis: class means and a shared Ledoit-Wolf covariance (Lee et al., 2018)")
     features: FeatureKind = Field(
-        "penultimate", description="what the guard reads (models.FEATURE_KINDS): penultimate: the head's input; pooled: "
-        "the last feature map averaged over space; blocks: the last feature map of each resolution, each averaged")
+        "penultimate", description="what the guard reads (models.FEATURE_KINDS): penultimate: the head's input; "
+        "pooled: the last feature map averaged over space; blocks: the last feature map of each resolution, "
+        "each averaged")
     train_views: int = Field(0, ge=0, description="augmented views of each training image added to what the guard "
                              "is fitted on (the training augmentation): a wider notion of 'like the training images'")
     val_pass_rate: float = Field(0.95, gt=0.5, lt=1, description="share of validation images the threshold passes")

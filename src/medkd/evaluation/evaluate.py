@@ -8,20 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from medkd.data import PreparedData, prepare, run_data_config
+from medkd.device import inference_device
 from medkd.evaluation.bootstrap import bootstrap_intervals
+from medkd.evaluation.calibration import calibrated
 from medkd.evaluation.config import EvaluationConfig
 from medkd.evaluation.efficiency import measure_efficiency
 from medkd.evaluation.features import probe_logits, run_backbone_identity
 from medkd.evaluation.metrics import classification_metrics, expected_calibration_error
-from medkd.device import inference_device
-from medkd.evaluation.calibration import calibrated
 from medkd.evaluation.ood import load_guard
 from medkd.evaluation.predict import predict_run_logits, predict_with_features
 from medkd.files import BEST, RESULTS, evaluation_file, predictions_file, write_json
 from medkd.models import load_model
+
 
 @dataclass
 class Evaluation:

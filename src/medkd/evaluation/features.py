@@ -62,8 +62,8 @@ def probe_logits(model: nn.Module, identity: dict, card: RunCard, data: Prepared
     """(N, C) logits of a linear-probe run's model on `split`: its trained head on its frozen backbone's features,
     read from the features cache (extracted now when absent, e.g. the test split or another precision). The same
     as the whole network's forward pass, without the pass."""
-    features, _ = cached_features(model, identity, data, split, mean=card.normalisation.mean, std=card.normalisation.std,
-                                  precision_bf16=bf16, device=device)
+    features, _ = cached_features(model, identity, data, split, mean=card.normalisation.mean,
+                                  std=card.normalisation.std, precision_bf16=bf16, device=device)
     head = model.get_submodule(classifier_name(model))
     with torch.no_grad():
         return head.to(device)(features.to(device)).float().cpu()

@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, confusion_matrix,
-                             multilabel_confusion_matrix, precision_recall_fscore_support, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    multilabel_confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 from torchmetrics.functional.classification import multiclass_calibration_error
 
 # The scalar metrics, in the order tables show them. log_loss and brier are proper scoring rules of the

@@ -41,7 +41,8 @@ class FeatureGuard:
 
     score: MahalanobisScore
     threshold: float
-    record: dict  # for the run card (GuardRecord): method, features, threshold, pass rate, feature width, images fitted on
+    # for the run card (GuardRecord): method, features, threshold, pass rate, feature width, images fitted on
+    record: dict
 
     @property
     def features(self) -> str:

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from medkd.card import RunCard
 from medkd.device import inference_batch_size
 from medkd.evaluation.calibration import calibrated
-from medkd.card import RunCard
 from medkd.models import WithFeatures, normalise
 
 
@@ -29,7 +29,8 @@ def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, *, mean:
             inputs = normalise(images[start:start + batch_size], mean, std).to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 output = model(inputs.contiguous(memory_format=torch.channels_last))
-            outputs.append(tuple(o.float().cpu() for o in output) if isinstance(output, tuple) else output.float().cpu())
+            outputs.append(tuple(o.float().cpu() for o in output) if isinstance(output, tuple)
+                           else output.float().cpu())
     finally:
         model.to(home)
     if not outputs:
@@ -46,8 +47,9 @@ def predict_with_features(model: nn.Module, images: np.ndarray | torch.Tensor, c
     return predict_run_logits(WithFeatures(model, kind, example), images, card, device=device)
 
 
-def predict_run_logits(model: nn.Module, images: np.ndarray | torch.Tensor, card: RunCard, batch_size: int | None = None,
-                       device: str | torch.device | None = None, bf16: bool = False) -> torch.Tensor:
+def predict_run_logits(model: nn.Module, images: np.ndarray | torch.Tensor, card: RunCard,
+                       batch_size: int | None = None, device: str | torch.device | None = None,
+                       bf16: bool = False) -> torch.Tensor:
     """Logits (N, classes) of a run folder's model for uint8 `images` (N, C, H, W), normalised as its card says."""
     norm = card.normalisation
     return predict_logits(model, images, mean=norm.mean, std=norm.std, batch_size=batch_size, device=device,

@@ -15,7 +15,6 @@ from medkd.models.kinds import FEATURE_KINDS
 from medkd.models.surgery import classifier_name, headless
 
 
-
 class WithFeatures(nn.Module):
     """images (N, C, H, W), normalised -> (logits (N, classes), features (N, D)) of `model` in one pass, features
     of `kind` (FEATURE_KINDS). `example`: an input of the model's shape, to find the feature maps of pooled and

@@ -189,8 +189,9 @@ class PretrainedConfig:
             source = provider.describe()
             log.info("%s: %s weights from %s", architecture, tag, source)
             return source
-        raise ModelError(f"no {'ImageNet' if tag == 'imagenet' else tag} weights for {architecture} here. Tried, in order:\n  - "
-                         + "\n  - ".join(attempts) + "\nor set weights to a local checkpoint path, or weights: none")
+        raise ModelError(f"no {'ImageNet' if tag == 'imagenet' else tag} weights for {architecture} here. "
+                         "Tried, in order:\n  - " + "\n  - ".join(attempts)
+                         + "\nor set weights to a local checkpoint path, or weights: none")
 
     def normalisation(self, in_chans: int) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of inputs scaled to [0, 1]; grey input takes the RGB average (matching a

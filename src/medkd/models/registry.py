@@ -104,7 +104,8 @@ def model_entry(name: str) -> ModelEntry:
         timm_name = name.removeprefix("timm/")
         entry = ModelEntry(timm_models.builder(timm_name), {IMAGENET_TAG: timm_models.pretrained_config(timm_name)})
     elif name in _torchvision_names():
-        entry = ModelEntry(torchvision_models.builder(name), {IMAGENET_TAG: PretrainedConfig(providers=(TorchvisionHub(name),))})
+        entry = ModelEntry(torchvision_models.builder(name),
+                           {IMAGENET_TAG: PretrainedConfig(providers=(TorchvisionHub(name),))})
     else:
         raise unknown_model(name)
     return replace(entry, weights={**entry.weights, **_WEIGHT_SETS.get(name, {})})
@@ -126,8 +127,9 @@ def check_weights(name: str, weights: str) -> None:
     """Raise ModelError unless `weights` is none, a weight tag of `name` with weights, or a path (not a bare word)."""
     tags = weight_tags(name)
     if weights not in ("none", *tags) and TAG.fullmatch(weights):
-        raise ModelError(f"weights {weights!r}: {name} has no such weight set ({', '.join(tags) or 'none registered'},"
-                         " e.g. it is medkd's own model); use none, one of those, or a checkpoint path")
+        sets = f"its sets: {', '.join(tags)}" if tags else "it has none, as medkd's own models"
+        raise ModelError(f"weights {weights!r}: {name} has no such weight set ({sets}); use none, one of its sets, or "
+                         "a checkpoint path")
 
 
 def check_model_settings(name: str, weights: str, model_args: Mapping[str, object]) -> None:

@@ -69,7 +69,8 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
         elif value.ndim == 4 and own[key].ndim == 4 and own[key].shape[1] == 1 and value.shape[1] == 3:
             state[key] = value.sum(dim=1, keepdim=True)  # RGB first conv folded onto grey input
         else:
-            raise ModelError(f"{path}: '{key}' has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}")
+            raise ModelError(f"{path}: '{key}' has shape {tuple(value.shape)}, "
+                             f"the model expects {tuple(own[key].shape)}")
     result = model.load_state_dict(state, strict=False)
     head_missing = [k for k in result.missing_keys if k.startswith(head + ".")]
     # a backbone checkpoint (e.g. from `medkd pretrain`) has no head: the new head stays as initialised

@@ -12,11 +12,20 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
-from medkd.data import DataConfig, DataError, unlabelled_images
-from medkd.data import record_data_location, resolve_size
+from medkd.data import DataConfig, DataError, record_data_location, resolve_size, unlabelled_images
 from medkd.device import is_primary_process, loader_workers
 from medkd.engine import EpochMetricsCSV, build_trainer, lightning_notices_silenced
-from medkd.files import BACKBONE, CHECKPOINTS, CONFIG, METRICS, PRETRAIN_REPORT, RESUME_CHECKPOINT, staged, write_json, write_yaml
+from medkd.files import (
+    BACKBONE,
+    CHECKPOINTS,
+    CONFIG,
+    METRICS,
+    PRETRAIN_REPORT,
+    RESUME_CHECKPOINT,
+    staged,
+    write_json,
+    write_yaml,
+)
 from medkd.models import create_model, feature_width, headless, normalisation
 from medkd.pretrain.config import PretrainConfig
 from medkd.pretrain.methods import SelfSupervised
@@ -48,7 +57,8 @@ def pretrain(data_config: DataConfig, settings: PretrainConfig, out: str | Path,
     L.seed_everything(settings.seed, workers=True, verbose=False)
     in_chans = data_config.preprocessing.channels
     # the classifier is dropped below, so its class count does not matter
-    model = create_model(settings.model, num_classes=2, in_chans=in_chans, weights=settings.weights, **settings.model_args)
+    model = create_model(settings.model, num_classes=2, in_chans=in_chans, weights=settings.weights,
+                         **settings.model_args)
     backbone, features = headless(model).train(), feature_width(model)
     if runtime.channels_last:
         backbone = backbone.to(memory_format=torch.channels_last)

@@ -11,9 +11,15 @@ import pandas as pd
 from medkd.report.collect import StudyResults
 from medkd.report.paired import paired_rows, teacher_targets_auc
 from medkd.report.tables import markdown_table, mean_sd
+from medkd.study import schema
 
-ROW_METRICS = [("test_auc", "test AUC"), ("test_accuracy", "accuracy"), ("test_recall", "sensitivity"),
-               ("test_specificity", "specificity")]
+TEST_AUC = schema.score("test", "auc")
+TEST_ACCURACY = schema.score("test", "accuracy")
+TEST_RECALL = schema.score("test", "recall")
+TEST_SPECIFICITY = schema.score("test", "specificity")
+
+ROW_METRICS = [(TEST_AUC, "test AUC"), (TEST_ACCURACY, "accuracy"),
+               (TEST_RECALL, "sensitivity"), (TEST_SPECIFICITY, "specificity")]
 
 
 @dataclass
@@ -52,7 +58,7 @@ def find_answer(results: StudyResults) -> Answer:
 
 
 def latency_int8(summary: pd.DataFrame, stage: str) -> str:
-    column = "onnx_int8_latency_ms_mean"
+    column = schema.mean(schema.engine_latency("onnx_int8"))
     if column not in summary or pd.isna(summary.loc[stage, column]):
         return "not exported in int8"
     return f"{summary.loc[stage, column]:.2f} ms"
@@ -61,9 +67,9 @@ def latency_int8(summary: pd.DataFrame, stage: str) -> str:
 def stage_row(results: StudyResults, stage: str) -> dict:
     summary = results.summary
     metrics = {title: mean_sd(summary, column)[stage] for column, title in ROW_METRICS}
-    return {"stage": stage, "parameters": f"{summary.loc[stage, 'parameters_mean']:,.0f}",
+    return {"stage": stage, "parameters": f"{summary.loc[stage, schema.mean(schema.PARAMETERS)]:,.0f}",
             "ONNX int8 latency": latency_int8(summary, stage),
-            "PyTorch fp32 latency": f"{summary.loc[stage, 'latency_ms_mean']:.2f} ms", **metrics}
+            "PyTorch fp32 latency": f"{summary.loc[stage, schema.mean(schema.LATENCY_MS)]:.2f} ms", **metrics}
 
 
 def mean_pm(values: list[float], digits: int = 3) -> str:
@@ -107,15 +113,17 @@ def answer(results: StudyResults) -> list[str]:
              f"{len(results.seeds_of(found.stage))} seed(s); latency at batch 1 on the CPU of this study "
              "(see *How this study was run*).", "", markdown_table(table, ""), ""]
     if found.teachers_auc:
-        gap = summary.loc[found.stage, "test_auc_mean"] - np.mean(found.teachers_auc)
+        gap = summary.loc[found.stage, schema.mean(TEST_AUC)] - np.mean(found.teachers_auc)
         lines += [f"Its teachers' ensemble (their test probabilities softened at the student's temperature and "
-                  f"averaged) has test AUC {mean_pm(found.teachers_auc, 4)}; {found.stage} is at {gap:+.4f} from it.", ""]
+                  f"averaged) has test AUC {mean_pm(found.teachers_auc, 4)}; {found.stage} is at {gap:+.4f} from it.",
+                  ""]
     lines += [paired_sentence(found), ""]
     if best != found.stage:
-        cost = summary.loc[found.stage, "test_auc_mean"] - summary.loc[best, "test_auc_mean"]
+        cost = summary.loc[found.stage, schema.mean(TEST_AUC)] - summary.loc[best, schema.mean(TEST_AUC)]
         lines += [f"What the budget costs: {found.stage} has {cost:+.4f} test AUC against {best}, the best on "
-                  f"validation at any cost ({summary.loc[best, 'parameters_mean'] / 1e6:.2f} M parameters, "
-                  f"{summary.loc[best, 'latency_ms_mean']:.1f} ms in PyTorch).", ""]
+                  f"validation at any cost ({summary.loc[best, schema.mean(schema.PARAMETERS)] / 1e6:.2f} M "
+                  "parameters, "
+                  f"{summary.loc[best, schema.mean(schema.LATENCY_MS)]:.1f} ms in PyTorch).", ""]
     lines += [f"Why {found.stage}: {choice.reason(summary, selection)} The choice read validation scores and cost "
               "only; the test split was scored after it.", ""]
     return lines
@@ -125,17 +133,18 @@ def console_answer(results: StudyResults) -> list[str]:
     """The answer in three lines, for the end of `medkd run`."""
     found, summary = find_answer(results), results.summary
     row = summary.loc[found.stage]
-    first = (f"Deploy {found.stage}: {row['parameters_mean']:,.0f} parameters, {latency_int8(summary, found.stage)} "
-             f"per image in ONNX int8 ({row['latency_ms_mean']:.2f} ms PyTorch fp32) on this CPU; test AUC "
-             f"{mean_sd(summary, 'test_auc')[found.stage]}, accuracy {row['test_accuracy_mean']:.3f}, sensitivity "
-             f"{row['test_recall_mean']:.3f}, specificity {row['test_specificity_mean']:.3f} at its validation "
-             "threshold.")
+    first = (f"Deploy {found.stage}: {row[schema.mean(schema.PARAMETERS)]:,.0f} parameters, "
+             f"{latency_int8(summary, found.stage)} "
+             f"per image in ONNX int8 ({row[schema.mean(schema.LATENCY_MS)]:.2f} ms PyTorch fp32) on this CPU; "
+             f"test AUC {mean_sd(summary, TEST_AUC)[found.stage]}, accuracy {row[schema.mean(TEST_ACCURACY)]:.3f}, "
+             f"sensitivity {row[schema.mean(TEST_RECALL)]:.3f}, specificity {row[schema.mean(TEST_SPECIFICITY)]:.3f} "
+             "at its validation threshold.")
     second = []
     if found.teachers_auc:
         second.append(f"Its teachers' ensemble: test AUC {mean_pm(found.teachers_auc)}.")
     if found.control and found.control in summary.index and found.control != found.stage:
-        second.append(f"Without a teacher ({found.control}): test AUC {mean_sd(summary, 'test_auc')[found.control]}.")
+        second.append(f"Without a teacher ({found.control}): test AUC {mean_sd(summary, TEST_AUC)[found.control]}.")
     elif found.student and found.student != found.stage:
-        second.append(f"Distilled ({found.student}): test AUC {mean_sd(summary, 'test_auc')[found.student]}.")
+        second.append(f"Distilled ({found.student}): test AUC {mean_sd(summary, TEST_AUC)[found.student]}.")
     second.append(paired_sentence(found))
     return [first, " ".join(second), f"Why: {results.recommendation.reason(summary, results.recipe.selection)}"]

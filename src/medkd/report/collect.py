@@ -13,9 +13,16 @@ import yaml
 from medkd.card import RunCard
 from medkd.config import Recipe
 from medkd.errors import MedkdError
-from medkd.files import METRICS, evaluation_file, predictions_file
-from medkd.study import (DATA_CHECK, RECIPE, Recommendation, finished_runs, matched_controls, read_sessions, recommend,
-                         run_folder, summarise)
+from medkd.files import DATA_CHECK, METRICS, RECIPE, evaluation_file, predictions_file
+from medkd.study import (
+    Recommendation,
+    finished_runs,
+    matched_controls,
+    read_sessions,
+    recommend,
+    run_folder,
+    summarise,
+)
 
 
 class ReportError(MedkdError):

@@ -14,15 +14,21 @@ import yaml
 
 from medkd.config import Recipe
 from medkd.environment import describe_environment
+from medkd.files import REPORT_HTML, REPORT_MARKDOWN
 from medkd.models import IMAGENET_TAG
 from medkd.report.answer import answer
 from medkd.report.collect import StudyResults, load_study
-from medkd.report.figures import (confusion_matrices, efficiency_tradeoff, label_efficiency_curves,
-                                  reliability_diagram, roc_curves, training_curves)
+from medkd.report.figures import (
+    confusion_matrices,
+    efficiency_tradeoff,
+    label_efficiency_curves,
+    reliability_diagram,
+    roc_curves,
+    training_curves,
+)
 from medkd.report.paired import paired_rows, teacher_targets_auc
 from medkd.report.tables import markdown_table, mean_sd
-from medkd.study import per_class_recall_column, within_budget
-from medkd.files import REPORT_HTML, REPORT_MARKDOWN
+from medkd.study import schema, within_budget
 
 FIGURE_FOLDER = "report_files"
 FIGURE_DPI = 110
@@ -33,8 +39,8 @@ TEST_METRICS = [("auc", "AUC"), ("average_precision", "AP"), ("accuracy", "accur
 VAL_METRICS = [*(metric for metric in TEST_METRICS if metric[0] != "ece"), ("log_loss", "log-loss"), ("brier", "Brier")]
 ARGMAX_METRICS = [("accuracy@argmax", "accuracy"), ("recall@argmax", "sensitivity"),
                   ("specificity@argmax", "specificity")]
-EXPORT_COLUMNS = [("onnx_fp32_latency_ms", "ONNX fp32 ms", 2), ("onnx_int8_latency_ms", "ONNX int8 ms", 2),
-                  ("onnx_int8_test_auc", "int8 test AUC", 3)]
+EXPORT_COLUMNS = [(schema.engine_latency("onnx_fp32"), "ONNX fp32 ms", 2),
+                  (schema.engine_latency("onnx_int8"), "ONNX int8 ms", 2), (schema.INT8_TEST_AUC, "int8 test AUC", 3)]
 INTERVAL_METRICS = [("auc", "AUC"), ("accuracy", "accuracy"), ("recall", "sensitivity"), ("specificity", "specificity")]
 HTML_STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 75em; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -127,15 +133,15 @@ def comparison(results: StudyResults) -> list[str]:
     rule = results.recipe.train.threshold
     decision = (f"at each model's decision threshold, chosen on validation ({rule.rule})" if binary
                 else "at argmax (multi-class)")
-    test = pd.DataFrame({title: mean_sd(summary, f"test_{name}") for name, title in TEST_METRICS})
+    test = pd.DataFrame({title: mean_sd(summary, schema.score("test", name)) for name, title in TEST_METRICS})
     lines = ["## Comparison on the test split", "",
              f"Mean ± sd over {len(results.seeds)} seed(s), {decision}. Nothing here was chosen on test.", "",
              markdown_table(test), ""]
     if binary:
-        argmax = pd.DataFrame({title: mean_sd(summary, f"test_{name}") for name, title in ARGMAX_METRICS})
+        argmax = pd.DataFrame({title: mean_sd(summary, schema.score("test", name)) for name, title in ARGMAX_METRICS})
         lines += ["At probability 0.5 instead (argmax):", "", markdown_table(argmax), ""]
     else:
-        recall = pd.DataFrame({name: mean_sd(summary, per_class_recall_column("test", name))
+        recall = pd.DataFrame({name: mean_sd(summary, schema.per_class_recall("test", name))
                                for name in results.classes})
         lines += ["Recall of each class (the share of its test images called that class), mean ± sd; the macro "
                   "means above can hide a class a model misses:", "", markdown_table(recall), ""]
@@ -152,25 +158,26 @@ def comparison(results: StudyResults) -> list[str]:
               f"({results.recipe.evaluation.bootstrap_resamples} resamples of the test images):", "",
               markdown_table(pd.DataFrame(intervals).T), ""]
     cost = pd.DataFrame({
-        "parameters": summary["parameters_mean"].map("{:,.0f}".format),
-        "MACs (M)": (summary["macs_mean"] / 1e6).map("{:,.1f}".format),
-        "size (MB)": summary["size_mb_mean"].map("{:.2f}".format),
-        "latency ms (median)": mean_sd(summary, "latency_ms", 2),
+        "parameters": summary[schema.mean(schema.PARAMETERS)].map("{:,.0f}".format),
+        "MACs (M)": (summary[schema.mean(schema.MACS)] / 1e6).map("{:,.1f}".format),
+        "size (MB)": summary[schema.mean(schema.SIZE_MB)].map("{:.2f}".format),
+        "latency ms (median)": mean_sd(summary, schema.LATENCY_MS, 2),
         "latency ms (p95)": mean_sd(summary, "latency_p95_ms", 2),
-        "images/s (batch 32)": summary["throughput_mean"].map("{:,.0f}".format),
-        "training s": mean_sd(summary, "train_seconds", 0)})
+        "images/s (batch 32)": summary[schema.mean(schema.THROUGHPUT)].map("{:,.0f}".format),
+        "training s": mean_sd(summary, schema.TRAIN_SECONDS, 0)})
     for column, title, digits in EXPORT_COLUMNS:  # stages the recipe exported (its `export` section)
-        if f"{column}_mean" in summary:
-            cost[title] = mean_sd(summary, column, digits).where(summary[f"{column}_mean"].notna(), "-")
+        if schema.mean(column) in summary:
+            cost[title] = mean_sd(summary, column, digits).where(summary[schema.mean(column)].notna(), "-")
     exported = ("; ONNX columns: the exported models (`export` in the recipe, as `medkd export --int8`), batch 1, "
-                "uint8 image in, probabilities out, with int8's test AUC" if EXPORT_COLUMNS[0][0] + "_mean" in summary
-                else "")
+                "uint8 image in, probabilities out, with int8's test AUC"
+                if schema.mean(EXPORT_COLUMNS[0][0]) in summary else "")
     lines += [f"Cost {cost_machines(results)} (see *How this study was run*), even where it trained on a GPU; "
               f"PyTorch fp32 latency; training seconds: sum of epoch times{exported}:",
               "", markdown_table(cost), "",
               "Validation scores (what the recommendation and the thresholds were chosen on):", "",
-              markdown_table(pd.DataFrame({title: mean_sd(summary, f"val_{name}") for name, title in VAL_METRICS
-                                           if f"val_{name}_mean" in summary})), ""]
+              markdown_table(pd.DataFrame({title: mean_sd(summary, schema.score("val", name))
+                                           for name, title in VAL_METRICS
+                                           if schema.mean(schema.score("val", name)) in summary})), ""]
     return lines
 
 
@@ -192,7 +199,7 @@ def label_efficiency(results: StudyResults) -> list[str]:
     if not methods:
         return []
     summary = results.summary
-    auc, accuracy = mean_sd(summary, "test_auc"), mean_sd(summary, "test_accuracy")
+    auc, accuracy = mean_sd(summary, schema.score("test", "auc")), mean_sd(summary, schema.score("test", "accuracy"))
     fractions = sorted({fraction for stages in methods.values() for fraction in stages})
     cells = {}
     for method, stages in methods.items():
@@ -260,7 +267,8 @@ def students_and_teachers(results: StudyResults) -> list[str]:
         teacher, student = np.array(pairs).T
         gap = student - teacher
         rows.append({"student": stage.name, "teachers": " + ".join(distill.teachers), "T": distill.temperature,
-                     "seeds": len(pairs), "teachers' AUC": f"{teacher.mean():.4f}", "student AUC": f"{student.mean():.4f}",
+                     "seeds": len(pairs), "teachers' AUC": f"{teacher.mean():.4f}",
+                     "student AUC": f"{student.mean():.4f}",
                      "student - teachers": f"{gap.mean():+.4f} ± {gap.std(ddof=1) if len(gap) > 1 else 0:.4f}"})
     if not rows:
         return []
@@ -311,8 +319,8 @@ def provenance(results: StudyResults) -> list[str]:
         machine = ("No session of this study was recorded (a folder from a medkd that recorded sessions only when "
                    "they ended), so its command, wall time and machine are unknown. This report was written on")
     lines += [f"{machine}: {environment['cpu']}, {environment['cpu_cores']} logical cores, "
-              f"{environment['torch_threads']} torch threads{native_bf16(environment)}, GPU: {environment['gpu'] or 'none'}; "
-              f"{environment['os']}, Python {environment['python']}.", "",
+              f"{environment['torch_threads']} torch threads{native_bf16(environment)}, "
+              f"GPU: {environment['gpu'] or 'none'}; {environment['os']}, Python {environment['python']}.", "",
               "Packages: " + ", ".join(f"{name} {version}" for name, version in environment["packages"].items()),
               "", "The resolved recipe (presets and command-line options applied):", "", "```yaml",
               yaml.safe_dump(results.recipe.model_dump(mode="json"), sort_keys=False).rstrip(), "```", ""]

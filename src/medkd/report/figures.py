@@ -14,6 +14,9 @@ from sklearn.metrics import ConfusionMatrixDisplay, auc, roc_curve
 from sklearn.preprocessing import label_binarize
 
 from medkd.report.collect import StudyResults
+from medkd.study import schema
+
+TEST_AUC = schema.score("test", "auc")
 
 PANEL_INCHES = 4.2
 SMALLEST_MARKER, LARGEST_MARKER = 30, 900  # marker areas (pt^2) of the smallest and largest model
@@ -113,16 +116,16 @@ def reliability_diagram(results: StudyResults, seed: int) -> Figure:
 def efficiency_tradeoff(results: StudyResults) -> Figure:
     """Mean test AUC (error bars: sd over seeds) against CPU latency at batch 1; marker area ~ parameters."""
     summary = results.summary
-    parameters = summary["parameters_mean"]
+    parameters = summary[schema.mean(schema.PARAMETERS)]
     areas = SMALLEST_MARKER + (LARGEST_MARKER - SMALLEST_MARKER) * parameters / parameters.max()
     figure = Figure(figsize=(PANEL_INCHES * 2, PANEL_INCHES * 1.2), layout="constrained")
     axes = figure.add_subplot()
     for (stage, row), area in zip(summary.iterrows(), areas):
-        axes.errorbar(row["latency_ms_mean"], row["test_auc_mean"], yerr=np.nan_to_num(row["test_auc_std"]),
-                      fmt="none", ecolor="grey", capsize=3)
-        axes.scatter(row["latency_ms_mean"], row["test_auc_mean"], s=area, alpha=0.6,
+        axes.errorbar(row[schema.mean(schema.LATENCY_MS)], row[schema.mean(TEST_AUC)],
+                      yerr=np.nan_to_num(row[schema.sd(TEST_AUC)]), fmt="none", ecolor="grey", capsize=3)
+        axes.scatter(row[schema.mean(schema.LATENCY_MS)], row[schema.mean(TEST_AUC)], s=area, alpha=0.6,
                      edgecolors="black" if stage == results.recommended else "none", linewidths=2,
-                     label=f"{stage} ({row['parameters_mean'] / 1e6:.2f} M)")
+                     label=f"{stage} ({row[schema.mean(schema.PARAMETERS)] / 1e6:.2f} M)")
     axes.set_xscale("log")
     axes.set(xlabel="CPU latency at batch 1, median (ms, log scale)", ylabel="test AUC (mean over seeds)",
              title="Accuracy vs cost (marker area ~ parameters; outlined: recommended)")
@@ -142,7 +145,7 @@ def label_efficiency_curves(results: StudyResults) -> Figure:
         points = sorted((fraction, stage) for fraction, stage in stages.items() if stage in summary.index)
         fractions = [fraction for fraction, _ in points]
         rows = summary.loc[[stage for _, stage in points]]
-        axes.errorbar(fractions, rows["test_auc_mean"], yerr=np.nan_to_num(rows["test_auc_std"]), marker="o",
+        axes.errorbar(fractions, rows[schema.mean(TEST_AUC)], yerr=np.nan_to_num(rows[schema.sd(TEST_AUC)]), marker="o",
                       capsize=3, label=method)
     axes.set_xscale("log")
     axes.xaxis.set_major_formatter(lambda value, _: f"{value:.0%}")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
+from medkd.study import schema
+
 
 def mean_sd(summary: pd.DataFrame, column: str, digits: int = 3) -> pd.Series:
     """'mean ± sd' per stage ('mean' alone with one seed)."""
     return pd.Series([f"{m:.{digits}f}" if pd.isna(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
-                      for m, s in zip(summary[f"{column}_mean"], summary[f"{column}_std"])], index=summary.index)
+                      for m, s in zip(summary[schema.mean(column)], summary[schema.sd(column)])], index=summary.index)
 
 
 def markdown_table(table: pd.DataFrame, index_name: str = "stage") -> str:

@@ -3,7 +3,7 @@ re-estimate batch-norm statistics on its unlabelled images (adapt_run, AdaBN), a
 protocol over the official test split (site_study), reported apart from the main results.
 
 Public API: calibrate_run, adapt_run, site_calibration, adapt_batch_norm, site_images, site_study, site_parts,
-SITE_STUDY, VARIANTS, CEILING.
+VARIANTS, CEILING (its files: medkd.files.SITE_STUDY, ...).
 """
 
 import lazy_loader

@@ -13,10 +13,26 @@ import torch
 from torch import nn
 
 from medkd.card import CalibrationRecord, RunCard
-from medkd.data import (DEFAULT_MAX_PIXELS, BadImageError, DataConfig, DataError, Preprocessing, decode_file, is_image_candidate,
-                        labelled_images, preprocess)
-from medkd.evaluation import (CalibrationConfig, ThresholdConfig, calibrated, calibration_record, choose_threshold,
-                              fit_temperature, predict_run_logits)
+from medkd.data import (
+    DEFAULT_MAX_PIXELS,
+    BadImageError,
+    DataConfig,
+    DataError,
+    Preprocessing,
+    decode_file,
+    is_image_candidate,
+    labelled_images,
+    preprocess,
+)
+from medkd.evaluation import (
+    CalibrationConfig,
+    ThresholdConfig,
+    calibrated,
+    calibration_record,
+    choose_threshold,
+    fit_temperature,
+    predict_run_logits,
+)
 from medkd.files import CONFIG, DATA_LOCATION, OOD_GUARD
 from medkd.models import ModelError, load_model, normalise, save_model
 
@@ -73,7 +89,8 @@ def write_adapted_run(source: Path, out: Path, model: nn.Module, card: RunCard) 
 def site_images(paths: list[Path], preprocessing: Preprocessing) -> tuple[np.ndarray, list[str]]:
     """The readable images under `paths` (files, or folders searched recursively) as a model sees them (N, C, H, W)
     uint8, and one line per file that could not be read."""
-    files = [f for p in map(Path, paths) for f in (sorted(p.rglob("*")) if p.is_dir() else [p]) if is_image_candidate(f)]
+    files = [f for p in map(Path, paths) for f in (sorted(p.rglob("*")) if p.is_dir() else [p])
+             if is_image_candidate(f)]
     images, problems = [], []
     for file in files:
         try:
@@ -100,7 +117,8 @@ def calibrate_run(run: Path, site: DataConfig, out: Path, *, show_progress: bool
     update["validation_calibration"] = card.calibration  # what training fitted, kept for comparison
     update["validation_threshold"] = card.threshold
     adapted = write_adapted_run(run, out, model, card.model_copy(update=update))
-    return adapted, {key: value.model_dump() if hasattr(value, "model_dump") else value for key, value in update.items()}
+    return adapted, {key: value.model_dump() if hasattr(value, "model_dump") else value
+                     for key, value in update.items()}
 
 
 def adapt_run(run: Path, paths: list[Path], out: Path) -> tuple[Path, dict]:

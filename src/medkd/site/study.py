@@ -14,13 +14,13 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from medkd.data import PreparedData, prepare, run_data_config
-from medkd.evaluation import (ThresholdConfig, calibrated, choose_threshold, classification_metrics,
-                              predict_run_logits)
-from medkd.files import SITE_STUDY, SITE_STUDY_MARKDOWN, SITE_STUDY_TABLE, write_text_atomically
+from medkd.evaluation import ThresholdConfig, calibrated, choose_threshold, classification_metrics, predict_run_logits
+from medkd.files import SITE_STUDY_MARKDOWN, SITE_STUDY_TABLE, write_text_atomically
 from medkd.models import load_model
 from medkd.site.adapt import adapt_batch_norm, site_calibration
 
-VARIANTS = ("as trained", "site threshold", "site temperature + threshold", "AdaBN", "AdaBN + site temperature + threshold")
+VARIANTS = ("as trained", "site threshold", "site temperature + threshold", "AdaBN",
+            "AdaBN + site temperature + threshold")
 CEILING = "ceiling: best threshold on the evaluation part"  # of the model as trained; uses the labels it scores
 METRICS = ("accuracy", "recall", "specificity", "auc", "ece")
 LABEL = ("Site-calibration protocol: part of the official test split calibrates, the rest evaluates. Not the "

@@ -2,9 +2,11 @@
 
 Public API:
 - the plan (reads the recipe): stage_order, study_jobs, with_dependencies, with_weights, matched_controls;
-- the study folder (reads and names its files): run_folder, is_evaluated, finished_runs, result_row,
-  per_class_recall_column, read_sessions, RUNS, SUMMARY, RECIPE, DATA_CHECK, SESSIONS;
-- running it: run_study; its comparison: summarise, recommend (within_budget), print_summary.
+- the study folder: run_folder, is_evaluated, is_exported, finished_runs, result_row, read_sessions,
+  session_record, starting_weights_file (its file names are medkd.files');
+- its tables' columns: schema (ResultRow, score, mean, sd, ...);
+- its comparison: summarise, recommend (within_budget), print_summary.
+Running a study is medkd.runner's (run_study), a layer above this one and the report.
 """
 
 import lazy_loader

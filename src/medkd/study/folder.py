@@ -14,10 +14,18 @@ import pandas as pd
 from medkd.config import Recipe
 from medkd.environment import describe_environment
 from medkd.evaluation import SCALARS
-from medkd.files import (BACKBONE, BEST, DATA_CHECK, EXPORT, EXPORT_REPORT, METRICS, RECIPE, RUNS, SESSIONS, SUMMARY,
-                       evaluation_file)
+from medkd.files import (
+    BACKBONE,
+    BEST,
+    EXPORT,
+    EXPORT_REPORT,
+    METRICS,
+    SESSIONS,
+    evaluation_file,
+)
+from medkd.study import schema
 from medkd.study.plan import study_jobs
-
+from medkd.study.schema import ResultRow
 
 
 def run_folder(out: Path, stage: str, seed: int) -> Path:
@@ -48,34 +56,34 @@ def finished_runs(recipe: Recipe, out: Path) -> tuple[pd.DataFrame, list[tuple[s
     return pd.DataFrame(rows), missing
 
 
-def per_class_recall_column(split: str, class_name: str) -> str:
-    """The result-row column of one class's recall (multi-class studies): e.g. test_recall[VIRUS]."""
-    return f"{split}_recall[{class_name}]"
-
-
 def result_row(folder: Path, stage: str, seed: int) -> dict:
-    """One run's val and test scores (at its validation threshold) and its cost."""
-    row = {"stage": stage, "seed": seed}
+    """One run's row of runs.csv (schema.ResultRow, checked): its val and test scores at its validation threshold,
+    and its cost; the columns in the order the table shows them."""
+    row: dict = {schema.STAGE: stage, schema.SEED: seed}
     for split in ("val", "test"):
         result = json.loads((folder / evaluation_file(split)).read_text())
         scores = result["at_threshold"] or result["at_argmax"]
-        row.update({f"{split}_{name}": scores.get(name, float("nan")) for name in SCALARS})  # NaN: from an older medkd
+        # NaN: a metric an evaluation from an older medkd lacks
+        row.update({schema.score(split, name): scores.get(name, float("nan")) for name in SCALARS})
         if len(result["classes"]) > 2:  # a class the model misses hides in the macro means: keep each class's recall
-            row.update({per_class_recall_column(split, name): recall
+            row.update({schema.per_class_recall(split, name): recall
                         for name, recall in zip(result["classes"], scores["per_class"]["recall"])})
         if split == "test":
-            row.update({f"test_{name}@argmax": result["at_argmax"][name] for name in ("accuracy", "recall", "specificity")})
+            row.update({schema.argmax_score(name): result["at_argmax"][name]
+                        for name in ("accuracy", "recall", "specificity")})
             cost = result["efficiency"]
-            row.update(parameters=cost["parameters"], macs=cost["macs"], size_mb=cost["checkpoint_bytes"] / 1e6,
-                       latency_ms=cost["latency_ms_median"], latency_p95_ms=cost["latency_ms_p95"],
-                       throughput=cost["throughput_images_per_s"])
-    row["train_seconds"] = float(pd.read_csv(folder / METRICS)["seconds"].sum())
+            row.update({schema.PARAMETERS: cost["parameters"], schema.MACS: cost["macs"],
+                        schema.SIZE_MB: cost["checkpoint_bytes"] / 1e6, schema.LATENCY_MS: cost["latency_ms_median"],
+                        schema.LATENCY_P95_MS: cost["latency_ms_p95"],
+                        schema.THROUGHPUT: cost["throughput_images_per_s"]})
+    row[schema.TRAIN_SECONDS] = float(pd.read_csv(folder / METRICS)["seconds"].sum())
     if is_exported(folder):  # exported for deployment: what the deployed engines cost, and int8's test AUC
         export = json.loads((folder / EXPORT / EXPORT_REPORT).read_text())
         for engine, latency in export.get("latency_ms", {}).items():
-            row[f"{engine}_latency_ms"] = latency["median"]
+            row[schema.engine_latency(engine)] = latency["median"]
         if export.get("int8_path"):
-            row["onnx_int8_test_auc"] = export["test_scores"]["onnx_int8"]["auc"]
+            row[schema.INT8_TEST_AUC] = export["test_scores"]["onnx_int8"]["auc"]
+    ResultRow.model_validate(row)  # the schema the report reads
     return row
 
 

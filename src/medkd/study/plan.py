@@ -86,8 +86,9 @@ def matched_controls(recipe: Recipe) -> dict[str, list[str]]:
             smoothing = candidate.loss.label_smoothing
             if candidate == train:
                 found.insert(0, stage.name)
-            elif smoothing > 0 and smoothing != train.loss.label_smoothing and candidate.model_copy(update={
-                    "loss": candidate.loss.model_copy(update={"label_smoothing": train.loss.label_smoothing})}) == train:
+            elif smoothing > 0 and smoothing != train.loss.label_smoothing and candidate.model_copy(
+                    update={"loss": candidate.loss.model_copy(update={"label_smoothing": train.loss.label_smoothing})}
+            ) == train:
                 found.append(stage.name)
         if found:
             controls[student.name] = found

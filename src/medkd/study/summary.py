@@ -10,11 +10,18 @@ from rich.console import Console
 from rich.table import Table
 
 from medkd.config import Recipe, SelectionConfig
+from medkd.study import schema
+
+TEST_AUC = schema.score("test", "auc")
+TEST_ACCURACY = schema.score("test", "accuracy")
+TEST_RECALL = schema.score("test", "recall")
+TEST_SPECIFICITY = schema.score("test", "specificity")
 
 log = logging.getLogger(__name__)
 
-COLUMNS = [("val_auc", "val AUC"), ("test_auc", "test AUC"), ("test_accuracy", "accuracy"),
-           ("test_recall", "sensitivity"), ("test_specificity", "specificity"), ("test_f1", "F1")]
+COLUMNS = [(schema.score("val", "auc"), "val AUC"), (TEST_AUC, "test AUC"),
+           (TEST_ACCURACY, "accuracy"), (TEST_RECALL, "sensitivity"),
+           (TEST_SPECIFICITY, "specificity"), (schema.score("test", "f1"), "F1")]
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
@@ -29,9 +36,9 @@ def within_budget(summary: pd.DataFrame, selection: SelectionConfig) -> pd.Index
     """The stages within the selection's deployment budget (parameters, CPU latency): all without one."""
     fits = pd.Series(True, index=summary.index)
     if selection.max_parameters is not None:
-        fits &= summary["parameters_mean"] <= selection.max_parameters
+        fits &= summary[schema.mean(schema.PARAMETERS)] <= selection.max_parameters
     if selection.max_latency_ms is not None:
-        fits &= summary["latency_ms_mean"] <= selection.max_latency_ms
+        fits &= summary[schema.mean(schema.LATENCY_MS)] <= selection.max_latency_ms
     return summary.index[fits]
 
 
@@ -49,7 +56,7 @@ class Recommendation:
     def reason(self, summary: pd.DataFrame, selection: SelectionConfig) -> str:
         """Why this stage, step by step (validation scores and cost only)."""
         metric, tie = selection.metric, selection.tie_breaker
-        val, latency = summary[f"val_{metric}_mean"], summary["latency_ms_mean"]
+        val, latency = summary[schema.mean(schema.score("val", metric))], summary[schema.mean(schema.LATENCY_MS)]
         steps = []
         if selection.has_budget:
             steps.append("no stage fits the budget, so it was ignored" if self.budget_ignored
@@ -60,7 +67,7 @@ class Recommendation:
                      f"{selection.latency_tolerance:.0%}, or the same network: equal MACs and parameters): "
                      f"{names(self.equally_fast)}")
         if len(self.equally_fast) > 1:
-            values = summary.loc[self.equally_fast, f"val_{tie}_mean"].sort_values()
+            values = summary.loc[self.equally_fast, schema.mean(schema.score("val", tie))].sort_values()
             steps.append(f"the lowest validation {tie.replace('_', '-')} of those: " + ", ".join(
                 f"{stage} {value:.4f}" for stage, value in values.items()))
         return "; ".join(steps) + "."
@@ -79,19 +86,21 @@ def recommend(summary: pd.DataFrame, selection: SelectionConfig) -> Recommendati
         log.warning("no stage is within the selection budget (max_parameters %s, max_latency_ms %s): the "
                     "recommendation ignores it", selection.max_parameters, selection.max_latency_ms)
         in_budget = summary.index
-    scores = summary.loc[in_budget, f"val_{selection.metric}_mean"]
+    scores = summary.loc[in_budget, schema.mean(schema.score("val", selection.metric))]
     contenders = scores.index[scores >= scores.max() - selection.tolerance]
-    latency = summary.loc[contenders, "latency_ms_mean"]
+    latency = summary.loc[contenders, schema.mean(schema.LATENCY_MS)]
     fastest = latency.idxmin()
     close = latency <= latency[fastest] * (1 + selection.latency_tolerance)
-    if {"macs_mean", "parameters_mean"} <= set(summary.columns):  # the same network costs the same, whatever the
-        cost = summary.loc[contenders, ["macs_mean", "parameters_mean"]]  # timer says (noise of a shared CPU)
+    # the same network costs the same, whatever the timer says (noise of a shared CPU)
+    size = [schema.mean(schema.MACS), schema.mean(schema.PARAMETERS)]
+    if set(size) <= set(summary.columns):
+        cost = summary.loc[contenders, size]
         close |= (cost == cost.loc[fastest]).all(axis=1)
     equally_fast = latency.index[close]
-    tie = summary.loc[equally_fast, f"val_{selection.tie_breaker}_mean"]
+    tie = summary.loc[equally_fast, schema.mean(schema.score("val", selection.tie_breaker))]
     # An older study's runs have no validation log-loss (NaN): the fastest of them, as medkd chose before.
     stage = tie.idxmin() if tie.notna().any() else latency[equally_fast].idxmin()
-    best_overall = summary[f"val_{selection.metric}_mean"].idxmax()
+    best_overall = summary[schema.mean(schema.score("val", selection.metric))].idxmax()
     return Recommendation(str(stage), [str(s) for s in in_budget], ignored, [str(s) for s in contenders],
                           [str(s) for s in equally_fast], str(best_overall))
 
@@ -104,8 +113,9 @@ def print_summary(summary: pd.DataFrame, recipe: Recipe, console: Console) -> No
     for header in [*(h for _, h in COLUMNS), "parameters", "latency ms"]:
         table.add_column(header, justify="right")
     for stage, row in summary.iterrows():
-        cells = [f"{row[c + '_mean']:.3f}" + ("" if pd.isna(row[c + "_std"]) else f" ± {row[c + '_std']:.3f}")
+        cells = [f"{row[schema.mean(c)]:.3f}" + ("" if pd.isna(row[schema.sd(c)]) else f" ± {row[schema.sd(c)]:.3f}")
                  for c, _ in COLUMNS]  # one seed has no sd
-        table.add_row(str(stage), *cells, f"{row['parameters_mean']:,.0f}", f"{row['latency_ms_mean']:.1f}")
+        table.add_row(str(stage), *cells, f"{row[schema.mean(schema.PARAMETERS)]:,.0f}",
+                      f"{row[schema.mean(schema.LATENCY_MS)]:.1f}")
     console.print(table)
     console.print(f"recommended: [bold]{recommend(summary, recipe.selection).stage}[/bold]")

@@ -15,7 +15,6 @@ from medkd.data.location import resolve_data_path
 from medkd.data.table import SampleTable
 from medkd.settings import StrictModel
 
-
 log = logging.getLogger(__name__)
 AUTO = "auto"  # data.source: auto asks each source's detect(path), in detect_order
 ADDRESS = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]+:")  # scheme:rest, two letters or more (C:\\ is a drive)
@@ -96,8 +95,8 @@ def open_source(config: DataConfig) -> SampleTable:
         if source.detect(path):
             return source.open(config, path)
     raise DataError(
-        f"cannot tell what kind of data '{path}' is: expected a folder ROOT/{{train,val,test}}/CLASS/* or ROOT/CLASS/*, "
-        "a MedMNIST .npz, a folder with X_train.npy/y_train.npy, or a .csv manifest; or set data.source"
+        f"cannot tell what kind of data '{path}' is: expected a folder ROOT/{{train,val,test}}/CLASS/* or "
+        "ROOT/CLASS/*, a MedMNIST .npz, a folder with X_train.npy/y_train.npy, or a .csv manifest; or set data.source"
     )
 
 

@@ -12,8 +12,8 @@ from medkd.data.decode import is_image_candidate
 from medkd.data.errors import DataError
 from medkd.data.patients import patient_ids
 from medkd.data.sources import register_source
-from medkd.settings import StrictModel
 from medkd.data.table import SPLIT_NAMES, FileReader, SampleTable, class_indices
+from medkd.settings import StrictModel
 
 
 def _subdirs(path: Path) -> list[Path]:

@@ -20,10 +20,10 @@ import yaml
 from medkd.data.config import DataConfig, cache_root
 from medkd.data.errors import DataError
 from medkd.data.sources import register_source
-from medkd.settings import StrictModel
 from medkd.data.sources.numpy_arrays import integer_labels
 from medkd.data.table import SPLITS, ArrayReader, SampleTable
 from medkd.files import MEDMNIST_DOWNLOADS
+from medkd.settings import StrictModel
 
 log = logging.getLogger(__name__)
 DOWNLOAD_TIMEOUT_S = 60
@@ -54,7 +54,8 @@ def load_medmnist(config: DataConfig, path: str, settings: StrictModel) -> Sampl
             images[split] = arrays[f"{split}_images"]
             labels[split] = integer_labels(arrays[f"{split}_labels"], f"{file}:{split}_labels")
             if len(images[split]) != len(labels[split]):
-                raise DataError(f"{file}: {split}_images has {len(images[split])} rows but {split}_labels {len(labels[split])}")
+                raise DataError(f"{file}: {split}_images has {len(images[split])} rows "
+                                f"but {split}_labels {len(labels[split])}")
     if "train" not in images:
         raise DataError(f"{file}: no train_images/train_labels arrays; is this a MedMNIST file?")
     name = re.sub(r"_\d+$", "", file.stem)
@@ -76,7 +77,8 @@ def fetch(spec: str, root: Path) -> Path:
     match = re.fullmatch(r"medmnist:(\w+)(?:@(\d+))?", spec)
     known = catalog()
     if not match or match.group(1) not in known:
-        raise DataError(f"'{spec}' is not a known MedMNIST 2-D set; use medmnist:NAME[@SIZE] with NAME one of {sorted(known)}")
+        raise DataError(f"'{spec}' is not a known MedMNIST 2-D set; "
+                        f"use medmnist:NAME[@SIZE] with NAME one of {sorted(known)}")
     name, size = match.group(1), int(match.group(2) or 28)
     files = known[name]["files"]
     if size not in files:

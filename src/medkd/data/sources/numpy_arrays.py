@@ -10,8 +10,8 @@ import pandas as pd
 from medkd.data.config import DataConfig
 from medkd.data.errors import DataError
 from medkd.data.sources import register_source
-from medkd.settings import StrictModel
 from medkd.data.table import SPLITS, ArrayReader, SampleTable
+from medkd.settings import StrictModel
 
 
 def _is_numpy_folder(path: str) -> bool:

@@ -1,0 +1,5 @@
+# The public API: type checkers read it, and lazy_loader (in __init__.py) imports each name from its module on
+# first use.
+from .study import run_study as run_study
+
+__all__ = ["run_study"]
