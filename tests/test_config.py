@@ -63,3 +63,14 @@ def test_the_older_flat_spelling_of_runtime_settings_still_reads(tmp_path):
     config = load_recipe(path, {"train": {"runtime": {"accelerator": "auto"}}})
     teacher = next(stage for stage in config.stages if stage.name == "teacher")
     assert config.train.runtime.precision == "32" and config.stage_train(teacher, 0).runtime.accelerator == "cpu"
+
+
+def test_the_optimiser_section_keeps_reading_its_earlier_spelling():
+    """`optimizer` (recipes and run folders' config.yaml from before one spelling) is read as `optimiser`; a stage's
+    override in either spelling wins over the recipe's section, key by key."""
+    recipe = load_recipe(None, {"data": {"path": "x"}, "train": {"optimiser": {"lr": 0.01, "weight_decay": 0.5}},
+                                "stages": [{"name": "old", "train": {"optimizer": {"lr": 0.2}}},
+                                           {"name": "new", "train": {"optimiser": {"lr": 0.3}}}]})
+    old, new = (recipe.stage_train(stage, 0).optimiser for stage in recipe.stages)
+    assert (old.lr, old.weight_decay, new.lr, new.weight_decay) == (0.2, 0.5, 0.3, 0.5)
+    assert "optimiser" in recipe.train.model_dump() and "optimizer" not in recipe.train.model_dump()

@@ -143,7 +143,7 @@ def test_temperature_scaling_lowers_validation_ece_and_changes_no_ranking(tmp_pa
     fitted on those labels; the run's own card records its temperature and what it did on validation."""
     config = kermany_like_config(tmp_path, patients_per_class=20)
     settings = TrainConfig(model="compact_cnn", model_args={"width": 8}, epochs=6, batch_size=16,
-                           optimizer={"lr": 3e-3}, runtime={"precision": "32"})
+                           optimiser={"lr": 3e-3}, runtime={"precision": "32"})
     folder = fit(config, settings, tmp_path / "run", show_progress=False)
     model, card = load_model(folder)
     images, labels = prepare(config, show_progress=False).split("val")

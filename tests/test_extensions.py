@@ -129,7 +129,8 @@ def test_registered_extensions_train_end_to_end(registered, tmp_path):
 def test_model_weights_and_model_args_are_checked_when_the_recipe_is_read(registered):
     base = {"data": {"path": "x"}}
     for train, message in (({"model": "test_tiny_cn"}, "unknown model 'test_tiny_cn'"),
-                           ({"model": "test_tiny_cnn", "weights": "imagenet"}, r"no such weight set \(its sets: test_set\)"),
+                           ({"model": "test_tiny_cnn", "weights": "imagenet"},
+                            r"no such weight set \(its sets: test_set\)"),
                            ({"model": "test_tiny_cnn", "model_args": {"depth": 3}}, r"\['depth'\].*takes \['width'\]"),
                            ({"model": "compact_cnn", "weights": "imagnet"}, "no such weight set")):
         with pytest.raises(ConfigError, match=message):

@@ -88,7 +88,7 @@ def training_overrides(*, data, cache_dir, size, channels, model, weights, trans
     return {
         "data": data_overrides(data, cache_dir, size, channels),
         "train": {"model": model, "weights": weights, "transfer": transfer, "epochs": epochs, "batch_size": batch_size,
-                  "seed": seed, "optimizer": {"lr": lr},
+                  "seed": seed, "optimiser": {"lr": lr},
                   "runtime": runtime_overrides(threads=threads, workers=workers, accelerator=accelerator,
                                                devices=devices, num_nodes=num_nodes)},
     }

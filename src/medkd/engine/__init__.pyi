@@ -6,7 +6,7 @@ from .augment import build_batch_augmentation as build_batch_augmentation
 from .callbacks import EpochMetricsCSV as EpochMetricsCSV
 from .config import AugmentConfig as AugmentConfig
 from .config import LossConfig as LossConfig
-from .config import OptimizerConfig as OptimizerConfig
+from .config import OptimiserConfig as OptimiserConfig
 from .config import ScheduleConfig as ScheduleConfig
 from .config import TrainConfig as TrainConfig
 from .datamodule import TensorDataModule as TensorDataModule
@@ -27,7 +27,7 @@ __all__ = [
     "ClassifierModule",
     "EpochMetricsCSV",
     "LossConfig",
-    "OptimizerConfig",
+    "OptimiserConfig",
     "ScheduleConfig",
     "TensorDataModule",
     "TrainConfig",

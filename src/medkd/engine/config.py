@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -11,7 +11,7 @@ from medkd.evaluation import CalibrationConfig, GuardConfig, ThresholdConfig
 from medkd.settings import StrictModel
 
 
-class OptimizerConfig(StrictModel):
+class OptimiserConfig(StrictModel):
     name: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
@@ -75,7 +75,7 @@ class TrainConfig(WithRuntime):
     min_steps: int | None = Field(None, ge=1, description="at least this many optimiser steps: more epochs for a "
                                   "small training set (label-efficiency studies)")
     batch_size: int = Field(64, ge=1)
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    optimiser: OptimiserConfig = Field(default_factory=OptimiserConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     sampler: Literal["shuffle", "balanced"] = Field("shuffle", description="balanced: draw classes equally often")
@@ -87,6 +87,19 @@ class TrainConfig(WithRuntime):
     guard: GuardConfig = Field(default_factory=GuardConfig, description="the out-of-distribution guard")
     early_stopping_patience: int | None = Field(None, ge=1, description="epochs without val improvement")
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _optimiser_spelt_the_american_way(cls, values: Any) -> Any:
+        """`optimizer` (earlier recipes and run folders' config.yaml) is read as `optimiser`; its keys win, as a
+        stage's override of the recipe's section would."""
+        if isinstance(values, dict) and "optimizer" in values:
+            values = dict(values)
+            earlier = values.pop("optimizer")
+            current = values.get("optimiser") or {}
+            current = current.model_dump() if isinstance(current, StrictModel) else dict(current)
+            values["optimiser"] = {**current, **(earlier.model_dump() if isinstance(earlier, StrictModel) else earlier)}
+        return values
 
     @model_validator(mode="after")
     def _a_model_the_registry_builds(self) -> TrainConfig:

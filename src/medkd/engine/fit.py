@@ -249,7 +249,7 @@ def linear_probe(data_config: DataConfig, settings: TrainConfig, out: Path, *, s
     probe = settings.probe
     probe_settings = settings.model_copy(update={
         "transfer": "linear", "epochs": probe.epochs, "min_steps": None, "early_stopping_patience": None,
-        "optimizer": settings.optimizer.model_copy(update={"lr": probe.lr, "weight_decay": probe.weight_decay}),
+        "optimiser": settings.optimiser.model_copy(update={"lr": probe.lr, "weight_decay": probe.weight_decay}),
         "schedule": settings.schedule.model_copy(update={"warmup_epochs": 0.0})})
     log.info("lp-ft: training the linear probe (%d epochs on cached features)", probe.epochs)
     return fit(data_config, probe_settings, folder, show_progress=show_progress)

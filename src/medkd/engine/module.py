@@ -78,7 +78,7 @@ class ClassifierModule(L.LightningModule):
         return []
 
     def configure_optimizers(self):
-        optimiser_settings = self.settings.optimizer
+        optimiser_settings = self.settings.optimiser
         head = classifier_name(self.model)  # "" when the model is the head itself (linear probe): no split
         head_params = [p for n, p in self.model.named_parameters() if head and n.startswith(head + ".")]
         head_params += self.extra_parameters()

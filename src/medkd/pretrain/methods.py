@@ -58,7 +58,7 @@ class SelfSupervised(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=self.settings.lr,
+        optimiser = torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=self.settings.lr,
                                       weight_decay=self.settings.weight_decay)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.trainer.estimated_stepping_batches)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
