@@ -110,7 +110,7 @@ def feature_engine(device: torch.device, bf16: bool = False, images: int = 0,
     return "onnxruntime" if exported or images >= MIN_IMAGES_FOR_FEATURE_EXPORT else "torch"
 
 
-def lightning_precision(choice: str, accelerator: str) -> str:
+def lightning_precision(choice: str, accelerator: str) -> Literal["32-true", "bf16-mixed", "16-mixed"]:
     """Lightning precision for a precision setting: auto picks bf16 mixed precision only where it is fast."""
     if choice == "32":
         return "32-true"

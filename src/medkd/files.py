@@ -40,7 +40,7 @@ ONNX_FP32 = "model.onnx"  # in an export folder: the deployed graph (uint8 in, p
 ONNX_INT8 = "model.int8.onnx"  # its int8 quantisation
 TORCHSCRIPT = "model.torchscript.pt"  # export format torchscript, with its model card beside it
 TORCHSCRIPT_CARD = "model.torchscript.json"
-SWEEP = "sweep.csv"  # medkd distill --sweep: one row per temperature and alpha
+SWEEP = "sweep.csv"  # medkd distill --sweep: one row per teacher set (each teacher alone, their ensemble)
 
 # ---- a study folder (medkd run) ----------------------------------------------------------------------------------
 RECIPE = "recipe.yaml"  # the recipe as run (presets and options applied)

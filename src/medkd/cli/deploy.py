@@ -43,6 +43,7 @@ def export(
     for engine, scores in report.test_scores.items():
         console.print(f"  test {engine:10s} " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
     if report.int8_path:
+        assert report.int8_auc_drop is not None  # measured with the int8 model
         console.print(f"{report.int8_path}: test AUC change vs fp32 {-report.int8_auc_drop:+.4f}")
     for engine, latency in report.latency_ms.items():
         console.print(f"  CPU latency {engine:10s} batch 1: median {latency['median']:.2f} ms, p95 "
@@ -80,6 +81,7 @@ def predict(
         for result in predicted:
             warning = f"OUT OF DISTRIBUTION: {result.ood_reason}" if result.in_distribution is False else None
             note = "; ".join(text for text in (warning, result.note, result.heatmap) if text)
+            assert result.probabilities is not None  # a file without an error was predicted
             table.add_row(Text(result.name), *(f"{result.probabilities[c]:.4f}" for c in predictor.classes),
                           result.label, Text(note))  # Text: names are not rich markup
         console.print(table)

@@ -105,7 +105,8 @@ def merge(base: dict, overrides: dict) -> dict:
     merged = dict(base)
     for key, value in overrides.items():
         if isinstance(value, dict):
-            value = merge(merged.get(key) if isinstance(merged.get(key), dict) else {}, value)
+            current = merged.get(key)
+            value = merge(current if isinstance(current, dict) else {}, value)
             if value:
                 merged[key] = value
         elif value is not None:
@@ -162,7 +163,8 @@ def read_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None
 
 def stage_names(raw: dict) -> list[str | None]:
     """The names of a raw recipe's stages, by position (None where a stage has none)."""
-    stages = raw.get("stages") if isinstance(raw.get("stages"), list) else []
+    given = raw.get("stages")
+    stages = given if isinstance(given, list) else []
     return [stage.get("name") if isinstance(stage, dict) else None for stage in stages]
 
 

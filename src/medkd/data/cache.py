@@ -82,6 +82,7 @@ def _load(folder: Path, table: SampleTable, start: float) -> DecodedImages:
 
 def _build(folder: Path, table: SampleTable, config: DataConfig, show_progress: bool, start: float) -> DecodedImages:
     settings = config.preprocessing
+    assert settings.size is not None  # resolved (medkd.data.prepared.opened) before the images are decoded
     count = len(table.samples)
     staging = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)

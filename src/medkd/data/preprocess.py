@@ -13,6 +13,7 @@ _RESAMPLE = Image.Resampling.BILINEAR  # antialiased when shrinking, cheap enoug
 def preprocess(image: Image.Image, settings: Preprocessing) -> np.ndarray:
     """Convert to the configured channels and resize by the configured policy; returns uint8 (C, H, W)."""
     image = image.convert("L" if settings.channels == 1 else "RGB")
+    assert settings.size is not None  # resolved (medkd.data.prepared.opened) before any image is preprocessed
     side = (settings.size, settings.size)
     if settings.resize == "squash":
         image = image.resize(side, _RESAMPLE)

@@ -24,11 +24,11 @@ def linked_groups(patients: pd.Series, content_hashes: pd.Series) -> np.ndarray:
     hash_codes = pd.factorize(content_hashes.replace("", np.nan))[0]  # -1: no hash (never links)
     n_patients = patient_codes.max() + 1
     nodes = [patient_codes + n]
-    rows = [np.arange(n)]
+    row_parts = [np.arange(n)]
     has_hash = hash_codes >= 0
     nodes.append(hash_codes[has_hash] + n + n_patients)
-    rows.append(np.arange(n)[has_hash])
-    rows, cols = np.concatenate(rows), np.concatenate(nodes)
+    row_parts.append(np.arange(n)[has_hash])
+    rows, cols = np.concatenate(row_parts), np.concatenate(nodes)
     size = n + n_patients + (hash_codes.max() + 1)
     graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(size, size))
     _, labels = connected_components(graph, directed=False)

@@ -35,7 +35,36 @@ class ExportError(MedkdError):
 
 @dataclass
 class ExportReport:
-    """What was written and how closely it matches PyTorch; int8: its test scores against fp32."""
+    """What was written and how closely it matches PyTorch; int8: its test scores against fp32.
+
+    Attributes
+    ----------
+    run : str
+        The run folder.
+    format : {"onnx", "torchscript"}
+    path : str
+        The exported file (fp32).
+    check_images : int
+        Test images the export was compared with PyTorch on.
+    max_abs_difference : float
+        Largest |p_export - p_pytorch| over those images' class probabilities.
+    same_decisions : bool
+        Whether every one of them gets the same decision (threshold or argmax).
+    int8_path : str or None
+        The int8 file; None without one, or when it failed the AUC check.
+    test_scores : dict of str to dict of str to float
+        With int8: auc, accuracy, recall and specificity on the whole test split of pytorch, onnx_fp32 and
+        onnx_int8.
+    int8_auc_drop : float or None
+        onnx_fp32's test AUC minus onnx_int8's.
+    latency_ms : dict of str to dict of str to float
+        Batch-1 CPU latency of each exported ONNX engine ({"onnx_fp32": {"median": ms, "p95": ms}, ...}), uint8
+        image in, probabilities out.
+    threads : int or None
+        Intra-op threads of the latency measurement.
+    notes : list of str
+        Warnings, e.g. an int8 AUC drop allowed with on_int8_drop warn.
+    """
 
     run: str
     format: str
@@ -53,6 +82,7 @@ class ExportReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (what export.json holds)."""
         return asdict(self)
 
 
@@ -144,7 +174,41 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
                data: PreparedData | None = None, data_path: str | None = None,
                show_progress: bool = True) -> ExportReport:
     """Export run `folder` into OUT (default RUN/export), check it against PyTorch on test images, and with
-    settings.int8 quantise and re-evaluate on the test split; writes OUT/export.json."""
+    settings.int8 quantise and re-evaluate on the test split; writes OUT/export.json.
+
+    The exported model takes uint8 images (N, C, H, W) at the training resolution, N from 1 to 4096, and returns
+    float32 probabilities (N, classes), with a guard also ood_score (N,). ONNX: OUT/model.onnx (and
+    OUT/model.int8.onnx), the model card in its metadata; TorchScript: OUT/model.torchscript.pt with the card
+    beside it as OUT/model.torchscript.json.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A finished run folder.
+    settings : ExportConfig
+        Format, int8, opset, check and calibration images, the allowed int8 AUC drop, latency repeats.
+    out : str or Path, optional
+        The export folder; made when missing.
+    data : PreparedData, optional
+        The run's prepared data; default: prepared from the run's config.yaml (at `data_path` when given).
+    data_path : str, optional
+        Where the run's data is now, when not where the run found it.
+    show_progress : bool, default True
+
+    Returns
+    -------
+    ExportReport
+
+    Raises
+    ------
+    ExportError
+        For int8 with format torchscript, or (on_int8_drop fail) an int8 test AUC more than max_int8_auc_drop
+        below fp32's: the int8 file is then deleted and export.json still written.
+    CardError
+        A ModelError: the folder has no card this medkd can read.
+    DataError
+        When the run's data cannot be found or read.
+    """
     folder = Path(folder)
     out = Path(out) if out is not None else folder / EXPORT
     out.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,10 @@ class ProbabilityModel(nn.Module):
     softmax (logits / the temperature fitted on validation). With a guard, forward returns (probabilities,
     scores (N,)): the backbone runs once, its pooled features go to the head and to the guard."""
 
+    mean: torch.Tensor  # buffers registered in __init__
+    std: torch.Tensor
+    temperature: torch.Tensor
+
     def __init__(self, model: nn.Module, mean: list[float], std: list[float], temperature: float = 1.0,
                  guard: MahalanobisScore | None = None, features: str = "penultimate",
                  example: torch.Tensor | None = None) -> None:
@@ -32,6 +36,7 @@ class ProbabilityModel(nn.Module):
     def from_run(cls, model: nn.Module, card: RunCard, guard: FeatureGuard | None = None) -> ProbabilityModel:
         """The run's model with its card's normalisation, temperature and (when given) its guard."""
         size = card.preprocessing.size
+        assert size is not None  # a run card records the resolved working size
         example = torch.zeros(1, card.in_chans, size, size)
         return cls(model, card.normalisation.mean, card.normalisation.std, card.temperature,
                    guard.score if guard else None, guard.features if guard else "penultimate", example).eval()

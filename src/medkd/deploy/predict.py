@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,7 +19,31 @@ from medkd.models import ModelError
 
 @dataclass
 class FilePrediction:
-    """One input file's result; `error` says why a file could not be used (the others still run)."""
+    """One input file's result; `error` says why a file could not be used (the others still run).
+
+    Attributes
+    ----------
+    file : str
+        The full path.
+    name : str
+        The path relative to what was passed (see `input_root`): what a person reads.
+    probabilities : dict of str to float or None
+        P(class) by class name; None for a file that could not be used.
+    label : str or None
+        The decided class (saved threshold for binary tasks, else argmax).
+    heatmap : str or None
+        The Grad-CAM overlay's PNG file, when asked for.
+    error : str or None
+        Why the file could not be used.
+    note : str or None
+        About the decoding, e.g. the frame used of a multi-frame DICOM.
+    in_distribution : bool or None
+        False: unlike what the model was trained on; None: the model has no checks.
+    ood_score : float or None
+        The guard's score (higher: further from the training images).
+    ood_reason : str or None
+        Why it is out of distribution.
+    """
 
     file: str  # the full path
     name: str  # the path relative to what was passed: what a person reads
@@ -32,7 +57,7 @@ class FilePrediction:
     ood_reason: str | None = None  # why it is out of distribution
 
 
-def expand_inputs(paths: list[str | Path]) -> list[Path]:
+def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
     """Files as given, and the image files inside folders (recursively, sorted)."""
     files = []
     for path in map(Path, paths):
@@ -40,9 +65,20 @@ def expand_inputs(paths: list[str | Path]) -> list[Path]:
     return files
 
 
-def input_root(paths: list[str | Path]) -> str | None:
+def input_root(paths: Sequence[str | Path]) -> str | None:
     """The deepest folder holding every input (a folder passed counts as itself), or None when that is only the
-    file system's root: names are shown relative to it."""
+    file system's root: names are shown relative to it.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        Files and folders as passed.
+
+    Returns
+    -------
+    str or None
+        An absolute path; None also for no inputs, or inputs on different drives (Windows).
+    """
     bases = [os.path.abspath(path if path.is_dir() else path.parent) for path in map(Path, paths)]
     try:
         common = os.path.commonpath(bases)
@@ -96,9 +132,37 @@ def heatmap_overlays(predictor: Predictor, decoded: list[DecodedImage], images: 
     return overlays
 
 
-def predict_files(predictor: Predictor, paths: list[str | Path], *, heatmap_dir: str | Path | None = None,
+def predict_files(predictor: Predictor, paths: Sequence[str | Path], *, heatmap_dir: str | Path | None = None,
                   max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 32) -> list[FilePrediction]:
-    """Decode, preprocess as the model was trained, predict; unreadable files get an `error` instead."""
+    """Decode, preprocess as the model was trained, predict; unreadable files get an `error` instead.
+
+    Each image is preprocessed to uint8 (C, H, W) as the model's card says and predicted in batches; its
+    distribution check (DICOM attributes, blank image, guard score) fills in_distribution and ood_reason.
+
+    Parameters
+    ----------
+    predictor : Predictor
+        A run folder's or an exported file's (`load_predictor`).
+    paths : sequence of str or Path
+        Image files (JPEG, PNG, BMP, TIFF, DICOM), and folders searched recursively.
+    heatmap_dir : str or Path, optional
+        Write a Grad-CAM overlay per image here (made when missing), of the decided class (binary: the
+        positive class).
+    max_pixels : int, default DEFAULT_MAX_PIXELS
+        Larger decoded images are refused (their `error` says so).
+    batch_size : int, default 32
+        Images per prediction call.
+
+    Returns
+    -------
+    list of FilePrediction
+        One per file found, in order.
+
+    Raises
+    ------
+    ModelError
+        For heatmaps from an ONNX file whose run folder is not here.
+    """
     files, root = expand_inputs(paths), input_root(paths)
     results = {str(f): FilePrediction(os.path.abspath(f), shown_name(f, root)) for f in files}
     readable: list[tuple[Path, DecodedImage]] = []
@@ -118,18 +182,19 @@ def predict_files(predictor: Predictor, paths: list[str | Path], *, heatmap_dir:
         Path(heatmap_dir).mkdir(parents=True, exist_ok=True)
     for start in range(0, len(readable), batch_size):
         batch = readable[start:start + batch_size]
-        decoded = [d for _, d in batch]
-        images, probabilities, scores = predict_decoded(predictor, decoded)
+        decoded_batch = [d for _, d in batch]
+        images, probabilities, scores = predict_decoded(predictor, decoded_batch)
         labels = predictor.labels(probabilities)
-        overlays = heatmap_overlays(predictor, decoded, images, probabilities) if heatmap_dir is not None else []
+        overlays = heatmap_overlays(predictor, decoded_batch, images, probabilities) if heatmap_dir is not None else []
         for index, (file, _) in enumerate(batch):
             result = results[str(file)]
             result.probabilities = {c: float(p) for c, p in zip(predictor.classes, probabilities[index])}
             result.label = labels[index]
             result.ood_score = float(scores[index]) if scores is not None else None
-            result.in_distribution, result.ood_reason = distribution_check(predictor, decoded[index], images[index],
-                                                                           result.ood_score)
+            result.in_distribution, result.ood_reason = distribution_check(predictor, decoded_batch[index],
+                                                                           images[index], result.ood_score)
             if overlays:
+                assert heatmap_dir is not None  # overlays are made only for a heatmap folder
                 target = Path(heatmap_dir) / f"{start + index:05d}_{file.stem}_gradcam.png"
                 overlays[index].save(target)
                 result.heatmap = str(target)
@@ -144,7 +209,17 @@ def predictions_table(results: list[FilePrediction], classes: list[str]) -> pd.D
 
 
 def write_predictions(results: list[FilePrediction], classes: list[str], path: str | Path) -> None:
-    """CSV or JSON by the suffix of `path`."""
+    """CSV or JSON by the suffix of `path`.
+
+    Parameters
+    ----------
+    results : list of FilePrediction
+    classes : list of str
+        The model's classes: the CSV's p_CLASS columns.
+    path : str or Path
+        .json: a list of every result's fields; anything else: CSV, one row per file (file, name, p_CLASS per
+        class, label, in_distribution, ood_score, ood_reason, heatmap, error, note).
+    """
     path = Path(path)
     if path.suffix == ".json":
         path.write_text(json.dumps([asdict(r) for r in results], indent=2))

@@ -36,7 +36,21 @@ def model_card(folder: Path, card: RunCard) -> dict:
 
 
 class Predictor(abc.ABC):
-    """Class probabilities for uint8 images (N, C, H, W) preprocessed as `preprocessing` says."""
+    """Class probabilities for uint8 images (N, C, H, W) preprocessed as `preprocessing` says.
+
+    The base of the PyTorch (run folder) and ONNX Runtime (exported file) predictors; `load_predictor` makes
+    either.
+
+    Parameters
+    ----------
+    card : dict
+        The model card (`model_card`: classes, preprocessing, normalisation, threshold, calibration, ood,
+        model_id, ...).
+    engine : str
+        What computes, for people: "pytorch" or "onnxruntime (fp32)" / "onnxruntime (int8)".
+    load_torch_model : callable or None
+        Loads the PyTorch model for Grad-CAM; None when only the ONNX file is available.
+    """
 
     def __init__(self, card: dict, engine: str, load_torch_model: Callable[[], nn.Module] | None) -> None:
         self.card = card
@@ -50,21 +64,30 @@ class Predictor(abc.ABC):
 
     @functools.cached_property
     def torch_model(self) -> nn.Module:
-        """The PyTorch model, loaded on first use (an ONNX deployment that never asks for heatmaps skips it)."""
+        """The PyTorch model, loaded on first use (an ONNX deployment that never asks for heatmaps skips it).
+
+        Raises
+        ------
+        ModelError
+            When the run folder the ONNX file came from is not here.
+        """
         if self._load_torch_model is None:
             raise ModelError("heatmaps need the PyTorch model: its run folder is not beside this ONNX file")
         return self._load_torch_model()
 
     @property
     def classes(self) -> list[str]:
+        """The class names, in the order of the probabilities' columns."""
         return self.card["classes"]
 
     @property
     def threshold(self) -> float | None:
+        """The decision threshold on P(positive) chosen on validation; None for multi-class tasks (argmax)."""
         return self.card.get("threshold") if len(self.classes) == 2 else None
 
     @property
     def preprocessing(self) -> Preprocessing:
+        """How a decoded image becomes the model's uint8 (C, H, W) input: size, channels, resize."""
         return Preprocessing.model_validate(self.card["preprocessing"])
 
     @property
@@ -74,14 +97,46 @@ class Predictor(abc.ABC):
 
     @abc.abstractmethod
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Probabilities (N, classes) and guard scores (N,) (None without a guard) for uint8 images (N, C, H, W)."""
+        """Probabilities (N, classes) and guard scores (N,) (None without a guard) for uint8 images (N, C, H, W).
+
+        Parameters
+        ----------
+        images : np.ndarray of shape (N, C, H, W), uint8
+            Preprocessed as `preprocessing` says.
+
+        Returns
+        -------
+        probabilities : np.ndarray of shape (N, classes), float32
+            Calibrated; rows sum to 1.
+        scores : np.ndarray of shape (N,), float32, or None
+            The guard's scores; None when the model has no guard.
+        """
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities (N, classes) for uint8 images (N, C, H, W)."""
+        """Probabilities (N, classes) for uint8 images (N, C, H, W).
+
+        Parameters
+        ----------
+        images : np.ndarray of shape (N, C, H, W), uint8
+
+        Returns
+        -------
+        np.ndarray of shape (N, classes), float32
+        """
         return self.predict(images)[0]
 
     def labels(self, probabilities: np.ndarray) -> list[str]:
-        """Class names decided at the saved threshold (binary) or by argmax."""
+        """Class names decided at the saved threshold (binary) or by argmax.
+
+        Parameters
+        ----------
+        probabilities : np.ndarray of shape (N, classes)
+
+        Returns
+        -------
+        list of str
+            One class name per row.
+        """
         return [self.classes[i] for i in decisions(probabilities, self.threshold)]
 
 
@@ -129,7 +184,25 @@ class OnnxPredictor(Predictor):
 
 
 def load_predictor(model: str | Path, threads: int | None = None) -> Predictor:
-    """A run folder (PyTorch) or an `.onnx` file written by `medkd export` (ONNX Runtime)."""
+    """A run folder (PyTorch) or an `.onnx` file written by `medkd export` (ONNX Runtime).
+
+    Parameters
+    ----------
+    model : str or Path
+        A run folder, or an .onnx file with medkd's metadata.
+    threads : int, optional
+        ONNX Runtime's intra-op threads (default: its own); not read for a run folder.
+
+    Returns
+    -------
+    Predictor
+
+    Raises
+    ------
+    ModelError
+        When `model` is neither, or an ONNX file has no medkd metadata; CardError (a ModelError) for a run folder
+        without a card this medkd can read.
+    """
     path = Path(model)
     if path.is_dir():
         return TorchPredictor(path)

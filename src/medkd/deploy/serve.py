@@ -24,7 +24,24 @@ MULTIPART_OVERHEAD = 16_384  # form boundaries and headers around the file, allo
 
 
 def create_app(predictor: Predictor, settings: ServeConfig = ServeConfig()) -> FastAPI:
-    """The service for one model. Requests share the model one at a time (Grad-CAM hooks are not thread-safe)."""
+    """The service for one model. Requests share the model one at a time (Grad-CAM hooks are not thread-safe).
+
+    GET / is the web page, GET /health the model's id, engine, classes and threshold, and POST /predict takes one
+    image or DICOM file (multipart field `file`; `heatmap=true` asks for a Grad-CAM overlay) and answers its
+    probabilities, label, distribution check and latency (ms) as JSON, the overlay as base64 PNG. Over a limit
+    the answer is 401 (token), 413 (upload size or pixels), 415 (not an image), 422 (unreadable) or 504 (time).
+
+    Parameters
+    ----------
+    predictor : Predictor
+        The model (`load_predictor`).
+    settings : ServeConfig
+        The service's limits, token and whether heatmaps are offered.
+
+    Returns
+    -------
+    FastAPI
+    """
     app = FastAPI(title="medkd", version=__version__, summary=f"{predictor.card['model_id']} ({predictor.engine})")
     model_lock = threading.Lock()
 
@@ -96,7 +113,15 @@ def create_app(predictor: Predictor, settings: ServeConfig = ServeConfig()) -> F
 
 
 def serve(predictor: Predictor, settings: ServeConfig) -> None:
-    """Run the app with uvicorn until interrupted."""
+    """Run the app with uvicorn until interrupted.
+
+    Parameters
+    ----------
+    predictor : Predictor
+        The model (`load_predictor`).
+    settings : ServeConfig
+        Host and port, and the app's limits (see `create_app`).
+    """
     import uvicorn
 
     uvicorn.run(create_app(predictor, settings), host=settings.host, port=settings.port, log_level="info",

@@ -19,6 +19,7 @@ from torch import nn
 
 from medkd.distillation.config import HintConfig
 from medkd.distillation.teacher import DistillationError
+from medkd.registry import Registry
 from medkd.settings import StrictModel
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,20 @@ class NoParams(StrictModel):
 
 
 class FeatureLoss(nn.Module):
-    """Base of the feature losses: built from the channel counts of the student's and the teacher's map."""
+    """Base of the feature losses: built from the channel counts of the student's and the teacher's map.
+
+    A subclass sets `Params` (a StrictModel of its own settings, from the recipe's distill.hint.loss_params) and
+    implements `forward`; its parameters (e.g. a connector) train with the student, at the head's lr.
+
+    Parameters
+    ----------
+    student_channels : int
+        Cs, the channels of the student's map.
+    teacher_channels : int
+        Ct, the channels of the teacher's map.
+    params : StrictModel, optional
+        Validated settings of type `Params`; default: `Params()`.
+    """
 
     Params: type[StrictModel] = NoParams
 
@@ -38,22 +52,29 @@ class FeatureLoss(nn.Module):
         self.params = params if params is not None else self.Params()
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """The loss between the two maps of one batch; the sides may differ (the built-in losses resize the
+        student's map to the teacher's).
+
+        Parameters
+        ----------
+        student : torch.Tensor of shape (N, Cs, Hs, Ws), float32
+        teacher : torch.Tensor of shape (N, Ct, Ht, Wt), float32
+            Detached: no gradient reaches the teacher.
+
+        Returns
+        -------
+        torch.Tensor of shape (), float32
+        """
         raise NotImplementedError
 
 
-FEATURE_LOSSES: dict[str, type[FeatureLoss]] = {}
+FEATURE_LOSSES: Registry[type[FeatureLoss]] = Registry("feature loss")
 
 
 def register_feature_loss(name: str) -> Callable[[type[FeatureLoss]], type[FeatureLoss]]:
-    """Class decorator: register a FeatureLoss as `distill.hint.loss: name`."""
-
-    def add(loss: type[FeatureLoss]) -> type[FeatureLoss]:
-        if name in FEATURE_LOSSES:
-            log.warning("feature loss %s registered again: the later registration wins", name)
-        FEATURE_LOSSES[name] = loss
-        return loss
-
-    return add
+    """Class decorator: register a FeatureLoss as `distill.hint.loss: name`; a later registration of the same
+    name wins (with a warning). Returns the decorator (Registry.register), which returns the class unchanged."""
+    return FEATURE_LOSSES.register(name)
 
 
 def resized(student: torch.Tensor, size: torch.Size) -> torch.Tensor:
@@ -85,6 +106,7 @@ class AttentionTransfer(FeatureLoss):
     counts may differ."""
 
     Params = AttentionParams
+    params: AttentionParams
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         p = self.params.exponent

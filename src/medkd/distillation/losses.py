@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from medkd.engine import class_weighted_mean
+from medkd.registry import Registry
 from medkd.settings import StrictModel
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,18 @@ class NoParams(StrictModel):
 
 
 class LogitLoss:
-    """Base of the KD losses on logits."""
+    """Base of the KD losses on logits.
+
+    A subclass sets `Params` (a StrictModel of its own settings, from the recipe's distill.loss_params) and
+    implements `per_sample`; calling the loss gives the batch mean.
+
+    Parameters
+    ----------
+    temperature : float
+        T > 0, dividing student and teacher logits before the softmax.
+    params : StrictModel, optional
+        Validated settings of type `Params`; default: `Params()`.
+    """
 
     Params: type[StrictModel] = NoParams
 
@@ -37,32 +49,74 @@ class LogitLoss:
         self.params = params if params is not None else self.Params()
 
     def per_sample(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """(N,) loss of each sample."""
+        """(N,) loss of each sample.
+
+        Parameters
+        ----------
+        student : torch.Tensor of shape (N, C)
+            The student's logits.
+        teacher : torch.Tensor of shape (N, C)
+            The teacher's (or the ensemble's, see `ensemble_logits`) logits.
+        labels : torch.Tensor of shape (N,), int64, or None
+            The true classes; losses that need them (dkd) fail without.
+
+        Returns
+        -------
+        torch.Tensor of shape (N,), float32
+        """
         raise NotImplementedError
 
     def __call__(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None,
                  class_weight: torch.Tensor | None = None) -> torch.Tensor:
         """The batch mean of `per_sample`; with `class_weight` (C,), weighted by each sample's class as a
-        weighted cross-entropy is (class_weighted_mean)."""
+        weighted cross-entropy is (class_weighted_mean).
+
+        Parameters
+        ----------
+        student, teacher : torch.Tensor of shape (N, C)
+            Logits, as for `per_sample`.
+        labels : torch.Tensor of shape (N,), int64, or None
+            Needed with `class_weight`, and by losses that read them.
+        class_weight : torch.Tensor of shape (C,), float32, optional
+
+        Returns
+        -------
+        torch.Tensor of shape (), float32
+        """
         return class_weighted_mean(self.per_sample(student, teacher, labels), labels, class_weight)
 
 
-LOGIT_LOSSES: dict[str, type[LogitLoss]] = {}
+LOGIT_LOSSES: Registry[type[LogitLoss]] = Registry("KD loss")
 
 
 def register_logit_loss(name: str) -> Callable[[type[LogitLoss]], type[LogitLoss]]:
-    """Class decorator: register a LogitLoss as `distill.loss: name`."""
-
-    def add(loss: type[LogitLoss]) -> type[LogitLoss]:
-        if name in LOGIT_LOSSES:
-            log.warning("KD loss %s registered again: the later registration wins", name)
-        LOGIT_LOSSES[name] = loss
-        return loss
-    return add
+    """Class decorator: register a LogitLoss as `distill.loss: name`; a later registration of the same name wins
+    (with a warning). Returns the decorator (Registry.register), which returns the class unchanged."""
+    return LOGIT_LOSSES.register(name)
 
 
 def build_logit_loss(name: str, temperature: float, params: dict) -> LogitLoss:
-    """The registered loss `name` at `temperature` with its own settings `params` (validated by its Params)."""
+    """The registered loss `name` at `temperature` with its own settings `params` (validated by its Params).
+
+    Parameters
+    ----------
+    name : str
+        A key of LOGIT_LOSSES.
+    temperature : float
+    params : dict
+        The loss's own settings (distill.loss_params).
+
+    Returns
+    -------
+    LogitLoss
+
+    Raises
+    ------
+    KeyError
+        For an unregistered name (DistillConfig refuses one when the recipe is read).
+    pydantic.ValidationError
+        For settings its Params refuses.
+    """
     loss = LOGIT_LOSSES[name]
     return loss(temperature, loss.Params.model_validate(params))
 
@@ -109,8 +163,10 @@ class DecoupledParams(StrictModel):
 @register_logit_loss("dkd")
 class DecoupledKD(LogitLoss):
     Params = DecoupledParams
+    params: DecoupledParams
 
     def per_sample(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        assert labels is not None  # decoupled KD splits each sample's logits at its label
         tckd, nckd, _ = decoupled_parts(student, teacher, labels, self.temperature)
         weights = self.params
         return self.temperature**2 * (weights.tckd_weight * tckd + weights.nckd_weight * nckd)
@@ -130,7 +186,21 @@ class StandardisedKD(HintonKD):
 
 def ensemble_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """(N, teachers, C) -> (N, C) logits whose softmax at `temperature` is the mean of the teachers' softened
-    probabilities. One teacher's logits are returned unchanged."""
+    probabilities. One teacher's logits are returned unchanged.
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (N, teachers, C)
+        Stacked teacher logits (FrozenTeacher's output).
+    temperature : float
+        T > 0 of the distillation.
+
+    Returns
+    -------
+    torch.Tensor of shape (N, C)
+        float32 for several teachers (T * log of the mean probabilities, clipped at 1e-12); one teacher's in its
+        own dtype.
+    """
     if logits.shape[1] == 1:
         return logits[:, 0]
     probabilities = (logits.float() / temperature).softmax(dim=2).mean(dim=1)

@@ -17,7 +17,30 @@ TEACHER = "teacher."
 class DistillationModule(ClassifierModule):
     """Student `model` + frozen `teacher`. Train batches are (images, labels, *the teacher's own views) with online
     teacher outputs, or (images, labels, teacher logits) with cached ones; val batches always carry cached teacher
-    logits."""
+    logits.
+
+    The loss is (1 - alpha) x the hard-label loss + alpha x the logit loss (the hard-label loss alone for loss:
+    hint), plus the weighted feature hint when there is one. Besides ClassifierModule's metrics it logs
+    train_kd_loss, train_hint_loss, val_agreement (share of equal argmax decisions) and val_teacher_kl
+    (KL(teacher || student) at T = 1). Its checkpoints leave the teacher's weights out.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The student: normalised images (B, C, H, W) -> logits (B, classes).
+    teacher : FrozenTeacher
+        Its output: stacked logits (B, teachers, classes).
+    settings : TrainConfig
+        The student's training settings.
+    distill : DistillConfig
+        The loss, temperature, alpha, hint and how teacher outputs are produced.
+    mean, std : list of float of length C
+        The student's normalisation.
+    class_weight : torch.Tensor of shape (classes,), float32, optional
+        Class weights of the hard-label loss, and of the logit loss with distill.weight_by_class.
+    example : torch.Tensor of shape (B, C, H, W), float, optional
+        Normalised student inputs, for a feature hint to learn its maps' channel counts (needed with one).
+    """
 
     def __init__(self, model: nn.Module, teacher: FrozenTeacher, settings: TrainConfig, distill: DistillConfig, *,
                  mean: list[float], std: list[float], class_weight: torch.Tensor | None = None,
@@ -26,15 +49,31 @@ class DistillationModule(ClassifierModule):
         self.teacher, self.distill = teacher, distill
         self.logit_loss = (None if distill.loss == HINT_ONLY
                            else build_logit_loss(distill.loss, distill.temperature, distill.loss_params))
-        self.hint = None if distill.hint is None else FeatureHint(model, teacher.models[0], distill.hint, example)
+        self.hint: FeatureHint | None = None
+        if distill.hint is not None:
+            assert example is not None  # a feature hint finds its maps' channel counts on an example batch
+            self.hint = FeatureHint(model, teacher.models[0], distill.hint, example)
 
     def teacher_targets(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """The teacher's (ensemble) logits for a normalised batch: cached in the batch, or computed now."""
+        """The teacher's (ensemble) logits for a normalised batch: cached in the batch, or computed now.
+
+        Parameters
+        ----------
+        batch : tuple of torch.Tensor
+            (inputs (B, C, H, W) normalised, labels (B,), *rest): online, rest holds the teachers' own uint8 views
+            (B, C', H', W'); cached, rest[0] holds the teacher logits (B, teachers, classes).
+
+        Returns
+        -------
+        torch.Tensor of shape (B, classes)
+            The ensemble's logits at distill.temperature (see `ensemble_logits`).
+        """
         online = self.distill.teacher_outputs == "online"
         stacked = self.teacher(batch[0], tuple(batch[2:])) if online else batch[2]
         return ensemble_logits(stacked, self.distill.temperature)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """The distillation loss (scalar) of a train batch (see the class)."""
         inputs, labels = batch[:2]
         logits = self(inputs).float()
         teacher = self.teacher_targets(batch)
@@ -56,6 +95,16 @@ class DistillationModule(ClassifierModule):
         return loss
 
     def log_validation_metrics(self, logits: torch.Tensor, labels: torch.Tensor, *targets: torch.Tensor) -> None:
+        """val_auc and val_acc, then the student's agreement with the teacher and KL(teacher || student).
+
+        Parameters
+        ----------
+        logits : torch.Tensor of shape (N, classes), float32
+            The student's, on the whole validation split.
+        labels : torch.Tensor of shape (N,), int64
+        *targets : torch.Tensor
+            targets[0]: the cached teacher logits (N, teachers, classes).
+        """
         super().log_validation_metrics(logits, labels)
         teacher = ensemble_logits(targets[0].to(logits.device), self.distill.temperature)
         self.log("val_agreement", (logits.argmax(dim=1) == teacher.argmax(dim=1)).float().mean(), prog_bar=True,
@@ -63,13 +112,16 @@ class DistillationModule(ClassifierModule):
         self.log("val_teacher_kl", soft_kl(logits, teacher, 1.0).mean(), sync_dist=True)
 
     def extra_parameters(self) -> list[nn.Parameter]:
+        """The feature loss's own parameters (e.g. a FitNet connector); none without a hint."""
         return [] if self.hint is None else list(self.hint.feature_loss.parameters())
 
     # The teacher is loaded from its own run folder: checkpoints of this run leave its weights out.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Lightning's hook: drop the teacher's tensors from the checkpoint."""
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith(TEACHER)]:
             del state[key]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Lightning's hook: put the loaded teacher's own tensors back, so the checkpoint loads strictly."""
         checkpoint["state_dict"].update({TEACHER + k: v for k, v in self.teacher.state_dict().items()})

@@ -66,10 +66,18 @@ def cached_teacher_logits(teacher: FrozenTeacher, cards: list[RunCard], folders:
 
 
 class Distillation:
-    """fit() extension: a frozen teacher (or ensemble) teaches the student of the run (see FitExtension)."""
+    """fit() extension: a frozen teacher (or ensemble) teaches the student of the run (see FitExtension).
+
+    Parameters
+    ----------
+    settings : DistillConfig
+        The teachers, the loss and how teacher outputs are produced.
+    show_progress : bool, default True
+        Progress bars while a teacher's view of the data is prepared.
+    """
 
     section = "distill"
-    metric_columns = ("train_kd_loss", "train_hint_loss", "val_agreement", "val_teacher_kl")
+    metric_columns: tuple[str, ...] = ("train_kd_loss", "train_hint_loss", "val_agreement", "val_teacher_kl")
 
     def __init__(self, settings: DistillConfig, *, show_progress: bool = True) -> None:
         self.settings, self.show_progress = settings, show_progress
@@ -83,11 +91,47 @@ class Distillation:
         self.train_views = ViewPlan()
 
     def settings_dump(self) -> dict:
+        """Its settings, for the run's config.yaml (section distill)."""
         return self.settings.model_dump(mode="json")
 
     def build_module(self, model: nn.Module, settings: TrainConfig, data: PreparedData, splits: dict, *,
                      mean: list[float], std: list[float], class_weight: torch.Tensor | None,
                      out: Path) -> DistillationModule:
+        """The DistillationModule that trains `model`, its teachers loaded and checked, their outputs added to
+        `splits`; cached teacher logits are computed once and kept in the run folder.
+
+        Parameters
+        ----------
+        model : nn.Module
+            The student.
+        settings : TrainConfig
+            The student's training settings (augmentation, seed, runtime).
+        data : PreparedData
+            The student's data.
+        splits : dict of str to tuple of torch.Tensor
+            "train" and "val": (images uint8 (N, C, H, W), labels (N,)), extended in place: val with the cached
+            teacher logits (N, teachers, classes); train with them (cached), with (N, K, teachers, classes) on K
+            replayed views (cached_views), or with each distinct own view of the teachers, uint8 (N, C', H', W')
+            (online).
+        mean, std : list of float of length C
+            The student's normalisation.
+        class_weight : torch.Tensor of shape (classes,), float32, or None
+        out : Path
+            The run folder.
+
+        Returns
+        -------
+        DistillationModule
+
+        Raises
+        ------
+        DistillationError
+            For teachers of other classes, data whose samples differ at a teacher's preprocessing, a feature hint
+            with a teacher at another preprocessing, weight_by_class without class weights, or cached_views
+            without augmentation.
+        CardError
+            A ModelError: a teacher folder without a readable card.
+        """
         preprocessing, mode = data.config.preprocessing, self.settings.teacher_outputs
         self.normalisation = (mean, std)
         self.device = inference_device(settings.runtime.accelerator)
@@ -105,10 +149,11 @@ class Distillation:
             raise DistillationError("teacher_outputs: cached_views replays augmented views, but train.augment is off: "
                                     "switch augmentation on, or use teacher_outputs: cached")
         self.views = teacher_views(data, self.cards, show_progress=self.show_progress)
-        needed = {"val": {}}
+        needed: dict[str, dict] = {"val": {}}
         if mode == "cached":
             needed["train"] = {}
         elif mode == "cached_views":
+            assert settings.augment is not None  # checked above: cached_views needs augmentation
             needed["train"] = {"replay": self.settings.views, "replay_seed": settings.seed,
                                "augment": settings.augment.model_dump(mode="json")}
         augmentation = build_augmentation(settings.augment)
@@ -131,6 +176,8 @@ class Distillation:
                                   class_weight=class_weight, example=example)
 
     def card_entries(self) -> dict:
+        """The run card's distillation record: teachers (absolute paths), their preprocessing, loss, temperature,
+        alpha, teacher outputs and views."""
         settings = self.settings
         return {"distillation": DistillationRecord(
             teachers=[os.path.abspath(t) for t in settings.teachers],
@@ -139,9 +186,23 @@ class Distillation:
             views=settings.views if settings.teacher_outputs == "cached_views" else None)}
 
     def finish(self, out: Path, model: nn.Module, data: PreparedData) -> None:
-        """Teacher-student agreement (share of equal decisions) and KL(teacher || student) on val and test."""
+        """Teacher-student agreement (share of equal decisions) and KL(teacher || student) on val and test.
+
+        Written to OUT/distillation.json as {split: {"agreement", "kl_teacher_student", "images"}}; a split
+        without images is left out.
+
+        Parameters
+        ----------
+        out : Path
+            The run folder.
+        model : nn.Module
+            The final student.
+        data : PreparedData
+            The student's data.
+        """
         report = {}
         mean, std = self.normalisation
+        assert self.teacher is not None and self.val_logits is not None  # set by build_module, which fit() ran
         for split in ("val", "test"):
             images, _ = data.split(split)
             if not len(images):
@@ -157,7 +218,34 @@ class Distillation:
 
 def distill(data_config: DataConfig, settings: TrainConfig, distillation: DistillConfig, out: str | Path, *,
             show_progress: bool = True) -> Path:
-    """Train student `settings.model` from the teachers of `distillation` into run folder `out` (resumable)."""
+    """Train student `settings.model` from the teachers of `distillation` into run folder `out` (resumable).
+
+    Parameters
+    ----------
+    data_config : DataConfig
+        The student's data.
+    settings : TrainConfig
+        The student (transfer scratch, finetune or lp-ft; not linear).
+    distillation : DistillConfig
+        Teachers (run folders), loss and teacher outputs.
+    out : str or Path
+        The run folder (see `fit`), with the distillation report (distillation.json) and cached teacher logits.
+    show_progress : bool, default True
+
+    Returns
+    -------
+    Path
+        `out`, the student's run folder.
+
+    Raises
+    ------
+    DistillationError
+        When a teacher cannot teach this student on this data (see Distillation.build_module). And as `fit`:
+    DataError
+        When the data cannot be found or read.
+    ModelError
+        When the student or a teacher cannot be built or loaded.
+    """
     return fit(data_config, settings, out, extension=Distillation(distillation, show_progress=show_progress),
                show_progress=show_progress)
 
@@ -165,7 +253,27 @@ def distill(data_config: DataConfig, settings: TrainConfig, distillation: Distil
 def sweep(data_config: DataConfig, settings: TrainConfig, distillation: DistillConfig, out: str | Path, *,
           show_progress: bool = True) -> pd.DataFrame:
     """Distil the same student from each teacher alone and from their ensemble; one row per teacher set with
-    the student's test metrics (at its validation threshold) and its agreement with that teacher set."""
+    the student's test metrics (at its validation threshold) and its agreement with that teacher set.
+
+    Parameters
+    ----------
+    data_config, settings, distillation, show_progress
+        As for `distill`; each run takes a subset of distillation.teachers.
+    out : str or Path
+        The sweep's folder: a run folder per teacher set (named as the teacher's folder, or ensemble) and the
+        table as OUT/sweep.csv.
+
+    Returns
+    -------
+    pd.DataFrame
+        Columns teachers, the SCALARS metrics on test (at the threshold; argmax for multi-class) and
+        test_agreement; empty on the processes other than global rank 0 of a distributed run.
+
+    Raises
+    ------
+    DistillationError, DataError, ModelError
+        As `distill`.
+    """
     out = Path(out)
     rows = []
     sets = [[teacher] for teacher in distillation.teachers]

@@ -25,7 +25,19 @@ class FrozenTeacher(nn.Module):
     (scale, shift) per channel turns it into what teacher i was trained on (x * scale + shift; identity when both
     normalise alike). A teacher trained with another preprocessing (cross-resolution) reads its own view of the
     same augmented samples, uint8 (N, C', H', W'): `own_view[i]` is its position among the views, and
-    `own_normalisation[i]` its (mean, std)."""
+    `own_normalisation[i]` its (mean, std).
+
+    Parameters
+    ----------
+    models : list of nn.Module
+        The teachers, each mapping its normalised inputs to logits (N, C).
+    renormalise : list of (scale, shift), optional
+        Per teacher, lists of float of length C; None: every teacher reads the student's batch as it is.
+    own_view : list of int or None, optional
+        Per teacher, its view's position in `views` (None: it reads the student's batch); default all None.
+    own_normalisation : list of (mean, std) or None, optional
+        Per teacher, the normalisation of its own view (lists of float of length C'); None for the others.
+    """
 
     def __init__(self, models: list[nn.Module], renormalise: list[tuple[list[float], list[float]]] | None = None,
                  own_view: list[int | None] | None = None,
@@ -50,7 +62,22 @@ class FrozenTeacher(nn.Module):
         return len({view for view in self.own_view if view is not None})
 
     def teacher_inputs(self, index: int, inputs: torch.Tensor, views: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
-        """What teacher `index` reads: the student-normalised `inputs` converted, or its own uint8 view normalised."""
+        """What teacher `index` reads: the student-normalised `inputs` converted, or its own uint8 view normalised.
+
+        Parameters
+        ----------
+        index : int
+            The teacher's position in `models`.
+        inputs : torch.Tensor of shape (N, C, H, W), float
+            The student's normalised batch.
+        views : tuple of torch.Tensor of shape (N, C', H', W'), uint8
+            The own views, in `own_view` numbering.
+
+        Returns
+        -------
+        torch.Tensor of shape (N, C, H, W) or (N, C', H', W'), float32
+            Its own view channels last; the student's batch as it is, or x * scale + shift.
+        """
         view = self.own_view[index]
         if view is not None:
             own = normalise(views[view], getattr(self, f"mean{index}"), getattr(self, f"std{index}"))
@@ -60,10 +87,24 @@ class FrozenTeacher(nn.Module):
         return inputs * getattr(self, f"scale{index}") + getattr(self, f"shift{index}")
 
     def train(self, mode: bool = True) -> FrozenTeacher:
+        """Stays in eval mode whatever `mode` is (a parent's train() reaches it too)."""
         return super().train(False)
 
     @torch.no_grad()
     def forward(self, inputs: torch.Tensor, views: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+        """Every teacher's logits for one batch, without gradients.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor of shape (N, C, H, W), float
+            The student's normalised batch.
+        views : tuple of torch.Tensor of shape (N, C', H', W'), uint8, default ()
+            The teachers' own views of the same samples (see `teacher_inputs`).
+
+        Returns
+        -------
+        torch.Tensor of shape (N, teachers, C), float32
+        """
         return torch.stack([model(self.teacher_inputs(i, inputs, views)).float()
                             for i, model in enumerate(self.models)], dim=1)
 
@@ -73,8 +114,36 @@ def load_teachers(folders: list[str], *, classes: list[str], preprocessing: Prep
     """The teachers of run folders `folders` and their cards, checked to predict the student's classes. A teacher
     trained with the student's `preprocessing` reads the student's inputs (converted if it normalised otherwise, e.g.
     EfficientNet-Lite's [-1, 1]); one trained at another resolution or channel count gets its own view, numbered in
-    order of first appearance of each distinct preprocessing."""
-    models, cards, renormalise, own_view, own_normalisation = [], [], [], [], []
+    order of first appearance of each distinct preprocessing.
+
+    Parameters
+    ----------
+    folders : list of str
+        The teachers' run folders.
+    classes : list of str
+        The student's classes, in order.
+    preprocessing : Preprocessing
+        The student's.
+    normalisation : Normalisation
+        The student's mean and std.
+
+    Returns
+    -------
+    teacher : FrozenTeacher
+        The models channels last, on the CPU, in eval mode.
+    cards : list of RunCard
+        One per folder, in order.
+
+    Raises
+    ------
+    DistillationError
+        When a teacher predicts other classes, or the same in another order.
+    CardError
+        A ModelError: a folder without a card this medkd can read.
+    """
+    models, cards, renormalise = [], [], []
+    own_view: list[int | None] = []
+    own_normalisation: list[tuple[list[float], list[float]] | None] = []
     distinct: list[Preprocessing] = []
     for folder in folders:
         model, card = load_model(Path(folder))

@@ -16,7 +16,19 @@ PIXEL_MAX = 255  # uint8 images: the batched path computes in [0, 1] floats and 
 
 
 def build_augmentation(settings: AugmentConfig | None) -> v2.Transform | None:
-    """Random transforms on uint8 (C, H, W) tensors; None when nothing is switched on."""
+    """Random transforms on uint8 (C, H, W) tensors; None when nothing is switched on.
+
+    Parameters
+    ----------
+    settings : AugmentConfig or None
+        None: no augmentation.
+
+    Returns
+    -------
+    v2.Transform or None
+        uint8 image (C, H, W) -> uint8 image (C, H, W): an affine warp, brightness and contrast, a horizontal flip,
+        those switched on, in that order; random parameters from torch's global generator.
+    """
     if settings is None or not settings.enabled:
         return None
     steps: list[v2.Transform] = []
@@ -37,11 +49,17 @@ class BatchAugmentation(nn.Module):
     conventions (degrees, translate as a fraction of the side, scale; nearest-neighbour sampling and zero fill,
     as torchvision's default on uint8), then torchvision's brightness and contrast formulas (kornia's
     ColorJitter, which follows them), then the optional flip. Random parameters come from torch's global
-    generator, so a seeded run draws the same ones again."""
+    generator, so a seeded run draws the same ones again.
+
+    Parameters
+    ----------
+    settings : AugmentConfig
+        The transforms and their ranges, as for `build_augmentation`.
+    """
 
     def __init__(self, settings: AugmentConfig) -> None:
         super().__init__()
-        steps: list[nn.Module] = []
+        steps: list[K.AugmentationBase2D] = []
         if settings.geometric:
             steps.append(K.RandomAffine(settings.rotation_degrees, translate=(settings.translate, settings.translate),
                                         scale=settings.scale, resample="nearest", padding_mode="zeros", p=1.0))
@@ -53,12 +71,34 @@ class BatchAugmentation(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Augment a batch, without gradients.
+
+        Parameters
+        ----------
+        images : torch.Tensor of shape (N, C, H, W), uint8
+
+        Returns
+        -------
+        torch.Tensor of shape (N, C, H, W), uint8
+            On the images' device; computed in [0, 1] floats and rounded back.
+        """
         augmented = self.steps(images.float() / PIXEL_MAX)
         return (augmented * PIXEL_MAX).round_().clamp_(0, PIXEL_MAX).to(torch.uint8)
 
 
 def build_batch_augmentation(settings: AugmentConfig | None) -> BatchAugmentation | None:
-    """The batched, on-device form of `build_augmentation(settings)`; None when nothing is switched on."""
+    """The batched, on-device form of `build_augmentation(settings)`; None when nothing is switched on.
+
+    Parameters
+    ----------
+    settings : AugmentConfig or None
+        As for `build_augmentation`.
+
+    Returns
+    -------
+    BatchAugmentation or None
+        uint8 (N, C, H, W) -> uint8 (N, C, H, W).
+    """
     if settings is None or not settings.enabled:
         return None
     return BatchAugmentation(settings)

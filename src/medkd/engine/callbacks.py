@@ -13,7 +13,20 @@ EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "val_acc", "lr", 
 
 class EpochMetricsCSV(L.Callback):
     """One row per finished epoch in `path`; on resume, rows of epochs not yet re-reached are dropped. In a
-    distributed run only global rank 0 writes (its metrics are every process's: see ClassifierModule)."""
+    distributed run only global rank 0 writes (its metrics are every process's: see ClassifierModule).
+
+    The columns are epoch, `metric_columns`, `extra_columns`, lr (the last parameter group's: the head's) and
+    seconds (the epoch's wall-clock time); a metric not logged in an epoch is left empty.
+
+    Parameters
+    ----------
+    path : Path
+        The CSV file (a run's metrics.csv).
+    extra_columns : tuple of str, default ()
+        Further logged metrics, after the usual ones (e.g. a distillation's).
+    metric_columns : tuple of str, default ("train_loss", "val_loss", "val_auc", "val_acc")
+        The logged metrics written after the epoch.
+    """
 
     def __init__(self, path: Path, extra_columns: tuple[str, ...] = (),
                  metric_columns: tuple[str, ...] = tuple(EPOCH_COLUMNS[1:5])) -> None:
@@ -22,6 +35,7 @@ class EpochMetricsCSV(L.Callback):
         self._started = 0.0
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """Write the header, keeping the rows of epochs before the one training starts at (a resumed run's)."""
         # after Lightning restored a resumed run's epoch counter
         if not trainer.is_global_zero:
             return
@@ -35,9 +49,11 @@ class EpochMetricsCSV(L.Callback):
             writer.writerows(rows)
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """Start the epoch's clock."""
         self._started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """Append the finished epoch's row (not during the sanity check)."""
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         metrics = trainer.callback_metrics

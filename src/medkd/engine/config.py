@@ -12,6 +12,8 @@ from medkd.settings import StrictModel
 
 
 class OptimiserConfig(StrictModel):
+    """The optimiser: AdamW, or SGD with Nesterov momentum; the backbone may learn at a fraction of the head's lr."""
+
     name: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
@@ -20,11 +22,15 @@ class OptimiserConfig(StrictModel):
 
 
 class ScheduleConfig(StrictModel):
+    """The learning-rate schedule, stepped every optimiser step: cosine decay, one-cycle, or constant."""
+
     name: Literal["cosine", "onecycle", "constant"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up before cosine/constant")
 
 
 class LossConfig(StrictModel):
+    """The hard-label loss: cross-entropy or focal, with optional label smoothing and class weights."""
+
     name: Literal["cross_entropy", "focal"] = "cross_entropy"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     class_weights: Literal["none", "balanced"] = Field("none", description="balanced: n / (k * count of the class)")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, WeightedRandomSampler
 from torchvision.transforms import v2
 
 from medkd.data import PreparedData
@@ -24,12 +24,19 @@ log = logging.getLogger(__name__)
 class ViewPlan:
     """How a training item's augmentation is drawn when other tensors must follow the same draw.
 
-    paired: the first `paired` targets are images of the same samples at another preprocessing (e.g. a teacher's
-        resolution); each gets the same random transform as the input (one seed per item; the transforms'
-        parameters are relative to the image size, so the views match).
-    replay: K > 0 gives every image K fixed augmentations, view k of image i drawn from seed (replay_seed, i, k);
+    Parameters
+    ----------
+    paired : int, default 0
+        The first `paired` targets are images of the same samples at another preprocessing (e.g. a teacher's
+        resolution), uint8 (N, C', H', W'); each gets the same random transform as the input (one seed per item;
+        the transforms' parameters are relative to the image size, so the views match).
+    replay : int, default 0
+        K > 0 gives every image K fixed augmentations, view k of image i drawn from seed (replay_seed, i, k);
         an item is one of them, picked at random, and every target holds one entry per view (N, K, ...): outputs
-        computed once on those very views (e.g. a teacher's logits) are replayed to the student.
+        computed once on those very views (e.g. a teacher's logits, (N, K, teachers, C)) are replayed to the
+        student.
+    replay_seed : int, default 0
+        The seed the replayed views are drawn from (see `view_seed`).
     """
 
     paired: int = 0
@@ -38,17 +45,47 @@ class ViewPlan:
 
     @property
     def seeded(self) -> bool:
+        """Whether each item's augmentation is drawn from a seed of its own (paired or replayed views)."""
         return bool(self.paired or self.replay)
 
 
 def view_seed(replay_seed: int, index: int, view: int) -> int:
-    """The seed of view `view` of image `index`: the same for every resolution and every run with `replay_seed`."""
+    """The seed of view `view` of image `index`: the same for every resolution and every run with `replay_seed`.
+
+    Parameters
+    ----------
+    replay_seed : int
+        The run's seed of replayed views.
+    index : int
+        The image's position in its split.
+    view : int
+        The view's number, 0 .. K - 1.
+
+    Returns
+    -------
+    int
+        In [0, 2**32), from NumPy's SeedSequence of (replay_seed, index, view).
+    """
     return int(np.random.SeedSequence([replay_seed, index, view]).generate_state(1)[0])
 
 
 def augment_seeded(transform: v2.Transform, image: torch.Tensor, seed: int) -> torch.Tensor:
     """`transform(image)` with its random parameters drawn from `seed` (torchvision v2 draws from torch's global
-    generator, forked here so that the caller's stream is untouched)."""
+    generator, forked here so that the caller's stream is untouched).
+
+    Parameters
+    ----------
+    transform : v2.Transform
+        E.g. `build_augmentation`'s.
+    image : torch.Tensor of shape (C, H, W), uint8
+        One image, at any resolution.
+    seed : int
+
+    Returns
+    -------
+    torch.Tensor
+        What `transform` returns: for medkd's augmentation uint8 (C, H, W), as the input.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return transform(image)
@@ -57,7 +94,23 @@ def augment_seeded(transform: v2.Transform, image: torch.Tensor, seed: int) -> t
 def augmented_view(transform: v2.Transform, images: np.ndarray | torch.Tensor, replay_seed: int,
                    view: int) -> torch.Tensor:
     """View `view` of every uint8 image (N, C, H, W): image i drawn from seed view_seed(replay_seed, i, view), so
-    it is the same view at every resolution and in every run with `replay_seed`."""
+    it is the same view at every resolution and in every run with `replay_seed`.
+
+    Parameters
+    ----------
+    transform : v2.Transform
+        The training augmentation (`build_augmentation`).
+    images : np.ndarray or torch.Tensor of shape (N, C, H, W), uint8
+        A whole split, in its order.
+    replay_seed : int
+    view : int
+        The view's number.
+
+    Returns
+    -------
+    torch.Tensor of shape (N, C, H, W), uint8
+        On the CPU for a NumPy array, else on the images' device.
+    """
     pixels = torch.as_tensor(np.asarray(images))
     return torch.stack([augment_seeded(transform, image, view_seed(replay_seed, i, view))
                         for i, image in enumerate(pixels)])
@@ -122,10 +175,30 @@ class SampleIndices(Dataset):
 class TensorDataModule(L.LightningDataModule):
     """train/val loaders over in-memory (inputs, labels, *targets) tensors: cached images or cached features.
 
-    images_on_device: the train split is copied once to the training device; its loader yields sample indices
-    (shuffled, balanced or sharded over processes as usual), and each batch is gathered there and augmented in
-    one batched call (engine.augment). Augmentation that other views must follow draw for draw (`train_views`
-    seeded) stays per image in the loader."""
+    Batches are (inputs (B, ...), labels (B,), *targets (B, ...)), the train split's augmented (images only) and
+    shuffled or class-balanced; the validation split is read whole and in order by every process (WholeSplit).
+
+    Parameters
+    ----------
+    splits : dict of str to tuple of torch.Tensor
+        "train" and "val": (inputs, labels, *targets), each of first dimension N: inputs uint8 images
+        (N, C, H, W) or cached features (N, D), labels int64 (N,), targets per-sample tensors such as cached
+        teacher logits (N, teachers, C) (see `train_views` for the train split's).
+    batch_size : int
+    sampler : {"shuffle", "balanced"}, default "shuffle"
+        balanced: training classes drawn equally often (with replacement).
+    augment : AugmentConfig, optional
+        The training images' augmentation; None for none (validation is never augmented).
+    num_workers : int, default 0
+        Processes of the loaders that build batches per item.
+    train_views : ViewPlan, default ViewPlan()
+        How the train split's targets follow its augmentation.
+    images_on_device : bool, default False
+        The train split is copied once to the training device; its loader yields sample indices (shuffled,
+        balanced or sharded over processes as usual), and each batch is gathered there and augmented in one
+        batched call (engine.augment). Augmentation that other views must follow draw for draw (`train_views`
+        seeded) stays per image in the loader: this is then ignored (and logged).
+    """
 
     def __init__(self, splits: dict[str, tuple[torch.Tensor, ...]], batch_size: int, *,
                  sampler: str = "shuffle", augment: AugmentConfig | None = None, num_workers: int = 0,
@@ -142,10 +215,12 @@ class TensorDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         inputs, labels, *targets = self.splits[split]
-        sampler = None
+        sampler: Sampler[int] | None = None
         if train and self.sampler == "balanced":
             per_class = 1.0 / np.maximum(np.bincount(labels.numpy()), 1)
-            sampler = WeightedRandomSampler(torch.as_tensor(per_class[labels.numpy()]), len(labels), replacement=True)
+            weights = torch.as_tensor(per_class[labels.numpy()])
+            # torch types the weights Sequence[float]; it takes a tensor as well (it calls torch.as_tensor on them)
+            sampler = WeightedRandomSampler(weights, len(labels), replacement=True)  # type: ignore[arg-type]
         if train and self.images_on_device:  # indices only: nothing for loader processes to do
             return DataLoader(SampleIndices(len(labels)), batch_size=self.batch_size, shuffle=sampler is None,
                               sampler=sampler)
@@ -157,13 +232,26 @@ class TensorDataModule(L.LightningDataModule):
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
+        """The train split's loader: augmented items, or sample indices (B,) with `images_on_device`."""
         return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader:
+        """The validation split's loader: every item, in order, un-augmented, in every process."""
         return self._loader("val", train=False)
 
     def train_split_on(self, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """The train split's (inputs, labels, *targets) on `device`, copied there at the first call."""
+        """The train split's (inputs, labels, *targets) on `device`, copied there at the first call.
+
+        Parameters
+        ----------
+        device : torch.device
+            The training device; another one than the last call's copies the split again.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            The tensors of splits["train"], each of first dimension N, on `device`.
+        """
         if self._train_on is None or self._train_on[0] != device:
             self._train_on = (device, tuple(t.to(device) for t in self.splits["train"]))
             log.info("train split (%d samples) kept on %s: batches are gathered%s there", len(self.splits["train"][1]),
@@ -171,6 +259,9 @@ class TensorDataModule(L.LightningDataModule):
         return self._train_on[1]
 
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        """Lightning's hook: a batch the loader built is moved to `device` as usual; a train batch of sample
+        indices (B,) becomes (inputs, labels, *targets) gathered on `device` from `train_split_on`, the images
+        augmented there, when augmentation is on, in one batched call (uint8 (B, C, H, W) in and out)."""
         if not isinstance(batch, torch.Tensor):  # a batch the loader built (validation, or images in the loader)
             return super().transfer_batch_to_device(batch, device, dataloader_idx)
         # sample indices (B,) of a train batch: gathered and augmented where the model is

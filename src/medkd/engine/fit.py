@@ -75,7 +75,39 @@ class FitExtension(Protocol):
 
 def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, extension: FitExtension | None = None,
         show_progress: bool = True) -> Path:
-    """Train `settings.model` on `data_config` into run folder `out`; re-running continues a killed run."""
+    """Train `settings.model` on `data_config` into run folder `out`; re-running continues a killed run.
+
+    The model is chosen on validation AUC; at the end the run folder holds the best and last weights with their
+    card (model.json), calibrated on validation, with the decision threshold (binary tasks) and the
+    out-of-distribution guard. In a distributed run only global rank 0 writes the run folder.
+
+    Parameters
+    ----------
+    data_config : DataConfig
+        The data; its working size is resolved first (config.yaml and model.json record it).
+    settings : TrainConfig
+        The model, its starting weights and transfer mode, optimisation, augmentation and devices.
+    out : str or Path
+        The run folder: config.yaml, metrics.csv, checkpoints, logs and, at the end, the model.
+    extension : FitExtension, optional
+        Makes the run another kind (e.g. distillation); not with transfer linear.
+    show_progress : bool, default True
+        Progress bars, on the primary process only.
+
+    Returns
+    -------
+    Path
+        The run folder `out`.
+
+    Raises
+    ------
+    ValueError
+        For an extension with transfer linear.
+    DataError
+        When the data cannot be found or read.
+    ModelError
+        When the model or its starting weights cannot be built or loaded.
+    """
     out = Path(out)
     if extension is not None and settings.transfer == "linear":
         raise ValueError(f"{extension.section} trains the whole student: use transfer scratch or finetune, not linear")
@@ -197,6 +229,7 @@ def write_final_model(out: Path, trainer: L.Trainer, module: ClassifierModule, m
     """The end of a run: the best (on validation) and last weights with their card, calibrated and with the
     out-of-distribution guard, into run folder `out`. `model` is the whole network; `module` what was trained."""
     best = trainer.checkpoint_callback
+    assert best is None or isinstance(best, ModelCheckpoint)  # train() gives the trainer ModelCheckpoints only
     resume = out / RESUME_CHECKPOINT
     best_path = Path(best.best_model_path or resume) if best is not None else resume
     card = run_card(settings, data_config, data.classes, model, out, extension,

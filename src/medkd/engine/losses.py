@@ -17,18 +17,49 @@ def class_weights(counts: np.ndarray, mode: str) -> torch.Tensor | None:
     return torch.as_tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32)
 
 
-def class_weighted_mean(losses: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+def class_weighted_mean(losses: torch.Tensor, labels: torch.Tensor | None, weight: torch.Tensor | None
+                        ) -> torch.Tensor:
     """Mean of per-sample `losses` (N,); with class weights `weight` (C,), sum(w_y * loss) / sum(w_y), the mean a
-    weighted cross-entropy takes."""
+    weighted cross-entropy takes.
+
+    Parameters
+    ----------
+    losses : torch.Tensor of shape (N,), float
+        The loss of each sample.
+    labels : torch.Tensor of shape (N,), int64, or None
+        Each sample's class; needed only with `weight`.
+    weight : torch.Tensor of shape (C,), float, or None
+        One weight per class; None: the plain mean.
+
+    Returns
+    -------
+    torch.Tensor of shape (), float
+    """
     if weight is None:
         return losses.mean()
+    assert labels is not None  # class weights weigh each sample by its label's weight
     weights = weight[labels]
     return (losses * weights).sum() / weights.sum()
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, settings: LossConfig,
                         weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean loss of a batch; focal loss down-weights examples the model already gets right by (1 - p_true)^gamma."""
+    """Mean loss of a batch; focal loss down-weights examples the model already gets right by (1 - p_true)^gamma.
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (N, C)
+        Computed in float32 whatever their dtype.
+    labels : torch.Tensor of shape (N,), int64
+    settings : LossConfig
+        cross-entropy or focal, label smoothing, focal gamma.
+    weight : torch.Tensor of shape (C,), float32, optional
+        Class weights (see `class_weighted_mean`).
+
+    Returns
+    -------
+    torch.Tensor of shape (), float32
+    """
     logits = logits.float()
     if settings.name == "cross_entropy":
         return F.cross_entropy(logits, labels, weight=weight, label_smoothing=settings.label_smoothing)

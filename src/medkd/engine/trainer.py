@@ -31,7 +31,24 @@ LIGHTNING_LOG_NOTICES = re.compile(r"litlogger")  # Lightning's advertisement of
 
 def build_trainer(runtime: RuntimeConfig, max_epochs: int, out: Path, callbacks: list[Callback], *,
                   show_progress: bool) -> L.Trainer:
-    """A Trainer for `max_epochs` epochs on `runtime`'s devices, writing its logs into run folder `out`."""
+    """A Trainer for `max_epochs` epochs on `runtime`'s devices, writing its logs into run folder `out`.
+
+    Parameters
+    ----------
+    runtime : RuntimeConfig
+        Accelerator, devices, nodes and precision (through the device policy's lightning_precision).
+    max_epochs : int
+    out : Path
+        The run folder: a CSV log per attempt under logs/, TensorBoard's under tensorboard/.
+    callbacks : list of Callback
+        The run's callbacks; a progress bar is added with `show_progress`.
+    show_progress : bool
+        Rich's progress bar.
+
+    Returns
+    -------
+    L.Trainer
+    """
     if show_progress:
         callbacks = [*callbacks, RichProgressBar()]
     with lightning_notices_silenced():  # Lightning logs its hosted logger's advertisement while it sets up
@@ -51,7 +68,8 @@ class _DropNotices(logging.Filter):
 @contextmanager
 def lightning_notices_silenced() -> Iterator[None]:
     """LIGHTNING_NOTICES (warnings) and LIGHTNING_LOG_NOTICES (log records) dropped inside the block; the
-    caller's warning filters and loggers are as they were afterwards."""
+    caller's warning filters and loggers are as they were afterwards. A context manager:
+    `with lightning_notices_silenced(): trainer.fit(...)`."""
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     drop = _DropNotices()
     rank_zero.addFilter(drop)

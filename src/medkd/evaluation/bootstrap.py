@@ -10,9 +10,33 @@ from medkd.evaluation.metrics import SCALARS, classification_metrics
 def bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, threshold: float | None, *,
                         resamples: int, confidence: float, seed: int, calibration_bins: int = 15,
                         ) -> dict[str, tuple[float, float]]:
-    """{metric: (low, high)} over `resamples` test sets drawn with replacement (cases resampled, model fixed)."""
+    """{metric: (low, high)} over `resamples` test sets drawn with replacement (cases resampled, model fixed).
+
+    Parameters
+    ----------
+    labels : np.ndarray of shape (N,), int
+        True classes.
+    probabilities : np.ndarray of shape (N, classes), float
+        Predicted class probabilities.
+    threshold : float or None
+        Decision threshold on P(positive) (binary tasks); None: argmax.
+    resamples : int
+        Bootstrap draws of N cases each.
+    confidence : float
+        In (0, 1), e.g. 0.95 for the 2.5th and 97.5th percentiles.
+    seed : int
+        Seed of the draws.
+    calibration_bins : int, default 15
+        Bins of the ECE.
+
+    Returns
+    -------
+    dict of str to (float, float)
+        For each metric of SCALARS, its percentile interval; draws where a metric is undefined (NaN, e.g. AUC of
+        a draw with one class) are left out.
+    """
     rng = np.random.default_rng(seed)
-    draws = {name: [] for name in SCALARS}
+    draws: dict[str, list[float]] = {name: [] for name in SCALARS}
     for _ in range(resamples):
         index = rng.integers(0, len(labels), len(labels))
         scores = classification_metrics(labels[index], probabilities[index], threshold,
@@ -20,5 +44,8 @@ def bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, threshold
         for name in SCALARS:
             draws[name].append(scores[name])
     tail = (1 - confidence) / 2 * 100
-    return {name: tuple(float(q) for q in np.nanpercentile(values, [tail, 100 - tail]))
-            for name, values in draws.items()}
+    intervals: dict[str, tuple[float, float]] = {}
+    for name, values in draws.items():
+        low, high = np.nanpercentile(values, [tail, 100 - tail])
+        intervals[name] = (float(low), float(high))
+    return intervals

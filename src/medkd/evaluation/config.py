@@ -54,6 +54,7 @@ class GuardConfig(StrictModel):
 
 
 class EvaluationConfig(StrictModel):
+    """How a split is scored: bootstrap confidence intervals and the bins of the calibration error."""
 
     bootstrap_resamples: int = Field(1000, ge=0, description="0 switches confidence intervals off")
     confidence: float = Field(0.95, gt=0, lt=1)

@@ -10,7 +10,15 @@ from medkd.evaluation.metrics import SCALARS
 
 
 def print_evaluation(result: Evaluation, console: Console) -> None:
-    """Metric table (argmax, validation threshold, confidence interval) and the confusion matrix."""
+    """Metric table (argmax, validation threshold, confidence interval) and the confusion matrix.
+
+    Parameters
+    ----------
+    result : Evaluation
+        What `evaluate_run` returned; its cost is shown too when it was measured.
+    console : rich.console.Console
+        Where the tables are printed.
+    """
     decided = result.at_threshold or result.at_argmax
     table = Table(title=f"{result.run}: {result.split} split, {result.images} images")
     table.add_column("metric")

@@ -25,7 +25,35 @@ from medkd.models import load_model
 
 @dataclass
 class Evaluation:
-    """Metrics of one model on one split. `at_threshold` is None for multi-class tasks (argmax only)."""
+    """Metrics of one model on one split. `at_threshold` is None for multi-class tasks (argmax only).
+
+    Attributes
+    ----------
+    run : str
+        The run folder.
+    split : str
+    classes : list of str
+    images : int
+        Images of the split.
+    threshold : float or None
+        The decision threshold on P(positive), chosen on validation when the model was trained; None for
+        multi-class tasks.
+    at_argmax, at_threshold : dict
+        `classification_metrics` of the calibrated probabilities, by argmax and at `threshold`.
+    intervals : dict of str to (float, float)
+        Bootstrap confidence intervals of the scalar metrics at the threshold (argmax for multi-class); empty
+        when switched off.
+    confidence : float
+        Of the intervals.
+    seconds : float
+        Wall-clock time of the evaluation.
+    efficiency : dict or None
+        `Efficiency.to_dict()`; None when not measured.
+    calibration : dict or None
+        The temperature, and the top-label ECE without it (raw softmax) and with it.
+    ood : dict or None
+        The guard's threshold and how many images of the split it flags; None without one.
+    """
 
     run: str
     split: str
@@ -42,6 +70,7 @@ class Evaluation:
     ood: dict | None = None  # the guard's threshold and how many images of the split it flags; None without one
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (what evaluation/{split}.json holds)."""
         return asdict(self)
 
 
@@ -50,7 +79,41 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
                  data: PreparedData | None = None, accelerator: str = "auto", show_progress: bool = True) -> Evaluation:
     """Evaluate run `folder`'s best model on `split` (with `efficiency`: also its CPU cost); writes
     evaluation/{split}.json and {split}_predictions.csv. `data`: the run's prepared data, when the caller has it;
-    `accelerator`: where it predicts (a Lightning setting, as in training; the CPU cost is always the CPU's)."""
+    `accelerator`: where it predicts (a Lightning setting, as in training; the CPU cost is always the CPU's).
+
+    Probabilities are calibrated with the card's temperature; a run with a guard is scored in one pass that also
+    gives each image's guard score; a linear probe without one, from its cached backbone features. The predictions
+    table has one row per image: ref, label, p_CLASS and uncalibrated_p_CLASS per class, predicted, and with a
+    guard ood_score and in_distribution.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A finished run folder.
+    split : {"train", "val", "test"}, default "test"
+    settings : EvaluationConfig
+        Bootstrap resamples, confidence, calibration bins, seed.
+    data_path, cache_dir : str, optional
+        Where the run's data and its cache are now, when not where the run found them.
+    efficiency : bool, default False
+        Also measure the CPU cost (`measure_efficiency`).
+    data : PreparedData, optional
+        The run's prepared data; default: prepared again from the run's config.yaml.
+    accelerator : str, default "auto"
+        Where it predicts.
+    show_progress : bool, default True
+
+    Returns
+    -------
+    Evaluation
+
+    Raises
+    ------
+    CardError
+        A ModelError: the folder has no card this medkd can read.
+    DataError
+        When the run's data settings or data cannot be found or read.
+    """
     started = time.perf_counter()
     folder = Path(folder)
     model, card = load_model(folder)
@@ -98,6 +161,7 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
     table["predicted"] = np.argmax(probabilities, axis=1) if threshold is None else (probabilities[:, 1] >= threshold)
     table["predicted"] = table["predicted"].astype(int)
     if scores is not None:
+        assert guard is not None  # scores come from the guard
         table["ood_score"], table["in_distribution"] = scores, guard.in_distribution(scores)
     table.to_csv(folder / predictions_file(split), index=False)
     # The JSON last, and whole: a study takes its presence as "this split is evaluated", so a run killed while

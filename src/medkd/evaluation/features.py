@@ -28,7 +28,22 @@ FEATURE_FORMAT = 1
 def weights_identity(weights: str, seed: int, source: str | None = None) -> list:
     """What identifies a backbone's starting weights: the literal (with the seed, for a random backbone: each
     seed draws its own), a weight tag with where its weights came from (`source`, as the run card records it),
-    or a file's path, size and mtime."""
+    or a file's path, size and mtime.
+
+    Parameters
+    ----------
+    weights : str
+        none, a weight tag, or a checkpoint path.
+    seed : int
+        The run's seed (read for none only).
+    source : str, optional
+        The weights' provider description for a weight tag (model.medkd_weights_source); None otherwise.
+
+    Returns
+    -------
+    list
+        [weights, seed], [weights, source], the file's stat (file_stat) of an existing path, or [weights].
+    """
     if weights == "none":
         return [weights, seed]
     if source is not None:  # a registered weight set (imagenet, ...)
@@ -41,14 +56,41 @@ def weights_identity(weights: str, seed: int, source: str | None = None) -> list
 def backbone_identity(settings, in_chans: int, source: str | None) -> dict:
     """What identifies the frozen backbone of a linear probe with TrainConfig `settings` (architecture, its
     arguments, input channels, starting weights): the features cache key's model part, for the probe's own run and
-    for anyone reading its features later (a probe teacher's logits)."""
+    for anyone reading its features later (a probe teacher's logits).
+
+    Parameters
+    ----------
+    settings : TrainConfig or a namespace of its fields
+        Read: model, model_args, weights, seed.
+    in_chans : int
+        The model's input channels.
+    source : str or None
+        Where tag weights came from (see `weights_identity`).
+
+    Returns
+    -------
+    dict
+        {"model", "args", "in_chans", "weights"}, JSON-serialisable.
+    """
     return {"model": settings.model, "args": settings.model_args, "in_chans": in_chans,
             "weights": weights_identity(settings.weights, settings.seed, source)}
 
 
 def run_backbone_identity(folder: str | Path, card: RunCard) -> dict | None:
     """The frozen backbone's identity (backbone_identity) of a linear-probe run folder, whose features its training
-    cached; None for a run that trained its backbone."""
+    cached; None for a run that trained its backbone.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The run folder; its config.yaml is read for a linear probe.
+    card : RunCard
+        Its card.
+
+    Returns
+    -------
+    dict or None
+    """
     if card.transfer != "linear":
         return None
     train = yaml.safe_load((Path(folder) / CONFIG).read_text())["train"]  # TrainConfig's fields, as fit() wrote them
@@ -61,7 +103,29 @@ def probe_logits(model: nn.Module, identity: dict, card: RunCard, data: Prepared
                  device: torch.device, bf16: bool = False) -> torch.Tensor:
     """(N, C) logits of a linear-probe run's model on `split`: its trained head on its frozen backbone's features,
     read from the features cache (extracted now when absent, e.g. the test split or another precision). The same
-    as the whole network's forward pass, without the pass."""
+    as the whole network's forward pass, without the pass.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The run's whole network (backbone and trained head); its head is moved to `device`.
+    identity : dict
+        The frozen backbone's identity (`run_backbone_identity`).
+    card : RunCard
+        Its normalisation is the features'.
+    data : PreparedData
+        The run's data.
+    split : str
+    device : torch.device
+        Where features are extracted (when not cached) and the head runs.
+    bf16 : bool, default False
+        Features extracted in bf16 autocast (cached apart from fp32 ones).
+
+    Returns
+    -------
+    torch.Tensor of shape (N, C), float32
+        On the CPU; C = the run's classes.
+    """
     features, _ = cached_features(model, identity, data, split, mean=card.normalisation.mean,
                                   std=card.normalisation.std, precision_bf16=bf16, device=device)
     head = model.get_submodule(classifier_name(model))
@@ -74,7 +138,34 @@ def cached_features(model: nn.Module, identity: dict, data: PreparedData, split:
                     engine: str | None = None) -> tuple[torch.Tensor, bool]:
     """Features (N, D) of every image of `split` from `model`'s backbone, extracted on `device` by `engine`
     (onnxruntime or torch; default: the device policy's feature_engine); (features, True) when read from the
-    cache, whichever engine computed them (they agree to about 1e-5)."""
+    cache, whichever engine computed them (they agree to about 1e-5).
+
+    The cache key holds the backbone's identity, the split's images, the normalisation and the precision; the
+    cache is under the data's cache folder (features/KEY.npy).
+
+    Parameters
+    ----------
+    model : nn.Module
+        A network with a fully-connected head; its headless copy (`headless`) computes the features.
+    identity : dict
+        The backbone's identity (`backbone_identity`).
+    data : PreparedData
+    split : str
+    mean, std : list of float of length C
+        The normalisation of the uint8 images (N, C, H, W).
+    precision_bf16 : bool
+        Extract in bf16 autocast (torch engine).
+    device : torch.device
+        Where the torch engine computes (ONNX Runtime runs on the CPU).
+    engine : {"onnxruntime", "torch"}, optional
+
+    Returns
+    -------
+    features : torch.Tensor of shape (N, D), float32
+        On the CPU; D = feature_width(model).
+    cached : bool
+        True when read from the cache.
+    """
     key = fingerprint({"format": FEATURE_FORMAT, "model": identity, "images": data.split_fingerprint(split),
                        "mean": mean, "std": std, "bf16": precision_bf16}, length=20)
     path = cache_root(data.config) / FEATURES_CACHE / f"{key}.npy"

@@ -7,6 +7,8 @@ decisions, macro averages, one-vs-rest macro AUC.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.metrics import (
@@ -28,7 +30,24 @@ LOWER_IS_BETTER = ("ece", "log_loss", "brier")
 
 
 def decisions(probabilities: np.ndarray, threshold: float | None = None) -> np.ndarray:
-    """Predicted class per row: P(positive) >= threshold for binary tasks given one, else argmax."""
+    """Predicted class per row: P(positive) >= threshold for binary tasks given one, else argmax.
+
+    Parameters
+    ----------
+    probabilities : np.ndarray of shape (N, classes), float
+    threshold : float, optional
+        On P(positive), column 1; binary tasks only.
+
+    Returns
+    -------
+    np.ndarray of shape (N,), int64
+        Class indices.
+
+    Raises
+    ------
+    ValueError
+        For a threshold with other than two classes.
+    """
     if threshold is None:
         return probabilities.argmax(axis=1)
     if probabilities.shape[1] != 2:
@@ -44,7 +63,21 @@ def specificities(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -
 
 
 def ranking_scores(labels: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
-    """(AUC-ROC, average precision); NaN when the labels hold one class only."""
+    """(AUC-ROC, average precision); NaN when the labels hold one class only.
+
+    Binary tasks: of P(positive), column 1. Multi-class: one-vs-rest macro averages, NaN as well when a class is
+    absent from the labels.
+
+    Parameters
+    ----------
+    labels : np.ndarray of shape (N,), int
+    probabilities : np.ndarray of shape (N, classes), float
+
+    Returns
+    -------
+    auc : float
+    average_precision : float
+    """
     num_classes = probabilities.shape[1]
     if len(np.unique(labels)) < 2:
         return float("nan"), float("nan")
@@ -60,7 +93,19 @@ def ranking_scores(labels: np.ndarray, probabilities: np.ndarray) -> tuple[float
 
 
 def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> float:
-    """Top-label ECE: |confidence - accuracy| averaged over `bins` equal-width confidence bins, weighted by count."""
+    """Top-label ECE: |confidence - accuracy| averaged over `bins` equal-width confidence bins, weighted by count.
+
+    Parameters
+    ----------
+    labels : np.ndarray of shape (N,), int
+    probabilities : np.ndarray of shape (N, classes), float
+    bins : int, default 15
+
+    Returns
+    -------
+    float
+        In [0, 1]; 0 is perfectly calibrated.
+    """
     return float(multiclass_calibration_error(torch.from_numpy(np.asarray(probabilities)).float(),
                                               torch.from_numpy(np.asarray(labels, dtype=np.int64)),
                                               num_classes=probabilities.shape[1], n_bins=bins, norm="l1"))
@@ -75,14 +120,51 @@ def log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
 
 def brier_score(labels: np.ndarray, probabilities: np.ndarray) -> float:
     """Mean over images of the squared distance between the class probabilities (N, C) and the one-hot label
-    (N,): 0 is perfect (the multi-class Brier score; for two classes it is twice the binary one)."""
+    (N,): 0 is perfect (the multi-class Brier score; for two classes it is twice the binary one).
+
+    Parameters
+    ----------
+    labels : np.ndarray of shape (N,), int
+    probabilities : np.ndarray of shape (N, C), float
+
+    Returns
+    -------
+    float
+        In [0, 2].
+    """
     onehot = np.eye(probabilities.shape[1])[np.asarray(labels, dtype=np.int64)]
     return float(np.mean(np.sum((probabilities - onehot) ** 2, axis=1)))
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float | None = None, *,
                            calibration_bins: int = 15, details: bool = True) -> dict:
-    """Scalar metrics (see SCALARS), plus per-class scores and the confusion matrix when `details`."""
+    """Scalar metrics (see SCALARS), plus per-class scores and the confusion matrix when `details`.
+
+    Binary tasks: precision, recall, specificity and F1 of the positive class (index 1); multi-class: their macro
+    averages. AUC and average precision are NaN where undefined (see `ranking_scores`).
+
+    Parameters
+    ----------
+    labels : np.ndarray of shape (N,), int
+    probabilities : np.ndarray of shape (N, classes), float
+    threshold : float, optional
+        Decision threshold on P(positive) (binary tasks); None: argmax (see `decisions`).
+    calibration_bins : int, default 15
+        Bins of the ECE.
+    details : bool, default True
+        Add "per_class" (precision, recall, specificity, f1, support: lists of length classes) and
+        "confusion_matrix" (classes x classes nested lists, rows true, columns predicted).
+
+    Returns
+    -------
+    dict
+        Each name of SCALARS to a float, and the details.
+
+    Raises
+    ------
+    ValueError
+        For a threshold with other than two classes.
+    """
     labels = np.asarray(labels, dtype=np.int64)
     num_classes = probabilities.shape[1]
     predicted = decisions(probabilities, threshold)
@@ -93,7 +175,7 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, thresh
     binary = num_classes == 2
     pick = (lambda values: float(values[1])) if binary else (lambda values: float(np.mean(values)))
     auc, average_precision = ranking_scores(labels, probabilities)
-    result = {
+    result: dict[str, Any] = {
         "accuracy": float(accuracy_score(labels, predicted)),
         "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
         "precision": pick(precision), "recall": pick(recall), "specificity": pick(specificity), "f1": pick(f1),

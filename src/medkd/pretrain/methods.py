@@ -60,5 +60,6 @@ class SelfSupervised(L.LightningModule):
     def configure_optimizers(self):
         optimiser = torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=self.settings.lr,
                                       weight_decay=self.settings.weight_decay)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=self.trainer.estimated_stepping_batches)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser,
+                                                              T_max=int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -64,6 +64,7 @@ def pretrain(data_config: DataConfig, settings: PretrainConfig, out: str | Path,
         backbone = backbone.to(memory_format=torch.channels_last)
     module = SelfSupervised(backbone, features, settings)
     mean, std = normalisation(in_chans, settings.model)
+    assert data_config.preprocessing.size is not None  # resolved above (resolve_size)
     views = TwoViews(images, view_transform(settings.views, data_config.preprocessing.size, mean, std))
     workers = loader_workers(runtime.num_workers, runtime.accelerator)
     loader = DataLoader(views, batch_size=settings.batch_size, shuffle=True, drop_last=True,

@@ -40,12 +40,13 @@ def find_answer(results: StudyResults) -> Answer:
     pairs = {student: controls[0] for student, controls in results.controls.items()
              if student in evaluated and controls[0] in evaluated}  # of an unfinished study, what it has
     student = stage if stage in pairs else next((s for s, control in pairs.items() if control == stage), None)
-    control = pairs.get(student)
+    control = pairs.get(student) if student is not None else None
     if student is None and stage in results.controls:  # a student whose control is not evaluated yet
         student = stage
     teachers, teachers_auc, paired = [], [], []
     if student is not None:
         distill = results.recipe.stage_distill(next(s for s in results.recipe.stages if s.name == student))
+        assert distill is not None  # a student of results.controls is a distilled stage
         teachers = list(distill.teachers)
         seeds = [seed for seed in results.seeds_of(student)
                  if all(seed in results.seeds_of(teacher) for teacher in teachers)]

@@ -117,9 +117,9 @@ def stage_table(results: StudyResults) -> list[str]:
 def budget(results: StudyResults) -> list[str]:
     """The selection budget and how many stages fit it (the answer says what was chosen within it and why)."""
     selection = results.recipe.selection
-    limits = [f"at most {selection.max_parameters:,} parameters" if selection.max_parameters else "",
-              f"at most {selection.max_latency_ms} ms per image on CPU" if selection.max_latency_ms else ""]
-    limits = " and ".join(limit for limit in limits if limit)
+    each = [f"at most {selection.max_parameters:,} parameters" if selection.max_parameters else "",
+            f"at most {selection.max_latency_ms} ms per image on CPU" if selection.max_latency_ms else ""]
+    limits = " and ".join(limit for limit in each if limit)
     if not limits:
         return []
     fits = within_budget(results.summary, selection)
@@ -257,6 +257,7 @@ def students_and_teachers(results: StudyResults) -> list[str]:
         if stage.distill is None or stage.name not in results.stages:
             continue
         distill = results.recipe.stage_distill(stage)
+        assert distill is not None  # stage.distill is set
         seeds = [seed for seed in results.seeds_of(stage.name)
                  if all(seed in results.seeds_of(teacher) for teacher in distill.teachers)]
         pairs = [(teacher_targets_auc(results, distill.teachers, distill.temperature, seed),

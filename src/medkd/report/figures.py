@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, auc, roc_curve
 from sklearn.preprocessing import label_binarize
@@ -132,6 +133,7 @@ def efficiency_tradeoff(results: StudyResults) -> Figure:
     # A legend beside the plot, not labels beside the markers: close models' labels would cover each other.
     legend = axes.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small", title="stage (parameters)")
     for handle in legend.legend_handles:
+        assert isinstance(handle, PathCollection)  # the handles of scatter markers
         handle.set_sizes([SMALLEST_MARKER * 2])
     return figure
 

@@ -26,7 +26,7 @@ def paired_rows(results: StudyResults, first: str, second: str, seeds: list[int]
     for seed in seeds:
         labels, p_first, d_first = results.predictions(stages[0], seed)
         _, p_second, d_second = results.predictions(stages[1], seed)
-        row = {"seed": seed}
+        row: dict[str, int | str] = {"seed": seed}
         if len(results.classes) == 2:
             auc = delong_test(labels, p_first[:, 1], p_second[:, 1])
             row.update({f"AUC {first}": f"{auc.statistic_a:.4f}", f"AUC {second}": f"{auc.statistic_b:.4f}",
@@ -48,8 +48,8 @@ def teacher_targets_auc(results: StudyResults, teachers: list[str], temperature:
     """Test AUC of what a student was taught: its teachers' softened probabilities at `temperature`, averaged
     (ensemble_logits), from the teachers' own uncalibrated test predictions (log-probabilities are logits up to a
     per-image constant, which softmax ignores). None when a teacher's predictions predate uncalibrated columns."""
-    probabilities = [results.uncalibrated(teacher, seed) for teacher in teachers]
-    if any(p is None for p in probabilities):
+    probabilities = [p for p in (results.uncalibrated(teacher, seed) for teacher in teachers) if p is not None]
+    if len(probabilities) < len(teachers):
         return None
     logits = torch.from_numpy(np.log(np.clip(np.stack(probabilities, axis=1), 1e-12, None)))  # (N, teachers, C)
     targets = (ensemble_logits(logits, temperature) / temperature).softmax(dim=1).numpy()

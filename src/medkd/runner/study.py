@@ -163,7 +163,9 @@ def train_job(recipe: Recipe, out: Path, stage: StageConfig, seed: int, *, show_
         fit(data_config, settings, folder, show_progress=show_progress)
     else:
         teachers = [str(run_folder(out, t, seed)) for t in stage.distill.teachers]
-        distill(data_config, settings, recipe.stage_distill(stage, teachers), folder, show_progress=show_progress)
+        distillation = recipe.stage_distill(stage, teachers)
+        assert distillation is not None  # stage.distill is set
+        distill(data_config, settings, distillation, folder, show_progress=show_progress)
     return True
 
 

@@ -78,7 +78,7 @@ def matched_controls(recipe: Recipe) -> dict[str, list[str]]:
     controls = {}
     for student in (stage for stage in recipe.stages if stage.distill is not None):
         train, data = recipe.stage_train(student, 0), recipe.stage_data(student)
-        found = []
+        found: list[str] = []
         for stage in plain:
             candidate = recipe.stage_train(stage, 0)
             if recipe.stage_data(stage) != data:

@@ -23,7 +23,8 @@ def _subdirs(path: Path) -> list[Path]:
 @register_source("folder", detect=lambda path: Path(path).is_dir(), detect_order=90)  # any folder: last
 def load_folder(config: DataConfig, path: str, settings: StrictModel) -> SampleTable:
     root = Path(path).resolve()
-    split_dirs = {SPLIT_NAMES[d.name.lower()]: d for d in _subdirs(root) if d.name.lower() in SPLIT_NAMES}
+    split_dirs: dict[str | None, Path] = {SPLIT_NAMES[d.name.lower()]: d for d in _subdirs(root)
+                                         if d.name.lower() in SPLIT_NAMES}
     class_parents = split_dirs or {None: root}
     rows, warnings = [], []
     for split, parent in class_parents.items():
