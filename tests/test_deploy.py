@@ -38,7 +38,6 @@ from pydicom.uid import (
 from typer.testing import CliRunner
 
 from conftest import class_image, kermany_like_config, write_dicom, write_kermany_like
-from medkd.card import RunCard
 from medkd.cli import app
 from medkd.data import DataConfig, DataError, prepare, run_data_config
 from medkd.deploy import (
@@ -56,6 +55,7 @@ from medkd.deploy.runtime import METADATA_KEY
 from medkd.engine import TrainConfig, fit
 from medkd.evaluation import EvaluationConfig, evaluate_run, predict_run_logits
 from medkd.files import DATA_LOCATION
+from medkd.models import RunCard
 
 CHROMIUM = os.environ.get("MEDKD_CHROMIUM", "/usr/bin/chromium")
 

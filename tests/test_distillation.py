@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from medkd.card import Normalisation
 from medkd.cli import app
 from medkd.config import ConfigError, load_recipe
 from medkd.data import DataConfig, prepare
@@ -32,7 +31,7 @@ from medkd.distillation.losses import decoupled_parts, soft_kl
 from medkd.engine import TrainConfig, fit
 from medkd.engine.datamodule import TensorDataModule, split_tensors
 from medkd.evaluation import predict_logits
-from medkd.models import create_model, load_model, normalisation
+from medkd.models import Normalisation, create_model, load_model, normalisation
 from medkd.settings import StrictModel
 
 

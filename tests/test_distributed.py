@@ -17,13 +17,12 @@ import pytest
 import yaml
 
 from conftest import write_kermany_like
-from medkd.card import RunCard
 from medkd.config import load_recipe
 from medkd.data import prepare
 from medkd.engine import TrainConfig, fit
 from medkd.evaluation import evaluate_run
 from medkd.files import BACKBONE
-from medkd.models import create_model
+from medkd.models import RunCard, create_model
 
 RUN_SECONDS = 240  # a generous bound on one 2-process run of a few seconds' training
 SETTLED = {"checkpoints", "config.yaml", "data_location.json", "last.safetensors", "logs", "metrics.csv", "model.json",

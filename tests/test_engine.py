@@ -18,7 +18,6 @@ import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
 
 from conftest import write_kermany_like
-from medkd.card import CARD_FORMAT, CardError, RunCard
 from medkd.data import DataConfig, cache_root, prepare
 from medkd.device import feature_engine
 from medkd.engine import LossConfig, TrainConfig, build_augmentation, fit
@@ -27,7 +26,7 @@ from medkd.engine.losses import class_weights, classification_loss
 from medkd.engine.module import auroc
 from medkd.evaluation import backbone_identity, cached_features, evaluate_run, predict_logits
 from medkd.files import SIDECAR, staged, write_json
-from medkd.models import create_model, headless, load_model
+from medkd.models import CARD_FORMAT, CardError, RunCard, create_model, headless, load_model
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from safetensors.torch import save_file
 from torch import nn
 
 from conftest import class_image
-from medkd.card import RunCard
 from medkd.config import ConfigError, load_recipe
 from medkd.data import ArrayReader, DataConfig, SampleTable, prepare, register_source
 from medkd.data.sources import AUTO
@@ -30,6 +29,7 @@ from medkd.engine import TrainConfig, fit
 from medkd.models import (
     CheckpointFile,
     PretrainedConfig,
+    RunCard,
     classifier_name,
     create_model,
     register_model,

@@ -57,3 +57,32 @@ def test_medkd_help_answers_quickly():
     assert "distill" in result.stdout and "run" in result.stdout
     # 0.7 s measured on a 2-core AMD EPYC; torch alone takes 2-4 s to import there, so this fails if it creeps back
     assert elapsed < 2.0, f"medkd --help took {elapsed:.1f} s"
+
+
+# The layers, lowest first (docs/architecture.md): a package imports only packages of lower layers (and the base
+# modules), never a higher one or one of its own layer.
+LAYERS = [{"errors", "settings", "files", "device", "environment", "registry"}, {"data"}, {"models"}, {"evaluation"},
+          {"engine"}, {"distillation", "pretrain"}, {"deploy", "site"}, {"config"}, {"study"}, {"report"}, {"runner"},
+          {"cli"}]
+
+
+def test_no_package_imports_a_higher_one():
+    import ast
+    from pathlib import Path
+
+    import medkd
+
+    root = Path(medkd.__file__).parent
+    rank = {name: level for level, names in enumerate(LAYERS) for name in names}
+    wrong = []
+    for path in root.rglob("*.py"):
+        here = path.relative_to(root).parts[0].removesuffix(".py")
+        if here == "__init__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("medkd."):
+                there = node.module.split(".")[1]
+                base = rank[here] == 0 and rank[there] == 0
+                if there != here and not base and rank[there] >= rank[here]:
+                    wrong.append(f"{path.relative_to(root)} imports medkd.{there}")
+    assert not wrong, wrong

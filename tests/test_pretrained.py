@@ -15,7 +15,6 @@ from skimage import data as sample_photos
 from typer.testing import CliRunner
 
 from conftest import kermany_like_config
-from medkd.card import Normalisation, RunCard
 from medkd.cli import app
 from medkd.config import Recipe
 from medkd.data import Preprocessing
@@ -24,8 +23,10 @@ from medkd.engine import TrainConfig, fit
 from medkd.evaluation import predict_logits
 from medkd.models import (
     ModelError,
+    Normalisation,
     PackagedCheckpoint,
     PretrainedConfig,
+    RunCard,
     create_model,
     headless,
     load_model,

@@ -20,8 +20,8 @@ def calibrate(
     progress: ProgressOpt = True,
 ) -> None:
     """Re-fit the temperature and the decision threshold (the run's own rule) on a site's labelled images."""
-    from medkd.card import RunCard
     from medkd.data import DataConfig
+    from medkd.models import RunCard
     from medkd.site import calibrate_run
 
     with user_errors():

@@ -7,9 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medkd.card import RunCard
 from medkd.evaluation import FeatureGuard, MahalanobisScore
-from medkd.models import WithFeatures, channel_statistics, normalise
+from medkd.models import RunCard, WithFeatures, channel_statistics, normalise
 
 
 class ProbabilityModel(nn.Module):

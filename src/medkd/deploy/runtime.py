@@ -14,12 +14,11 @@ import torch
 from torch import nn
 
 from medkd import __version__
-from medkd.card import RunCard
 from medkd.data import Preprocessing
 from medkd.deploy.graph import ProbabilityModel
 from medkd.evaluation import decisions, load_guard
 from medkd.files import BEST, SIDECAR, bytes_fingerprint
-from medkd.models import ModelError, load_model
+from medkd.models import ModelError, RunCard, load_model
 
 METADATA_KEY = "medkd"  # ONNX metadata_props key holding the model card as JSON
 CARD_KEYS = ("architecture", "model_args", "in_chans", "classes", "positive_class", "preprocessing", "normalisation",

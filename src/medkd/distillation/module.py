@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -12,6 +15,23 @@ from medkd.distillation.teacher import FrozenTeacher
 from medkd.engine import ClassifierModule, TrainConfig, classification_loss
 
 TEACHER = "teacher."
+
+
+class StudentBatch(NamedTuple):
+    """A distilled run's train batch by field (the loader's tuple is positional, and its tail means one thing or
+    the other by `teacher_outputs`): the student's inputs (B, C, H, W), normalised; labels (B,); the cached teacher
+    logits (B, teachers, classes), or online (None) each teacher's own uint8 view (B, C', H', W') where it reads
+    another preprocessing than the student's."""
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    teacher_logits: torch.Tensor | None
+    teacher_views: tuple[torch.Tensor, ...]
+
+    @classmethod
+    def of(cls, batch: Sequence[torch.Tensor], *, online: bool) -> StudentBatch:
+        inputs, labels, *rest = batch
+        return cls(inputs, labels, None, tuple(rest)) if online else cls(inputs, labels, rest[0], ())
 
 
 class DistillationModule(ClassifierModule):
@@ -54,29 +74,32 @@ class DistillationModule(ClassifierModule):
             assert example is not None  # a feature hint finds its maps' channel counts on an example batch
             self.hint = FeatureHint(model, teacher.models[0], distill.hint, example)
 
-    def teacher_targets(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """The teacher's (ensemble) logits for a normalised batch: cached in the batch, or computed now.
+    def named(self, batch: Sequence[torch.Tensor] | StudentBatch) -> StudentBatch:
+        """The loader's positional batch by field, for this run's teacher_outputs."""
+        if isinstance(batch, StudentBatch):
+            return batch
+        return StudentBatch.of(batch, online=self.distill.teacher_outputs == "online")
 
-        Parameters
-        ----------
-        batch : tuple of torch.Tensor
-            (inputs (B, C, H, W) normalised, labels (B,), *rest): online, rest holds the teachers' own uint8 views
-            (B, C', H', W'); cached, rest[0] holds the teacher logits (B, teachers, classes).
+    def teacher_targets(self, batch: Sequence[torch.Tensor] | StudentBatch) -> torch.Tensor:
+        """The teacher's (ensemble) logits for a train batch (positional or a StudentBatch): cached in the batch,
+        or computed now.
 
         Returns
         -------
         torch.Tensor of shape (B, classes)
             The ensemble's logits at distill.temperature (see `ensemble_logits`).
         """
-        online = self.distill.teacher_outputs == "online"
-        stacked = self.teacher(batch[0], tuple(batch[2:])) if online else batch[2]
-        return ensemble_logits(stacked, self.distill.temperature)
+        named = self.named(batch)
+        if named.teacher_logits is not None:
+            return ensemble_logits(named.teacher_logits, self.distill.temperature)
+        return ensemble_logits(self.teacher(named.inputs, named.teacher_views), self.distill.temperature)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        """The distillation loss (scalar) of a train batch (see the class)."""
-        inputs, labels = batch[:2]
+        """The distillation loss (scalar) of a train batch (see StudentBatch)."""
+        named = self.named(batch)
+        inputs, labels = named.inputs, named.labels
         logits = self(inputs).float()
-        teacher = self.teacher_targets(batch)
+        teacher = self.teacher_targets(named)
         hard = classification_loss(logits, labels, self.settings.loss, self.class_weight)
         loss = hard
         if self.logit_loss is not None:

@@ -14,7 +14,6 @@ from safetensors.torch import save_file
 from torch import nn
 from torchvision.transforms import v2
 
-from medkd.card import DistillationRecord, Normalisation, RunCard
 from medkd.data import DataConfig, PreparedData, file_stat
 from medkd.device import inference_device, is_primary_process, lightning_precision
 from medkd.distillation.config import DistillConfig
@@ -25,7 +24,7 @@ from medkd.distillation.views import teacher_logits, teacher_views, view_images
 from medkd.engine import TrainConfig, ViewPlan, build_augmentation, fit
 from medkd.evaluation import SCALARS, EvaluationConfig, evaluate_run, predict_logits, run_backbone_identity
 from medkd.files import BEST, DISTILLATION_REPORT, SWEEP, TEACHER_LOGITS, fingerprint, one_writer, staged, write_json
-from medkd.models import normalise
+from medkd.models import DistillationRecord, Normalisation, RunCard, normalise
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from medkd.card import Normalisation, RunCard
 from medkd.data import Preprocessing
 from medkd.errors import MedkdError
-from medkd.models import channel_statistics, load_model, normalise
+from medkd.models import Normalisation, RunCard, channel_statistics, load_model, normalise
 
 
 class DistillationError(MedkdError):

@@ -11,11 +11,11 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
-from medkd.card import RunCard
 from medkd.data import SPLITS, PreparedData, Preprocessing, prepare
 from medkd.distillation.teacher import DistillationError
 from medkd.engine import augmented_view
 from medkd.evaluation import predict_run_logits, probe_logits
+from medkd.models import RunCard
 
 
 def teacher_views(data: PreparedData, cards: list[RunCard], *, show_progress: bool) -> list[PreparedData]:

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-from medkd.card import CalibrationRecord, GuardRecord, Normalisation, PretrainedRecord, ProbeRecord, RunCard
 from medkd.data import DataConfig, PreparedData, prepare, record_data_location, resolve_size
 from medkd.device import images_on_device, inference_device, is_primary_process, lightning_precision, loader_workers
 from medkd.engine.augment import build_augmentation
@@ -36,6 +35,12 @@ from medkd.evaluation import (
 )
 from medkd.files import BEST, CHECKPOINTS, CONFIG, LAST, METRICS, PROBE, RESUME_CHECKPOINT, SKIPPED_FILES, write_yaml
 from medkd.models import (
+    CalibrationRecord,
+    GuardRecord,
+    Normalisation,
+    PretrainedRecord,
+    ProbeRecord,
+    RunCard,
     classifier_name,
     create_model,
     normalisation,

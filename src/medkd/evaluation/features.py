@@ -14,12 +14,11 @@ import torch
 import yaml
 from torch import nn
 
-from medkd.card import RunCard
 from medkd.data import PreparedData, cache_root, file_stat
 from medkd.device import feature_engine, inference_batch_size
 from medkd.evaluation.predict import predict_logits
 from medkd.files import CONFIG, FEATURES_CACHE, fingerprint, one_writer
-from medkd.models import classifier_name, headless, normalise
+from medkd.models import RunCard, classifier_name, headless, normalise
 
 log = logging.getLogger(__name__)
 FEATURE_FORMAT = 1

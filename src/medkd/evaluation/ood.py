@@ -14,9 +14,9 @@ from safetensors.torch import load_file, save_file
 from sklearn.covariance import LedoitWolf
 from torch import nn
 
-from medkd.card import GuardRecord
 from medkd.evaluation.config import GuardConfig
 from medkd.files import OOD_GUARD, staged
+from medkd.models import GuardRecord
 
 
 class MahalanobisScore(nn.Module):

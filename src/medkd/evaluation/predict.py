@@ -8,10 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from medkd.card import RunCard
 from medkd.device import inference_batch_size
 from medkd.evaluation.calibration import calibrated
-from medkd.models import WithFeatures, normalise
+from medkd.models import RunCard, WithFeatures, normalise
 
 
 @torch.no_grad()

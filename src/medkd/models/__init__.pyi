@@ -1,5 +1,14 @@
 # The public API: type checkers read it, and lazy_loader (in __init__.py) imports each name from its module on
 # first use.
+from .card import CARD_FORMAT as CARD_FORMAT
+from .card import CalibrationRecord as CalibrationRecord
+from .card import CardError as CardError
+from .card import DistillationRecord as DistillationRecord
+from .card import GuardRecord as GuardRecord
+from .card import Normalisation as Normalisation
+from .card import PretrainedRecord as PretrainedRecord
+from .card import ProbeRecord as ProbeRecord
+from .card import RunCard as RunCard
 from .errors import ModelError as ModelError
 from .features import WithFeatures as WithFeatures
 from .inputs import channel_statistics as channel_statistics
@@ -33,6 +42,15 @@ from .weights import load_checkpoint as load_checkpoint
 from .weights import read_state_dict as read_state_dict
 
 __all__ = [
+    "CARD_FORMAT",
+    "CalibrationRecord",
+    "CardError",
+    "DistillationRecord",
+    "GuardRecord",
+    "Normalisation",
+    "PretrainedRecord",
+    "ProbeRecord",
+    "RunCard",
     "FEATURE_KINDS",
     "FeatureKind",
     "IMAGENET_TAG",

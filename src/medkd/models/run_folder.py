@@ -10,8 +10,8 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from medkd.card import RunCard
 from medkd.files import BEST, staged
+from medkd.models.card import RunCard
 from medkd.models.registry import create_model
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from medkd.card import RunCard
 from medkd.config import Recipe
 from medkd.errors import MedkdError
 from medkd.files import DATA_CHECK, METRICS, RECIPE, evaluation_file, predictions_file
+from medkd.models import RunCard
 from medkd.study import (
     Recommendation,
     finished_runs,

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from medkd.card import CalibrationRecord, RunCard
 from medkd.data import (
     DEFAULT_MAX_PIXELS,
     BadImageError,
@@ -34,7 +33,7 @@ from medkd.evaluation import (
     predict_run_logits,
 )
 from medkd.files import CONFIG, DATA_LOCATION, OOD_GUARD
-from medkd.models import ModelError, load_model, normalise, save_model
+from medkd.models import CalibrationRecord, ModelError, RunCard, load_model, normalise, save_model
 
 CALIBRATION_BINS = 15  # as EvaluationConfig's default: the ECE in the record is comparable to the report's
 

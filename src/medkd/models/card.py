@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from medkd.data import Preprocessing
 from medkd.files import SIDECAR, write_json
-from medkd.models import FeatureKind, ModelError
+from medkd.models.errors import ModelError
+from medkd.models.kinds import FeatureKind
 
 CARD_FORMAT = 1  # model.json's `format`; raise it when a change would misread older cards, and say how to migrate
 
