@@ -11,6 +11,7 @@ from .losses import build_logit_loss as build_logit_loss
 from .losses import ensemble_logits as ensemble_logits
 from .losses import register_logit_loss as register_logit_loss
 from .module import DistillationModule as DistillationModule
+from .module import StudentBatch as StudentBatch
 from .run import Distillation as Distillation
 from .run import distill as distill
 from .run import sweep as sweep
@@ -30,6 +31,7 @@ __all__ = [
     "HintConfig",
     "LOGIT_LOSSES",
     "LogitLoss",
+    "StudentBatch",
     "build_logit_loss",
     "distill",
     "ensemble_logits",
