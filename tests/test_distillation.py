@@ -315,3 +315,27 @@ def test_distilled_student_agrees_with_its_teacher_more_than_a_matched_control(r
     kl = {name: soft_kl(outputs[name], outputs["teacher"], 1.0).mean().item() for name in ("control", "kd")}
     assert agreement["kd"] > agreement["control"], agreement
     assert kl["kd"] < kl["control"], kl
+
+
+def test_feature_losses_compare_where_and_what_the_two_maps_hold():
+    """attention: zero when both maps attend alike whatever their channels (the teacher's map is the student's
+    repeated), positive otherwise, also across sides; no parameters. fitnet: a 1x1 connector from the student's
+    channels to the teacher's, zero loss once it maps one onto the other."""
+    from medkd.distillation.hint import build_feature_loss
+
+    torch.manual_seed(0)
+    student = torch.randn(3, 4, 8, 8)
+    teacher = student.repeat(1, 2, 1, 1)
+    attention = build_feature_loss("attention", 4, 8, {"exponent": 2.0})
+    assert not list(attention.parameters())
+    assert attention(student, teacher).item() == pytest.approx(0, abs=1e-3)
+    assert attention(torch.randn(3, 4, 8, 8), teacher).item() > 0.01
+    assert attention(torch.randn(3, 4, 4, 4), teacher).item() > 0.01  # the student's map resized to the teacher's
+    fitnet = build_feature_loss("fitnet", 4, 8, {})
+    assert fitnet.connector.weight.shape == (8, 4, 1, 1)
+    with torch.no_grad():
+        fitnet.connector.weight.copy_(torch.eye(4).repeat(2, 1)[..., None, None])
+        fitnet.connector.bias.zero_()
+    assert fitnet(student, student.repeat(1, 2, 1, 1)).item() == pytest.approx(0, abs=1e-10)
+    with pytest.raises(Exception, match="exponent"):
+        build_feature_loss("attention", 4, 8, {"exponent": -1})
