@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -11,9 +12,17 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from torchvision.transforms import v2
 
 from medkd.data import DataConfig, PreparedData, prepare, record_data_location, resolve_size
-from medkd.device import images_on_device, inference_device, is_primary_process, lightning_precision, loader_workers
+from medkd.device import (
+    RuntimeConfig,
+    images_on_device,
+    inference_device,
+    is_primary_process,
+    lightning_precision,
+    loader_workers,
+)
 from medkd.engine.augment import build_augmentation
 from medkd.engine.callbacks import EpochMetricsCSV
 from medkd.engine.config import TrainConfig
@@ -22,7 +31,10 @@ from medkd.engine.losses import class_weights
 from medkd.engine.module import ClassifierModule
 from medkd.engine.trainer import build_trainer, lightning_notices_silenced
 from medkd.evaluation import (
+    CalibrationConfig,
     EvaluationConfig,
+    GuardConfig,
+    ThresholdConfig,
     backbone_identity,
     cached_features,
     calibrated,
@@ -131,11 +143,13 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
     model = build_model(settings, data_config.preprocessing.channels, data.classes, probe)
     splits = {split: split_tensors(data, split) for split in ("train", "val")}
     settings = with_min_steps(settings, len(splits["train"][1]))
-    module = training_module(model, settings, data, splits, extension, out)
+    placement = Placement.of(settings.runtime)
+    module = training_module(model, settings, data, splits, extension, out, placement)
     trainer = train(module, splits, settings, extension, out, show_progress=show_progress)
     try:
         if trainer.is_global_zero:  # of a distributed run, rank 0 alone calibrates and writes the final model
-            write_final_model(out, trainer, module, model, settings, data_config, data, extension=extension)
+            write_final_model(out, trainer, module, model, settings, data_config, data, extension=extension,
+                              device=placement.device)
     finally:  # the other processes wait: what follows (an lp-ft fine-tune, a study's next stage) reads it
         trainer.strategy.barrier("medkd: final model written")
     return out
@@ -177,8 +191,22 @@ def with_min_steps(settings: TrainConfig, train_images: int) -> TrainConfig:
     return settings.model_copy(update={"epochs": max(settings.epochs, math.ceil(settings.min_steps / steps_per_epoch))})
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a run's whole-split predictions compute (features, threshold, guard) and in what precision: the
+    device policy asked once per run."""
+
+    device: torch.device
+    bf16: bool
+
+    @classmethod
+    def of(cls, runtime: RuntimeConfig) -> Placement:
+        return cls(inference_device(runtime.accelerator),
+                   lightning_precision(runtime.precision, runtime.accelerator) == "bf16-mixed")
+
+
 def training_module(model: torch.nn.Module, settings: TrainConfig, data: PreparedData, splits: dict,
-                    extension: FitExtension | None, out: Path) -> ClassifierModule:
+                    extension: FitExtension | None, out: Path, placement: Placement) -> ClassifierModule:
     """What Lightning trains: a linear probe's head on cached backbone features (`splits` then hold the features),
     the whole network, or the extension's module (e.g. a student with its teacher)."""
     mean, std = normalisation(data.config.preprocessing.channels, settings.model, settings.weights)
@@ -189,10 +217,8 @@ def training_module(model: torch.nn.Module, settings: TrainConfig, data: Prepare
         identity = backbone_identity(settings, data.config.preprocessing.channels,
                                      getattr(model, "medkd_weights_source", None))
         for split, (_, labels) in list(splits.items()):
-            features, _ = cached_features(
-                model, identity, data, split, mean=mean, std=std,
-                precision_bf16=lightning_precision(runtime.precision, runtime.accelerator) == "bf16-mixed",
-                device=inference_device(runtime.accelerator))
+            features, _ = cached_features(model, identity, data, split, mean=mean, std=std,
+                                          precision_bf16=placement.bf16, device=placement.device)
             splits[split] = (features, labels)
         return ClassifierModule(model.get_submodule(classifier_name(model)), settings, class_weight=weight)
     if runtime.channels_last:
@@ -230,7 +256,7 @@ def train(module: ClassifierModule, splits: dict, settings: TrainConfig, extensi
 
 def write_final_model(out: Path, trainer: L.Trainer, module: ClassifierModule, model: torch.nn.Module,
                       settings: TrainConfig, data_config: DataConfig, data: PreparedData, *,
-                      extension: FitExtension | None) -> None:
+                      extension: FitExtension | None, device: torch.device) -> None:
     """The end of a run: the best (on validation) and last weights with their card, calibrated and with the
     out-of-distribution guard, into run folder `out`. `model` is the whole network; `module` what was trained."""
     best = trainer.checkpoint_callback
@@ -241,15 +267,16 @@ def write_final_model(out: Path, trainer: L.Trainer, module: ClassifierModule, m
                     epochs_trained=trainer.current_epoch, best_checkpoint=best_path.name,
                     best_val_auc=(float(best.best_model_score)
                                   if best is not None and best.best_model_score is not None else None))
-    device = inference_device(settings.runtime.accelerator)  # of predictions over a whole split
     trained = module.model
     whole = model if settings.transfer == "linear" else trained  # a linear probe trained only the head of `model`
     for filename, checkpoint in ((LAST, resume), (BEST, best_path)):
         trained.load_state_dict({k.removeprefix("model."): v for k, v in read_state_dict(checkpoint).items()
                                  if k.startswith("model.")})
         if filename == BEST:
-            card = calibrate_on_validation(whole, data, card, settings, device)
-            card = card.model_copy(update={"ood": feature_guard(whole, data, card, settings, device, out)})
+            card = calibrate_on_validation(whole, data, card, settings.calibration, settings.threshold, device)
+            augmentation = build_augmentation(settings.augment)
+            guard = feature_guard(whole, data, card, settings.guard, augmentation, settings.seed, device, out)
+            card = card.model_copy(update={"ood": guard})
         save_model(out, whole, card, filename)
     if extension is not None:
         extension.finish(out, whole, data)
@@ -293,13 +320,12 @@ def linear_probe(data_config: DataConfig, settings: TrainConfig, out: Path, *, s
     return fit(data_config, probe_settings, folder, show_progress=show_progress)
 
 
-def feature_guard(model: torch.nn.Module, data: PreparedData, card: RunCard, settings: TrainConfig,
-                  device: torch.device, out: Path) -> GuardRecord:
-    """Fit the out-of-distribution guard on the training images' features of `settings.guard.features` (with
-    `train_views` augmented views of each, drawn by the training augmentation, seeded by the run's seed), its
-    threshold on validation; write it into run folder `out`; its card entry (with the DICOM checks; no guard
-    for method: none)."""
-    guard_settings = settings.guard
+def feature_guard(model: torch.nn.Module, data: PreparedData, card: RunCard, guard_settings: GuardConfig,
+                  augmentation: v2.Transform | None, seed: int, device: torch.device, out: Path) -> GuardRecord:
+    """Fit the out-of-distribution guard on the training images' features of `guard_settings.features` (with
+    `train_views` views of each by the training `augmentation`, seeded by the run's `seed`), its threshold on
+    validation; write it into run folder `out`; its card entry (with the DICOM checks; no guard for method:
+    none)."""
     checks = {"min_pixel_std": guard_settings.min_pixel_std, "dicom_modalities": guard_settings.dicom_modalities,
               "dicom_body_parts": guard_settings.dicom_body_parts}
     if guard_settings.method == "none":
@@ -310,9 +336,8 @@ def feature_guard(model: torch.nn.Module, data: PreparedData, card: RunCard, set
 
     train_images, train_labels = data.split("train")
     train, labels = [features(train_images)], [train_labels]
-    augmentation = build_augmentation(settings.augment)
     for view in range(guard_settings.train_views if augmentation is not None else 0):
-        train.append(features(augmented_view(augmentation, train_images, settings.seed, view)))
+        train.append(features(augmented_view(augmentation, train_images, seed, view)))
         labels.append(train_labels)
     guard = fit_guard(np.concatenate(train), np.concatenate(labels), features(data.split("val")[0]), guard_settings)
     log.info("out-of-distribution guard (%s features, %d train views): threshold %.1f passes %.0f%% of validation "
@@ -321,19 +346,20 @@ def feature_guard(model: torch.nn.Module, data: PreparedData, card: RunCard, set
     return GuardRecord.model_validate({**guard.save(out), **checks})
 
 
-def calibrate_on_validation(model: torch.nn.Module, data: PreparedData, card: RunCard, settings: TrainConfig,
+def calibrate_on_validation(model: torch.nn.Module, data: PreparedData, card: RunCard,
+                            calibration: CalibrationConfig, threshold_rule: ThresholdConfig,
                             device: torch.device) -> RunCard:
     """`card` with, from the validation split (never test), the calibration temperature, then (binary tasks) the
     decision threshold on the calibrated P(positive)."""
     images, labels = data.split("val")
     logits = predict_run_logits(model, images, card, device=device)
-    temperature = fit_temperature(logits, labels, settings.calibration)
-    record = calibration_record(logits, labels, temperature, settings.calibration, CALIBRATION_BINS)
+    temperature = fit_temperature(logits, labels, calibration)
+    record = calibration_record(logits, labels, temperature, calibration, CALIBRATION_BINS)
     log.info("temperature %.3f fitted on validation: ECE %.4f -> %.4f", temperature, record["val_ece_before"],
              record["val_ece_after"])
     update: dict = {"calibration": CalibrationRecord.model_validate(record)}
     if card.binary:
-        threshold = choose_threshold(labels, calibrated(logits, temperature)[:, 1], settings.threshold)
-        log.info("decision threshold %.4f chosen on validation (%s)", threshold, settings.threshold.rule)
-        update.update(threshold=threshold, threshold_rule=settings.threshold.model_dump())
+        threshold = choose_threshold(labels, calibrated(logits, temperature)[:, 1], threshold_rule)
+        log.info("decision threshold %.4f chosen on validation (%s)", threshold, threshold_rule.rule)
+        update.update(threshold=threshold, threshold_rule=threshold_rule.model_dump())
     return card.model_copy(update=update)
