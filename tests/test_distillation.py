@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from medkd.distillation import (
     load_teachers,
     register_logit_loss,
 )
-from medkd.distillation.losses import decoupled_parts, soft_kl
+from medkd.distillation.losses import decoupled_parts, soft_kl, standardise
 from medkd.engine import TrainConfig, fit
 from medkd.engine.datamodule import TensorDataModule, split_tensors
 from medkd.evaluation import predict_logits
@@ -339,3 +340,20 @@ def test_feature_losses_compare_where_and_what_the_two_maps_hold():
     assert fitnet(student, student.repeat(1, 2, 1, 1)).item() == pytest.approx(0, abs=1e-10)
     with pytest.raises(Exception, match="exponent"):
         build_feature_loss("attention", 4, 8, {"exponent": -1})
+
+
+def test_a_kd_loss_undefined_on_two_classes_is_refused_and_dkd_says_what_it_reduces_to(generated, tmp_path, caplog):
+    """lskd z-scores two logits to (+1/sqrt 2, -1/sqrt 2) whatever they are: on the two-class task it is refused
+    before training, with what to use; dkd's non-target term is 0 on two classes, and the run says so."""
+    config, teacher = generated
+    two = torch.tensor([[3.0, -1.0], [0.2, 0.1]])
+    assert torch.allclose(standardise(two), standardise(torch.tensor([[9.0, 1.0], [5.0, -7.0]])))
+    with pytest.raises(DistillationError, match=r"lskd .*two classes.*Use kd"):
+        distill(config, STUDENT, settings(teachers=[str(teacher)], loss="lskd"), tmp_path / "lskd",
+                show_progress=False)
+    assert not (tmp_path / "lskd" / "model.json").exists()
+    with caplog.at_level(logging.WARNING, logger="medkd"):
+        LOGIT_LOSSES["dkd"].check_task(["NORMAL", "PNEUMONIA"])
+        LOGIT_LOSSES["dkd"].check_task(["BACTERIA", "NORMAL", "VIRUS"])
+    assert len([r for r in caplog.records if "nckd_weight does nothing" in r.getMessage()]) == 1
+    LOGIT_LOSSES["lskd"].check_task(["BACTERIA", "NORMAL", "VIRUS"])  # defined on three classes

@@ -48,6 +48,11 @@ class LogitLoss:
         self.temperature = temperature
         self.params = params if params is not None else self.Params()
 
+    @classmethod
+    def check_task(cls, classes: list[str]) -> None:
+        """Refuse (DistillationError) a task on which the loss is undefined or carries no teacher information, or
+        log what it reduces to there; nothing for a loss defined on every task."""
+
     def per_sample(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """(N,) loss of each sample.
 
@@ -165,6 +170,12 @@ class DecoupledKD(LogitLoss):
     Params = DecoupledParams
     params: DecoupledParams
 
+    @classmethod
+    def check_task(cls, classes: list[str]) -> None:
+        if len(classes) == 2:  # the non-target part is a distribution over one class: KL 0, whatever the logits
+            log.warning("dkd on two classes: its non-target term is a KL divergence over one class, always 0, so "
+                        "nckd_weight does nothing; dkd is its target term (tckd_weight times binary KD) here")
+
     def per_sample(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         assert labels is not None  # decoupled KD splits each sample's logits at its label
         tckd, nckd, _ = decoupled_parts(student, teacher, labels, self.temperature)
@@ -180,6 +191,15 @@ def standardise(logits: torch.Tensor) -> torch.Tensor:
 
 @register_logit_loss("lskd")
 class StandardisedKD(HintonKD):
+    @classmethod
+    def check_task(cls, classes: list[str]) -> None:
+        if len(classes) == 2:
+            from medkd.distillation.teacher import DistillationError  # the teachers' module imports this one
+
+            raise DistillationError(
+                "lskd is undefined in effect on two classes: z-scoring two logits always gives (+1/sqrt 2, -1/sqrt 2),"
+                " so the teacher's target carries only its argmax, not how sure it is. Use kd (Hinton; its "
+                "temperature keeps the teacher's confidence), or dkd's target term (tckd_weight)")
     def per_sample(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         return super().per_sample(standardise(student), standardise(teacher), labels)
 

@@ -16,8 +16,8 @@ from torchvision.transforms import v2
 
 from medkd.data import DataConfig, PreparedData, file_stat
 from medkd.device import inference_device, is_primary_process, lightning_precision
-from medkd.distillation.config import DistillConfig
-from medkd.distillation.losses import ensemble_logits, soft_kl
+from medkd.distillation.config import HINT_ONLY, DistillConfig
+from medkd.distillation.losses import LOGIT_LOSSES, ensemble_logits, soft_kl
 from medkd.distillation.module import DistillationModule
 from medkd.distillation.teacher import DistillationError, FrozenTeacher, load_teachers
 from medkd.distillation.views import teacher_logits, teacher_views, view_images
@@ -131,6 +131,8 @@ class Distillation:
         CardError
             A ModelError: a teacher folder without a readable card.
         """
+        if self.settings.loss != HINT_ONLY:
+            LOGIT_LOSSES[self.settings.loss].check_task(data.classes)  # a loss undefined on this task is refused
         preprocessing, mode = data.config.preprocessing, self.settings.teacher_outputs
         self.normalisation = (mean, std)
         self.device = inference_device(settings.runtime.accelerator)
