@@ -5,6 +5,7 @@ inference (features, teacher logits, thresholds, evaluation) ask here, so predic
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, model_validator
@@ -135,6 +136,21 @@ def is_primary_process() -> bool:
         if key in os.environ:
             return int(os.environ[key]) == 0
     return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a run's whole-split predictions compute (features, threshold, guard) and in what precision: the
+    device policy asked once per run."""
+
+    device: torch.device
+    bf16: bool
+
+    @classmethod
+    def of(cls, runtime: RuntimeConfig) -> Placement:
+        """The placement of `runtime`'s whole-split predictions."""
+        return cls(inference_device(runtime.accelerator),
+                   lightning_precision(runtime.precision, runtime.accelerator) == "bf16-mixed")
 
 
 def loader_workers(choice: int | str, accelerator: str) -> int:

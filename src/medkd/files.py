@@ -21,7 +21,9 @@ import yaml
 CONFIG = "config.yaml"  # the resolved data and train (distill, pretrain) settings
 METRICS = "metrics.csv"  # one row per epoch
 CHECKPOINTS = "checkpoints"  # Lightning's checkpoints of the run
-RESUME_CHECKPOINT = f"{CHECKPOINTS}/last.ckpt"  # a killed run resumes from this
+BEST_CHECKPOINT = "best"  # CHECKPOINTS/best.ckpt: Lightning's checkpoint of the epoch chosen on validation
+LAST_CHECKPOINT = "last"  # CHECKPOINTS/last.ckpt: Lightning's checkpoint of the latest epoch
+RESUME_CHECKPOINT = f"{CHECKPOINTS}/{LAST_CHECKPOINT}.ckpt"  # a killed run resumes from this
 SKIPPED_FILES = "skipped_files.csv"  # files of the data that could not be read
 DATA_LOCATION = "data_location.json"  # where the data was found when the run was trained
 SIDECAR = "model.json"  # what rebuilds the model: architecture, classes, preprocessing, threshold, ...

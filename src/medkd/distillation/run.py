@@ -15,7 +15,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from medkd.data import DataConfig, PreparedData, file_stat
-from medkd.device import inference_device, is_primary_process, lightning_precision
+from medkd.device import Placement, is_primary_process
 from medkd.distillation.config import HINT_ONLY, DistillConfig
 from medkd.distillation.losses import LOGIT_LOSSES, ensemble_logits, soft_kl
 from medkd.distillation.module import DistillationModule
@@ -135,8 +135,8 @@ class Distillation:
             LOGIT_LOSSES[self.settings.loss].check_task(data.classes)  # a loss undefined on this task is refused
         preprocessing, mode = data.config.preprocessing, self.settings.teacher_outputs
         self.normalisation = (mean, std)
-        self.device = inference_device(settings.runtime.accelerator)
-        self.bf16 = lightning_precision(settings.runtime.precision, settings.runtime.accelerator) == "bf16-mixed"
+        placement = Placement.of(settings.runtime)
+        self.device, self.bf16 = placement.device, placement.bf16
         self.teacher, self.cards = load_teachers(self.settings.teachers, classes=data.classes,
                                                  preprocessing=preprocessing,
                                                  normalisation=Normalisation(mean=mean, std=std))

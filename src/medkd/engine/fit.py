@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -15,14 +14,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torchvision.transforms import v2
 
 from medkd.data import DataConfig, PreparedData, prepare, record_data_location, resolve_size
-from medkd.device import (
-    RuntimeConfig,
-    images_on_device,
-    inference_device,
-    is_primary_process,
-    lightning_precision,
-    loader_workers,
-)
+from medkd.device import Placement, images_on_device, is_primary_process, loader_workers
 from medkd.engine.augment import build_augmentation
 from medkd.engine.callbacks import EpochMetricsCSV
 from medkd.engine.config import TrainConfig
@@ -45,7 +37,19 @@ from medkd.evaluation import (
     predict_run_logits,
     predict_with_features,
 )
-from medkd.files import BEST, CHECKPOINTS, CONFIG, LAST, METRICS, PROBE, RESUME_CHECKPOINT, SKIPPED_FILES, write_yaml
+from medkd.files import (
+    BEST,
+    BEST_CHECKPOINT,
+    CHECKPOINTS,
+    CONFIG,
+    LAST,
+    LAST_CHECKPOINT,
+    METRICS,
+    PROBE,
+    RESUME_CHECKPOINT,
+    SKIPPED_FILES,
+    write_yaml,
+)
 from medkd.models import (
     CalibrationRecord,
     GuardRecord,
@@ -64,7 +68,6 @@ from medkd.models import (
 
 log = logging.getLogger(__name__)
 MONITOR = "val_auc"  # checkpoints are chosen on validation AUC, never on test
-BEST_CHECKPOINT = "best"  # CHECKPOINTS/best.ckpt: the epoch chosen on validation (the first ModelCheckpoint)
 CALIBRATION_BINS = EvaluationConfig().calibration_bins  # the card's ECE is binned as evaluation bins it
 
 
@@ -191,20 +194,6 @@ def with_min_steps(settings: TrainConfig, train_images: int) -> TrainConfig:
     return settings.model_copy(update={"epochs": max(settings.epochs, math.ceil(settings.min_steps / steps_per_epoch))})
 
 
-@dataclass(frozen=True)
-class Placement:
-    """Where a run's whole-split predictions compute (features, threshold, guard) and in what precision: the
-    device policy asked once per run."""
-
-    device: torch.device
-    bf16: bool
-
-    @classmethod
-    def of(cls, runtime: RuntimeConfig) -> Placement:
-        return cls(inference_device(runtime.accelerator),
-                   lightning_precision(runtime.precision, runtime.accelerator) == "bf16-mixed")
-
-
 def training_module(model: torch.nn.Module, settings: TrainConfig, data: PreparedData, splits: dict,
                     extension: FitExtension | None, out: Path, placement: Placement) -> ClassifierModule:
     """What Lightning trains: a linear probe's head on cached backbone features (`splits` then hold the features),
@@ -240,7 +229,7 @@ def train(module: ClassifierModule, splits: dict, settings: TrainConfig, extensi
     checkpoints = out / CHECKPOINTS
     # Lightning's save_last only refreshes last.ckpt when a best checkpoint is saved: keep "last" separately.
     callbacks = [ModelCheckpoint(dirpath=checkpoints, filename=BEST_CHECKPOINT, monitor=MONITOR, mode="max"),
-                 ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False),
+                 ModelCheckpoint(dirpath=checkpoints, filename=LAST_CHECKPOINT, enable_version_counter=False),
                  EpochMetricsCSV(out / METRICS, extension.metric_columns if extension else ())]
     if settings.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=settings.early_stopping_patience))

@@ -19,6 +19,7 @@ from medkd.files import (
     BACKBONE,
     CHECKPOINTS,
     CONFIG,
+    LAST_CHECKPOINT,
     METRICS,
     PRETRAIN_REPORT,
     RESUME_CHECKPOINT,
@@ -70,7 +71,7 @@ def pretrain(data_config: DataConfig, settings: PretrainConfig, out: str | Path,
     loader = DataLoader(views, batch_size=settings.batch_size, shuffle=True, drop_last=True,
                         num_workers=workers, persistent_workers=workers > 0)
     checkpoints = out / CHECKPOINTS
-    callbacks = [ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False),
+    callbacks = [ModelCheckpoint(dirpath=checkpoints, filename=LAST_CHECKPOINT, enable_version_counter=False),
                  EpochMetricsCSV(out / METRICS, metric_columns=("ssl_loss",))]
     trainer = build_trainer(runtime, settings.epochs, out, callbacks, show_progress=show_progress)
     resume = out / RESUME_CHECKPOINT
