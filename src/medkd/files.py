@@ -69,6 +69,7 @@ def predictions_file(split: str) -> str:
 
 # ---- the cache (MEDKD_CACHE or data.cache_dir) -----------------------------------------------------------------
 DECODED_CACHE = "decoded"  # DECODED_CACHE/{fingerprint}/: a source's images decoded to the working size
+SOURCE_INDEX_CACHE = "sources"  # SOURCE_INDEX_CACHE/{fingerprint}.csv: what a source read of every file (MRI)
 SPLITS_CACHE = "splits"  # SPLITS_CACHE/{fingerprint}.npy: patient-level folds computed before
 FEATURES_CACHE = "features"  # FEATURES_CACHE/{fingerprint}.npy|.onnx: a frozen backbone's features, its ONNX graph
 MEDMNIST_DOWNLOADS = "medmnist"  # MEDMNIST_DOWNLOADS/{name}[_{size}].npz: MedMNIST files as downloaded

@@ -59,7 +59,8 @@ RecipeArg = Annotated[Optional[Path], typer.Argument(help="recipe YAML (data, tr
 RunFolderOpt = Annotated[Path, typer.Option(help="run folder; an unfinished run there is resumed")]
 DataOpt = Annotated[Optional[str], typer.Option(help="data path (see `medkd data check --help`)")]
 SizeOpt = Annotated[Optional[int], typer.Option(help="working resolution in pixels")]
-ChannelsOpt = Annotated[Optional[int], typer.Option(help="1 (grey) or 3 (RGB)")]
+ChannelsOpt = Annotated[Optional[int], typer.Option(
+    help="1 (grey), 3 (RGB) or the data's own (e.g. 4 MRI modalities); default: the data's own where neither, else 3")]
 WeightsOpt = Annotated[Optional[str], typer.Option(help="none, imagenet, or a checkpoint path")]
 TransferOpt = Annotated[Optional[str], typer.Option(
     help="scratch, linear, finetune, or lp-ft (linear probe, then all layers)")]

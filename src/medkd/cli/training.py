@@ -44,10 +44,10 @@ from medkd.files import SWEEP
 def data_check(
     recipe: Annotated[Optional[Path], typer.Argument(help="recipe YAML whose data section is checked")] = None,
     data: Annotated[Optional[str], typer.Option(
-        help="data path (folder, .npz, .csv, NumPy folder, medmnist:NAME[@SIZE]); "
+        help="data path (folder, .npz, .csv, NumPy folder, HDF5 slices, NIfTI patient folders, medmnist:NAME[@SIZE]); "
              "relative paths are also looked for under $MEDKD_DATA")] = None,
     source: Annotated[Optional[str], typer.Option(
-        help="auto (from the layout), or a registered source: folder, csv, numpy, medmnist, ...")] = None,
+        help="auto (from the layout), or a registered source: folder, csv, numpy, medmnist, hdf5, nifti, ...")] = None,
     size: SizeOpt = None, channels: ChannelsOpt = None,
     resize: Annotated[Optional[str], typer.Option(help="squash, pad or crop")] = None,
     seed: Annotated[Optional[int], typer.Option(help="seed of the patient-level split")] = None,

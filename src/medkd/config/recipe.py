@@ -149,6 +149,8 @@ def read_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None
             raw = yaml.safe_load(Path(path).read_text()) or {}
         except FileNotFoundError:
             raise ConfigError(f"recipe file {path} not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path} is a folder, not a recipe: pass data with --data {path}") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{path} is not valid YAML: {err}") from None
         if not isinstance(raw, dict):

@@ -1,7 +1,7 @@
 """Data layer: sources -> decode-once cache -> patient-level splits -> checks.
 
-Public API: DataConfig (with Preprocessing, SplitPolicy), prepare() -> PreparedData, resolve_size() (an unset size:
-the arrays' own), check_data(),
+Public API: DataConfig (with Preprocessing, SplitPolicy), prepare() -> PreparedData, resolve_preprocessing() (an
+unset size or channel count: the data's own), check_data(),
 decode_file/decode_bytes and preprocess() for inference, where a run's data was found
 (record_data_location, run_data_path, run_data_config), and DataError for problems a user can fix.
 """

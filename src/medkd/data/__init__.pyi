@@ -18,13 +18,14 @@ from .errors import BadImageError as BadImageError
 from .errors import DataError as DataError
 from .errors import NotAnImageError as NotAnImageError
 from .errors import TooManyPixelsError as TooManyPixelsError
+from .generated import write_brats_like as write_brats_like
 from .location import record_data_location as record_data_location
 from .location import run_data_config as run_data_config
 from .location import run_data_path as run_data_path
 from .prepared import PreparedData as PreparedData
 from .prepared import labelled_images as labelled_images
 from .prepared import prepare as prepare
-from .prepared import resolve_size as resolve_size
+from .prepared import resolve_preprocessing as resolve_preprocessing
 from .prepared import unlabelled_images as unlabelled_images
 from .preprocess import preprocess as preprocess
 from .sources import available_sources as available_sources
@@ -68,8 +69,9 @@ __all__ = [
     "print_report",
     "record_data_location",
     "register_source",
-    "resolve_size",
+    "resolve_preprocessing",
     "run_data_config",
     "run_data_path",
     "unlabelled_images",
+    "write_brats_like",
 ]

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -24,10 +25,12 @@ from medkd.data.config import DataConfig, cache_root
 from medkd.data.errors import BadImageError, DataError
 from medkd.data.preprocess import preprocess
 from medkd.data.table import SampleTable
-from medkd.files import DECODED_CACHE, fingerprint, one_writer
+from medkd.files import DECODED_CACHE, SOURCE_INDEX_CACHE, fingerprint, one_writer, staged
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT = 2  # bump when decoding or preprocessing code changes what lands in the cache (2: compressed DICOM)
+# bump when decoding or preprocessing code changes what lands in the cache (2: compressed DICOM; 3: C-channel
+# arrays keep their channels, the preprocessing's channels resolved from the data)
+CACHE_FORMAT = 3
 INFO_COLUMNS = ["ref", "ok", "problem", "width", "height", "mode", "content_hash"]
 
 
@@ -82,7 +85,8 @@ def _load(folder: Path, table: SampleTable, start: float) -> DecodedImages:
 
 def _build(folder: Path, table: SampleTable, config: DataConfig, show_progress: bool, start: float) -> DecodedImages:
     settings = config.preprocessing
-    assert settings.size is not None  # resolved (medkd.data.prepared.opened) before the images are decoded
+    # resolved (medkd.data.prepared.opened) before the images are decoded
+    assert settings.size is not None and settings.channels is not None
     count = len(table.samples)
     staging = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -103,7 +107,12 @@ def _build(folder: Path, table: SampleTable, config: DataConfig, show_progress: 
             if config.on_bad_file == "fail":
                 raise
             return [display, False, f"{err.problem} ({err.advice})", 0, 0, "", ""]
-        images[row] = preprocess(decoded.image, settings)
+        try:
+            images[row] = preprocess(decoded, settings)
+        except DataError as err:  # e.g. an image with other channels than the rest: that file is left out
+            if config.on_bad_file == "fail":
+                raise DataError(f"{display}: {err}") from None
+            return [display, False, str(err), 0, 0, "", ""]
         return [display, True, "", *decoded.original_size, decoded.original_mode, decoded.content_hash]
 
     columns = [TextColumn("decoding {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
@@ -135,3 +144,16 @@ def _build(folder: Path, table: SampleTable, config: DataConfig, show_progress: 
     seconds = time.perf_counter() - start
     log.info("decoded %d images in %.1f s into %s", count, seconds, folder)
     return DecodedImages(np.load(folder / "images.npy", mmap_mode="r"), info, folder, reused=False, seconds=seconds)
+
+
+def source_index(config: DataConfig, identity: dict, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """A table a source computes by reading every file (which MRI slices hold brain, their mask areas), computed
+    once: cached under SOURCE_INDEX_CACHE, keyed by `identity` (the files' fingerprints and the settings used)."""
+    path = cache_root(config) / SOURCE_INDEX_CACHE / f"{fingerprint({'format': CACHE_FORMAT, **identity}, 20)}.csv"
+    with one_writer(path):
+        if path.exists():
+            return pd.read_csv(path, keep_default_na=False, dtype={"ref": str, "patient": str, "label_name": str})
+        index = compute()
+        with staged(path) as staging:
+            index.to_csv(staging, index=False)
+        return index

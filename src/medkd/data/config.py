@@ -17,6 +17,13 @@ KERMANY_PATIENT_PATTERN = r"^(?P<patient>(?:NORMAL2-)?IM-\d+|person\d+)"
 # Above this many pixels an image is refused before it is decoded (a decompression bomb,
 # or a file that is not what it claims): 20000 x 20000 covers full-field mammography.
 DEFAULT_MAX_PIXELS = 400_000_000
+# Input channels above this are refused: more than 16 co-registered modalities is not an image a CNN reads.
+MAX_CHANNELS = 16
+# Grey and RGB data work in RGB by default (the channels ImageNet weights were trained on).
+DEFAULT_CHANNELS = 3
+# MRI intensities have no fixed unit: each channel of a volume (NIfTI) or slice (HDF5) is clipped to these
+# percentiles of its non-zero voxels (the background is 0) and mapped onto 0..255 (docs/data.md).
+INTENSITY_PERCENTILES = (0.5, 99.5)
 # The working side of image files when preprocessing.size is not set (files come in any size): ImageNet's.
 DEFAULT_FILE_SIZE = 224
 
@@ -26,11 +33,22 @@ class Preprocessing(StrictModel):
 
     size: int | None = Field(None, ge=8, le=4096, description="side of the square working resolution, in pixels; "
                              "default: the images' own side for array sources (NumPy, MedMNIST), else 224")
-    channels: Literal[1, 3] = Field(3, description="1 for grey-scale, 3 for RGB")
+    channels: int | None = Field(
+        None, ge=1, le=MAX_CHANNELS, description="input channels: 1 grey-scale, 3 RGB, or the data's own count "
+        "(e.g. 4 MRI modalities); default: the data's own count where it is neither 1 nor 3, else 3 (the ImageNet "
+        "models' RGB, grey images repeated)")
     resize: Literal["squash", "pad", "crop"] = Field(
         "squash",
         description="squash: stretch to the square; pad: keep aspect, pad with black; crop: keep aspect, centre-crop",
     )
+
+
+    @property
+    def input_channels(self) -> int:
+        """`channels` once resolved from the data (`data.resolve_preprocessing`); a program error before."""
+        if self.channels is None:
+            raise RuntimeError("preprocessing.channels is read before it was resolved (data.resolve_preprocessing)")
+        return self.channels
 
 
 class SplitPolicy(StrictModel):

@@ -1,4 +1,5 @@
-"""Turn one file or array row into an 8-bit grey or RGB PIL image, or say precisely why not."""
+"""Turn one file or array row into an 8-bit image (grey, RGB, or C planes of 8 bits: MRI modalities), or say
+precisely why not."""
 
 from __future__ import annotations
 
@@ -14,12 +15,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from medkd.data.config import INTENSITY_PERCENTILES
 from medkd.data.errors import BadImageError, NotAnImageError, TooManyPixelsError
 from medkd.files import bytes_fingerprint
 
 log = logging.getLogger(__name__)
 DICOM_SUFFIXES = {".dcm", ".dicom"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"} | DICOM_SUFFIXES
+HDF5_SUFFIXES = {".h5", ".hdf5"}  # one slice per file: a (H, W[, C]) dataset (MRI slices as often redistributed)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"} | DICOM_SUFFIXES | HDF5_SUFFIXES
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # the first bytes of an HDF5 file (without a user block)
+HDF5_IMAGE_KEY = "image"  # the dataset read from an HDF5 file when no other is named (BraTS redistributions')
 # PIL modes that already hold 8-bit grey or colour pixels and only need a mode conversion.
 _EIGHT_BIT_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 # Pillow refuses images above 2 x Image.MAX_IMAGE_PIXELS (the user's setting, 89M pixels by default) before medkd
@@ -50,7 +55,11 @@ DICOM_ATTRIBUTES = ("Modality", "BodyPartExamined")  # what an image is of, as t
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """An 8-bit image (PIL mode L or RGB) with what was seen of the original."""
+    """An 8-bit image (PIL mode L or RGB) with what was seen of the original.
+
+    Images whose channels are neither grey nor RGB (C co-registered MRI modalities) also carry `planes`: one
+    8-bit grey image per channel, in channel order; `image` is then their first, for people to look at.
+    """
 
     image: Image.Image
     original_mode: str
@@ -58,6 +67,19 @@ class DecodedImage:
     content_hash: str
     note: str | None = None  # what a person should know about the decoding, e.g. the frame used
     dicom: dict[str, str] | None = None  # a DICOM file's DICOM_ATTRIBUTES (those it has), for the deployment checks
+    planes: tuple[Image.Image, ...] | None = None  # one mode-L image per channel, for C-channel images
+
+    @property
+    def channels(self) -> int:
+        """The image's own channel count: its planes', else 1 (grey) or 3 (RGB)."""
+        return len(self.planes) if self.planes is not None else len(self.image.getbands())
+
+    @classmethod
+    def from_planes(cls, planes: np.ndarray, original_mode: str, content_hash: str,
+                    note: str | None = None) -> DecodedImage:
+        """A C-channel image from uint8 `planes` of shape (H, W, C)."""
+        grey = tuple(Image.fromarray(np.ascontiguousarray(planes[..., c]), mode="L") for c in range(planes.shape[-1]))
+        return cls(grey[0], original_mode, (planes.shape[1], planes.shape[0]), content_hash, note, planes=grey)
 
 
 def is_image_candidate(path: Path) -> bool:
@@ -77,6 +99,8 @@ def decode_file(path: Path, *, max_pixels: int, draft_size: int | None = None, r
     `draft_size` lets JPEG decoding skip resolution not needed for a square of that side.
     """
     ref = ref or str(path)
+    if path.suffix.lower() in HDF5_SUFFIXES:
+        return decode_hdf5(path, max_pixels=max_pixels, ref=ref)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -89,9 +113,12 @@ def decode_file(path: Path, *, max_pixels: int, draft_size: int | None = None, r
 
 def decode_bytes(data: bytes, ref: str, *, max_pixels: int, draft_size: int | None = None,
                  dicom: bool = False) -> DecodedImage:
-    """Decode an image's bytes (JPEG, PNG, BMP, TIFF, or DICOM: `dicom`, or found by its preamble) to 8 bits."""
+    """Decode an image's bytes (JPEG, PNG, BMP, TIFF, DICOM: `dicom`, or found by its preamble; an HDF5 slice,
+    found by its signature) to 8 bits."""
     if not data:
         raise NotAnImageError(ref, "empty file (0 bytes)", "re-export the image or remove the file")
+    if data.startswith(HDF5_SIGNATURE):
+        return decode_hdf5(io.BytesIO(data), max_pixels=max_pixels, ref=ref)
     digest = content_hash(data)
     if dicom or data[128:132] == b"DICM":
         return _decode_dicom(data, ref, max_pixels, digest)
@@ -167,6 +194,81 @@ def stretch_to_uint8(values: np.ndarray, low: float | None = None, high: float |
         return np.zeros(values.shape, dtype=np.uint8)
     scaled = (np.clip(values, low, high) - low) * (255.0 / (high - low))
     return np.nan_to_num(scaled).round().astype(np.uint8)
+
+
+def decode_hdf5(source: Path | io.BytesIO, *, max_pixels: int, image_key: str | None = None,
+                ref: str | None = None) -> DecodedImage:
+    """One image from an HDF5 file (a path, or its bytes): dataset `image_key` (default HDF5_IMAGE_KEY, or the
+    file's only 2-D or 3-D dataset) of shape (H, W) or (H, W, C), each channel scaled by `percentile_ranges` of
+    this slice alone (a slice served alone is scaled as in training)."""
+    import h5py
+
+    ref = ref or str(source)
+    try:
+        with h5py.File(source, "r") as file:
+            dataset = _hdf5_image(file, image_key, ref)
+            if len(dataset.shape) not in (2, 3):
+                raise BadImageError(ref, f"dataset {dataset.name} has shape {dataset.shape}",
+                                    "expected one slice: (H, W) or (H, W, C)")
+            _check_pixels(ref, dataset.shape[1], dataset.shape[0], max_pixels)
+            values = np.asarray(dataset[()])
+    except FileNotFoundError:
+        raise BadImageError(ref, "file not found", "check the path in the manifest") from None
+    except OSError as err:  # h5py's for a file that is not HDF5 or is cut short
+        raise BadImageError(ref, f"not a readable HDF5 file ({one_line(err)})",
+                            "check the file is complete, or remove it") from None
+    if values.ndim == 2:
+        values = values[..., None]
+    planes = scaled_planes(values, percentile_ranges(values, INTENSITY_PERCENTILES))
+    digest, mode = content_hash(values.tobytes()), f"HDF5 {values.dtype} x{values.shape[-1]}"
+    if planes.shape[-1] == 1:
+        return DecodedImage(Image.fromarray(planes[..., 0], mode="L"), mode, (values.shape[1], values.shape[0]), digest)
+    return DecodedImage.from_planes(planes, mode, digest)
+
+
+def _hdf5_image(file, key: str | None, ref: str):
+    import h5py
+
+    if key is not None or HDF5_IMAGE_KEY in file:
+        key = key or HDF5_IMAGE_KEY
+        if key not in file or not isinstance(file[key], h5py.Dataset):
+            raise BadImageError(ref, f"no dataset {key!r} (it has {sorted(file.keys())})",
+                                "name the image dataset in data.source_settings.image_key")
+        return file[key]
+    candidates = [item for item in file.values() if isinstance(item, h5py.Dataset) and item.ndim in (2, 3)]
+    if len(candidates) != 1:
+        raise BadImageError(ref, f"no dataset {HDF5_IMAGE_KEY!r} and {len(candidates)} image-shaped datasets "
+                            f"({sorted(file.keys())})", "name the image dataset in data.source_settings.image_key")
+    return candidates[0]
+
+
+def percentile_ranges(values: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
+    """Per channel, the `percentiles` of its non-zero finite values (the background of a skull-stripped MRI is 0).
+
+    Parameters
+    ----------
+    values : np.ndarray of shape (..., C)
+        One slice (H, W, C) or a whole volume (D, H, W, C) of any numeric type.
+    percentiles : (float, float)
+        Low and high, in 0..100.
+
+    Returns
+    -------
+    np.ndarray of shape (C, 2), float64
+        (low, high) per channel; (0, 0) for a channel without non-zero values.
+    """
+    ranges = np.zeros((values.shape[-1], 2))
+    for channel in range(values.shape[-1]):
+        plane = np.asarray(values[..., channel], dtype=np.float64)
+        foreground = plane[np.isfinite(plane) & (plane != 0)]
+        if foreground.size:
+            ranges[channel] = np.percentile(foreground, percentiles)
+    return ranges
+
+
+def scaled_planes(values: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """`values` (..., C) with channel c's range `ranges[c]` mapped onto 0..255 (clipped): uint8 (..., C)."""
+    return np.stack([stretch_to_uint8(values[..., c], *ranges[c]) for c in range(values.shape[-1])], axis=-1)
 
 
 def _decode_dicom(data: bytes, ref: str, max_pixels: int, digest: str) -> DecodedImage:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from medkd.data.cache import DecodedImages, decode_all
-from medkd.data.config import DEFAULT_FILE_SIZE, DataConfig, cache_root
+from medkd.data.config import DEFAULT_CHANNELS, DEFAULT_FILE_SIZE, DataConfig, cache_root
 from medkd.data.errors import DataError
 from medkd.data.sources import open_source
 from medkd.data.splits import assign_splits, linked_groups
@@ -52,26 +52,46 @@ class PreparedData:
 
 
 def opened(config: DataConfig) -> tuple[SampleTable, DataConfig]:
-    """The source's sample table and `config` with its working size resolved: an unset preprocessing.size is the
-    images' own side for array sources (NumPy, MedMNIST: no silent resampling), DEFAULT_FILE_SIZE for image files.
-    An explicit size above an array source's own side is an upsampling: allowed, and logged once."""
+    """The source's sample table and `config` with its preprocessing resolved from the data where it is unset.
+
+    size: the images' own side for array sources (NumPy, MedMNIST, HDF5, NIfTI: no silent resampling),
+    DEFAULT_FILE_SIZE for image files; an explicit size above an array source's own side is an upsampling,
+    allowed and logged once. channels: the data's own count where it is neither 1 nor 3 (MRI modalities), else
+    DEFAULT_CHANNELS; an explicit count the data does not have fails before anything is decoded.
+    """
     source = open_source(config)
     native, size = source.reader.native_size, config.preprocessing.size
+    native_channels, channels = source.reader.native_channels, config.preprocessing.channels
+    update: dict = {}
     if size is None:
-        size = native or DEFAULT_FILE_SIZE
-        log.info("%s: working at %d px (%s; set data.preprocessing.size to change it)", source.origin, size,
-                 "the arrays' own side" if native else "the default for image files")
-        config = config.model_copy(update={"preprocessing": config.preprocessing.model_copy(update={"size": size})})
+        update["size"] = native or DEFAULT_FILE_SIZE
+        log.info("%s: working at %d px (%s; set data.preprocessing.size to change it)", source.origin,
+                 update["size"], "the arrays' own side" if native else "the default for image files")
     elif native and size > native and (source.origin, native, size) not in _UPSAMPLING_LOGGED:
         _UPSAMPLING_LOGGED.add((source.origin, native, size))
         log.info("%s: its %d px images are upsampled to %d px (data.preprocessing.size: %d); leave size unset to "
                  "work at their own resolution", source.origin, native, size, size)
+    multi_channel = native_channels is not None and native_channels not in (1, 3)
+    if channels is None:
+        update["channels"] = native_channels if multi_channel else DEFAULT_CHANNELS
+        if multi_channel:
+            log.info("%s: %d input channels, the data's own", source.origin, native_channels)
+    elif multi_channel and channels != native_channels:
+        raise DataError(f"{source.origin}: data.preprocessing.channels is {channels} but the images have "
+                        f"{native_channels} channels; leave it unset (or choose the source's channels in its "
+                        "settings, e.g. the MRI modalities)")
+    elif native_channels is not None and not multi_channel and channels not in (1, 3):
+        raise DataError(f"{source.origin}: data.preprocessing.channels is {channels} but the images are "
+                        f"{'grey' if native_channels == 1 else 'RGB'}: use 1 or 3, or leave it unset")
+    if update:
+        config = config.model_copy(update={"preprocessing": config.preprocessing.model_copy(update=update)})
     return source, config
 
 
-def resolve_size(config: DataConfig) -> DataConfig:
-    """`config` with preprocessing.size set as `opened` resolves it (unchanged when it is set)."""
-    return config if config.preprocessing.size is not None else opened(config)[1]
+def resolve_preprocessing(config: DataConfig) -> DataConfig:
+    """`config` with preprocessing size and channels set as `opened` resolves them (unchanged when both are)."""
+    settings = config.preprocessing
+    return config if settings.size is not None and settings.channels is not None else opened(config)[1]
 
 
 def prepare(config: DataConfig, *, show_progress: bool = True) -> PreparedData:

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from medkd.data.decode import DecodedImage, content_hash, decode_file, stretch_to_uint8
+from medkd.data.config import MAX_CHANNELS
+from medkd.data.decode import DecodedImage, content_hash, decode_file, scaled_planes, stretch_to_uint8
 from medkd.data.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -38,6 +39,12 @@ class ImageReader(abc.ABC):
     @property
     def native_size(self) -> int | None:
         """The side of the source's own images where they all share one (arrays), else None (files of any size)."""
+        return None
+
+    @property
+    def native_channels(self) -> int | None:
+        """The channel count the source's images all share where it knows it without decoding (arrays, MRI
+        modalities), else None (image files: grey or RGB, whichever each file is)."""
         return None
 
 
@@ -75,18 +82,23 @@ class ArrayReader(ImageReader):
     def __init__(self, images: dict[str, np.ndarray], files: list[Path]) -> None:
         self.images = {split: _to_hwc(array, split) for split, array in images.items()}
         self.files = files
-        self._ranges = {split: _value_range(array) for split, array in self.images.items()}
+        # grey and RGB arrays map one range onto 0..255; other channel counts (modalities) one range per channel
+        self._ranges = {split: [_value_range(array)] if _channels(array) in (1, 3)
+                        else [_value_range(array[..., c]) for c in range(array.shape[-1])]
+                        for split, array in self.images.items()}
 
     def read(self, ref: str, *, max_pixels: int, draft_size: int | None) -> DecodedImage:
         split, index = ref.split("/")
         row = np.asarray(self.images[split][int(index)])
-        low, high = self._ranges[split]
-        eight_bit = row if row.dtype == np.uint8 else stretch_to_uint8(row, low, high)
-        if eight_bit.shape[-1] == 1:
+        ranges, digest, mode = self._ranges[split], content_hash(row.tobytes()), f"array {row.dtype}"
+        if len(ranges) > 1:  # neither grey nor RGB: one plane per channel
+            planes = row if row.dtype == np.uint8 else scaled_planes(row, np.array(ranges))
+            return DecodedImage.from_planes(planes, mode, digest)
+        eight_bit = row if row.dtype == np.uint8 else stretch_to_uint8(row, *ranges[0])
+        if eight_bit.ndim == 3 and eight_bit.shape[-1] == 1:
             eight_bit = eight_bit[..., 0]
-        mode = "L" if eight_bit.ndim == 2 else "RGB"
-        image = Image.fromarray(np.ascontiguousarray(eight_bit[..., :3] if mode == "RGB" else eight_bit), mode=mode)
-        return DecodedImage(image, f"array {row.dtype}", (row.shape[1], row.shape[0]), content_hash(row.tobytes()))
+        image = Image.fromarray(np.ascontiguousarray(eight_bit), mode="L" if eight_bit.ndim == 2 else "RGB")
+        return DecodedImage(image, mode, (row.shape[1], row.shape[0]), digest)
 
     def fingerprint(self, refs: list[str]) -> list:
         return [file_stat(path) for path in self.files]
@@ -96,19 +108,31 @@ class ArrayReader(ImageReader):
         """The arrays' largest side (H, W of (N, H, W[, C]) arrays), over every split."""
         return max(max(array.shape[1:3]) for array in self.images.values())
 
+    @property
+    def native_channels(self) -> int:
+        """C of (N, H, W, C) arrays (1 for (N, H, W)); every split must have the same."""
+        counts = {split: _channels(array) for split, array in self.images.items()}
+        if len(set(counts.values())) > 1:
+            raise DataError(f"the splits' images have different channel counts {counts}: give every split the same")
+        return next(iter(counts.values()))
+
+
+def _channels(array: np.ndarray) -> int:
+    return 1 if array.ndim == 3 else array.shape[-1]
+
 
 def _to_hwc(array: np.ndarray, split: str) -> np.ndarray:
-    """Images as (N, H, W) or (N, H, W, C): channel-first arrays are transposed (lazily)."""
+    """Images as (N, H, W) or (N, H, W, C): channel-first arrays are transposed (lazily). C is the smaller of the
+    two candidate axes and at most MAX_CHANNELS (a 4-channel array is 4 modalities, not RGBA)."""
     if array.ndim == 3:
         return array
     if array.ndim == 4:
-        if array.shape[-1] in (1, 3, 4):
+        if array.shape[-1] <= min(MAX_CHANNELS, array.shape[1]):
             return array
-        if array.shape[1] in (1, 3, 4):
+        if array.shape[1] <= MAX_CHANNELS:
             return array.transpose(0, 2, 3, 1)
-    raise DataError(
-        f"{split} images have shape {array.shape}: expected (N, H, W), (N, H, W, C) or (N, C, H, W) with C in 1, 3, 4"
-    )
+    raise DataError(f"{split} images have shape {array.shape}: expected (N, H, W), (N, H, W, C) or (N, C, H, W) "
+                    f"with C at most {MAX_CHANNELS}")
 
 
 def _value_range(array: np.ndarray) -> tuple[float, float]:

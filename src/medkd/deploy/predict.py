@@ -95,7 +95,7 @@ def shown_name(file: Path, root: str | None) -> str:
 def predict_decoded(predictor: Predictor,
                     decoded: list[DecodedImage]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Preprocessed images (N, C, H, W), their probabilities (N, classes) and guard scores (N,) or None."""
-    images = np.stack([preprocess(d.image, predictor.preprocessing) for d in decoded])
+    images = np.stack([preprocess(d, predictor.preprocessing) for d in decoded])
     return images, *predictor.predict(images)
 
 

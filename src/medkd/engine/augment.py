@@ -36,10 +36,39 @@ def build_augmentation(settings: AugmentConfig | None) -> v2.Transform | None:
         steps.append(v2.RandomAffine(settings.rotation_degrees, translate=(settings.translate, settings.translate),
                                      scale=settings.scale))
     if settings.brightness or settings.contrast:
-        steps.append(v2.ColorJitter(brightness=settings.brightness, contrast=settings.contrast))
+        steps.append(IntensityJitter(brightness=settings.brightness, contrast=settings.contrast))
     if settings.horizontal_flip:
         steps.append(v2.RandomHorizontalFlip())
     return v2.Compose(steps)
+
+
+class IntensityJitter(v2.ColorJitter):
+    """torchvision's brightness and contrast jitter, for images of any channel count.
+
+    Grey and RGB images go through ColorJitter itself. Other counts (C MRI modalities), which torchvision
+    refuses, get the same factors drawn the same way and kornia's definition of contrast for them (the batched
+    path's): blended with the mean over every channel and pixel, so that the modalities keep their relative
+    intensities.
+    """
+
+    def transform(self, inpt, params):
+        if not isinstance(inpt, torch.Tensor) or inpt.ndim < 3 or inpt.shape[-3] in (1, 3):
+            return super().transform(inpt, params)
+        output = inpt
+        for fn_id in params["fn_idx"].tolist():
+            if fn_id == 0 and params["brightness_factor"] is not None:
+                output = _blend(output, torch.zeros_like(output, dtype=torch.float32), params["brightness_factor"])
+            elif fn_id == 1 and params["contrast_factor"] is not None:
+                mean = output.float().mean(dim=(-3, -2, -1), keepdim=True)
+                output = _blend(output, mean, params["contrast_factor"])
+        return output
+
+
+def _blend(image: torch.Tensor, other: torch.Tensor, ratio: float) -> torch.Tensor:
+    """ratio * image + (1 - ratio) * other, clamped to the pixel range and back in `image`'s type (torchvision's
+    blend, as adjust_brightness and adjust_contrast use it)."""
+    bound = PIXEL_MAX if not image.is_floating_point() else 1.0
+    return (ratio * image + (1.0 - ratio) * other).clamp_(0, bound).to(image.dtype)
 
 
 class BatchAugmentation(nn.Module):

@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torchvision.transforms import v2
 
-from medkd.data import DataConfig, PreparedData, prepare, record_data_location, resolve_size
+from medkd.data import DataConfig, PreparedData, prepare, record_data_location, resolve_preprocessing
 from medkd.device import Placement, images_on_device, is_primary_process, loader_workers
 from medkd.engine.augment import build_augmentation
 from medkd.engine.callbacks import EpochMetricsCSV
@@ -133,7 +133,7 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
         raise ValueError(f"{extension.section} trains the whole student: use transfer scratch or finetune, not linear")
     primary = is_primary_process()  # of a distributed run, only global rank 0 writes the run folder
     show_progress = show_progress and primary
-    data_config = resolve_size(data_config)  # config.yaml and model.json record the size the run works at
+    data_config = resolve_preprocessing(data_config)  # config.yaml and model.json record the size the run works at
     if primary:
         record_settings(out, data_config, settings, extension)
     if settings.runtime.threads:
@@ -143,7 +143,7 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
     probe = (linear_probe(data_config, settings, out, show_progress=show_progress)
              if settings.transfer == "lp-ft" else None)
     L.seed_everything(settings.seed, workers=True, verbose=False)
-    model = build_model(settings, data_config.preprocessing.channels, data.classes, probe)
+    model = build_model(settings, data_config.preprocessing.input_channels, data.classes, probe)
     splits = {split: split_tensors(data, split) for split in ("train", "val")}
     settings = with_min_steps(settings, len(splits["train"][1]))
     placement = Placement.of(settings.runtime)
@@ -198,12 +198,12 @@ def training_module(model: torch.nn.Module, settings: TrainConfig, data: Prepare
                     extension: FitExtension | None, out: Path, placement: Placement) -> ClassifierModule:
     """What Lightning trains: a linear probe's head on cached backbone features (`splits` then hold the features),
     the whole network, or the extension's module (e.g. a student with its teacher)."""
-    mean, std = normalisation(data.config.preprocessing.channels, settings.model, settings.weights)
+    mean, std = normalisation(data.config.preprocessing.input_channels, settings.model, settings.weights)
     counts = torch.bincount(splits["train"][1], minlength=len(data.classes)).numpy()
     weight = class_weights(counts, settings.loss.class_weights)
     runtime = settings.runtime
     if settings.transfer == "linear":
-        identity = backbone_identity(settings, data.config.preprocessing.channels,
+        identity = backbone_identity(settings, data.config.preprocessing.input_channels,
                                      getattr(model, "medkd_weights_source", None))
         for split, (_, labels) in list(splits.items()):
             features, _ = cached_features(model, identity, data, split, mean=mean, std=std,
@@ -274,7 +274,7 @@ def write_final_model(out: Path, trainer: L.Trainer, module: ClassifierModule, m
 def run_card(settings: TrainConfig, data_config: DataConfig, classes: list[str], model: torch.nn.Module, out: Path,
              extension: FitExtension | None, **trained) -> RunCard:
     """The run's card before calibration: what rebuilds and feeds the model, how it was trained."""
-    in_chans = data_config.preprocessing.channels
+    in_chans = data_config.preprocessing.input_channels
     mean, std = normalisation(in_chans, settings.model, settings.weights)
     card = {"architecture": settings.model, "model_args": settings.model_args, "in_chans": in_chans,
             "classes": classes, "positive_class": classes[1] if len(classes) == 2 else None,

@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
-from medkd.data import DataConfig, DataError, record_data_location, resolve_size, unlabelled_images
+from medkd.data import DataConfig, DataError, record_data_location, resolve_preprocessing, unlabelled_images
 from medkd.device import is_primary_process, loader_workers
 from medkd.engine import EpochMetricsCSV, build_trainer, lightning_notices_silenced
 from medkd.files import (
@@ -41,7 +41,7 @@ def pretrain(data_config: DataConfig, settings: PretrainConfig, out: str | Path,
     (OUT/backbone.safetensors: the model's weights without its classifier). Re-running continues a killed run."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data_config = resolve_size(data_config)
+    data_config = resolve_preprocessing(data_config)
     primary = is_primary_process()  # of a distributed run, only global rank 0 writes the run folder
     show_progress = show_progress and primary
     if primary:
@@ -56,7 +56,7 @@ def pretrain(data_config: DataConfig, settings: PretrainConfig, out: str | Path,
         raise DataError(f"{len(images)} unlabelled images, fewer than batch_size {settings.batch_size}: "
                          "lower pretrain.batch_size")
     L.seed_everything(settings.seed, workers=True, verbose=False)
-    in_chans = data_config.preprocessing.channels
+    in_chans = data_config.preprocessing.input_channels
     # the classifier is dropped below, so its class count does not matter
     model = create_model(settings.model, num_classes=2, in_chans=in_chans, weights=settings.weights,
                          **settings.model_args)
@@ -65,7 +65,7 @@ def pretrain(data_config: DataConfig, settings: PretrainConfig, out: str | Path,
         backbone = backbone.to(memory_format=torch.channels_last)
     module = SelfSupervised(backbone, features, settings)
     mean, std = normalisation(in_chans, settings.model)
-    assert data_config.preprocessing.size is not None  # resolved above (resolve_size)
+    assert data_config.preprocessing.size is not None  # resolved above (resolve_preprocessing)
     views = TwoViews(images, view_transform(settings.views, data_config.preprocessing.size, mean, std))
     workers = loader_workers(runtime.num_workers, runtime.accelerator)
     loader = DataLoader(views, batch_size=settings.batch_size, shuffle=True, drop_last=True,
@@ -95,6 +95,6 @@ def write_backbone(out: Path, module: SelfSupervised, settings: PretrainConfig, 
         save_file(state, staging)
     write_json(out / PRETRAIN_REPORT, {
         "architecture": settings.model, "model_args": settings.model_args,
-        "in_chans": data_config.preprocessing.channels, "method": settings.method, "images": images,
+        "in_chans": data_config.preprocessing.input_channels, "method": settings.method, "images": images,
         "epochs_trained": epochs, "backbone": BACKBONE, "preprocessing": data_config.preprocessing.model_dump()})
     log.info("backbone written to %s (use it as weights: %s)", out / BACKBONE, out / BACKBONE)

@@ -93,7 +93,7 @@ def site_images(paths: list[Path], preprocessing: Preprocessing) -> tuple[np.nda
     images, problems = [], []
     for file in files:
         try:
-            images.append(preprocess(decode_file(file, max_pixels=DEFAULT_MAX_PIXELS).image, preprocessing))
+            images.append(preprocess(decode_file(file, max_pixels=DEFAULT_MAX_PIXELS), preprocessing))
         except BadImageError as err:
             problems.append(f"{file}: {err.problem}")
     if not images:

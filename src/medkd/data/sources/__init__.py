@@ -96,8 +96,10 @@ def open_source(config: DataConfig) -> SampleTable:
             return source.open(config, path)
     raise DataError(
         f"cannot tell what kind of data '{path}' is: expected a folder ROOT/{{train,val,test}}/CLASS/* or "
-        "ROOT/CLASS/*, a MedMNIST .npz, a folder with X_train.npy/y_train.npy, or a .csv manifest; or set data.source"
+        "ROOT/CLASS/*, a MedMNIST .npz, a folder with X_train.npy/y_train.npy, a .csv manifest, a folder of HDF5 "
+        "slices or of patient folders of NIfTI volumes; or set data.source"
     )
 
 
-from medkd.data.sources import csv_manifest, folder, medmnist, numpy_arrays  # noqa: E402,F401  (register them)
+# register them
+from medkd.data.sources import csv_manifest, folder, hdf5_slices, medmnist, nifti_volumes, numpy_arrays  # noqa: E402,F401

@@ -44,7 +44,7 @@ def load_csv(config: DataConfig, path: str, settings: CsvSettings) -> SampleTabl
     if len(empty):
         raise DataError(f"{manifest}: rows {[int(i) + 2 for i in empty[:10]]} have an empty path or label")
     warnings: list[str] = []
-    refs = [str((manifest.parent / p).resolve()) for p in frame["path"]]
+    refs = resolve_manifest_paths(frame["path"].tolist(), manifest)
     table = pd.DataFrame({"ref": refs})
     table["label"], classes = class_indices(frame["label"], config.classes, str(manifest))
     if "split" in frame.columns:
@@ -66,3 +66,21 @@ def load_csv(config: DataConfig, path: str, settings: CsvSettings) -> SampleTabl
                             "each counts as its own patient")
     return SampleTable(table, classes, FileReader(manifest.parent), origin=f"csv {manifest}",
                        warnings=warnings, patients_known=patients_known)
+
+
+def resolve_manifest_paths(paths: list[str], manifest: Path) -> list[str]:
+    """Absolute paths of a manifest's files: as written (absolute, or relative to the manifest's folder), or, for a
+    path that is not there, as a redistribution moved it: its trailing components under the manifest's folder
+    (a manifest written on another machine names e.g. /content/data/volume_1_slice_0.h5 for the file beside it).
+    The number of components dropped is found on the first such path and used for all."""
+    folder, resolved, dropped = manifest.parent, [], None
+    for written in paths:
+        path = folder / written  # an absolute `written` stays itself
+        if not path.exists():
+            parts = Path(written).parts
+            if dropped is None:
+                dropped = next((k for k in range(1, len(parts)) if (folder / Path(*parts[k:])).exists()), None)
+            if dropped is not None and dropped < len(parts):
+                path = folder / Path(*parts[dropped:])
+        resolved.append(str(path.resolve()))
+    return resolved
