@@ -13,15 +13,20 @@ import onnx
 import pandas as pd
 import pytest
 import torch
+import yaml
 from fastapi.testclient import TestClient
 from torchvision.transforms.v2 import ColorJitter
+from typer.testing import CliRunner
 
+from conftest import write_kermany_like
+from medkd.cli import app
 from medkd.data import DataConfig, DataError, check_data, decode_file, prepare, write_brats_like
 from medkd.data.sources.nifti_volumes import load_canonical, slices_of
 from medkd.deploy import ExportConfig, ServeConfig, create_app, export_run, load_predictor, predict_files
 from medkd.engine import TrainConfig, fit
 from medkd.engine.augment import IntensityJitter
 from medkd.evaluation import EvaluationConfig, evaluate_run
+from medkd.files import FOLD_POOLED, FOLD_RUNS
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 
@@ -181,3 +186,64 @@ def test_a_four_channel_model_trains_evaluates_exports_predicts_and_serves(mri_r
     answer = client.post("/predict", files={"file": (files[0].name, files[0].read_bytes(), "application/x-hdf5")})
     assert answer.status_code == 200, answer.text
     assert answer.json()["probabilities"]["tumour"] == pytest.approx(float(expected[0, 1]), abs=1e-5)
+
+
+def test_patient_folds_hold_every_patient_out_once_stratified_and_leave_a_source_test_split_alone(cohort, tmp_path):
+    """Per-patient labels (grade from name_mapping.csv): 5 folds, each the test split once, disjoint by patient,
+    every patient tested exactly once, each fold within 1 patient per class of an equal share. A source with its
+    own test split: the fold is val, and test is the same images in every fold."""
+    graded = {"source_settings": {"labels_csv": "name_mapping.csv"}}
+    tested: list[str] = []
+    grades = pd.read_csv(cohort["nifti"] / "name_mapping.csv").set_index("BraTS_2020_subject_ID")["Grade"]
+    for fold in range(5):
+        data = prepare(config(cohort, cohort["nifti"], split={"min_val_size": 1, "folds": 5, "fold": fold}, **graded),
+                       show_progress=False)
+        splits = data.samples.groupby("split")["patient"].agg(set)
+        assert not (splits["test"] & splits["train"]) and not (splits["test"] & splits["val"])
+        assert any(f"fold {fold} of 5" in note and "held out as test" in note for note in data.notes)
+        tested += sorted(splits["test"])
+        for grade, share in (grades.value_counts() / 5).items():
+            assert abs(sum(grades[p] == grade for p in splits["test"]) - share) <= 1, (fold, grade)
+    assert sorted(tested) == sorted(grades.index)  # every patient tested exactly once
+    with pytest.raises(DataError, match="no fold is chosen.*medkd run --folds 5"):
+        prepare(config(cohort, cohort["nifti"], split={"folds": 5}), show_progress=False)
+    with pytest.raises(ValueError, match="fold 5 needs folds above it"):
+        config(cohort, cohort["nifti"], split={"folds": 5, "fold": 5})
+    xray = write_kermany_like(tmp_path / "xray", {"train": 2, "test": 1}, patients_per_class=10)
+    held, tests = [], []
+    for fold in range(3):
+        data = prepare(DataConfig.model_validate({"path": str(xray), "cache_dir": str(tmp_path / "cache"),
+                                                  "preprocessing": {"size": 16, "channels": 1},
+                                                  "split": {"folds": 3, "fold": fold}}), show_progress=False)
+        held.append(set(data.samples.loc[data.samples["split"] == "val", "patient"]))
+        tests.append(sorted(data.samples.loc[data.samples["split"] == "test", "ref"]))
+    assert tests[0] == tests[1] == tests[2]
+    assert not (held[0] & held[1]) and not (held[1] & held[2]) and len(set.union(*held)) == 20
+
+
+def test_a_cross_validated_study_runs_every_fold_reports_across_them_and_resumes(cohort, tmp_path):
+    recipe = {"name": "cv", "data": {"path": str(cohort["nifti"]), "cache_dir": str(cohort["cache"]),
+                                     "preprocessing": {"size": 24}, "split": {"min_val_size": 1}},
+              "train": {"model": "compact_cnn", "model_args": {"width": 4}, "epochs": 1, "batch_size": 32,
+                        "precision": "32"},
+              "evaluation": {"bootstrap_resamples": 0}, "stages": [{"name": "cnn"}]}
+    path = tmp_path / "cv.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "study"
+    result = CliRunner().invoke(app, ["run", str(path), "--folds", "3", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    runs = pd.read_csv(out / FOLD_RUNS)
+    assert sorted(runs["fold"]) == [0, 1, 2] and (runs["stage"] == "cnn").all()
+    pooled = pd.read_csv(out / FOLD_POOLED)
+    assert pooled["images"].item() == 400 and pooled["split"].item() == "test"  # every slice tested once
+    refs = [pd.read_csv(out / f"fold{k}" / "cnn" / "seed0" / "evaluation" / "test_predictions.csv")["ref"]
+            for k in range(3)]
+    assert sum(map(len, refs)) == 400 and len(set().union(*map(set, refs))) == 400
+    report = (out / "report.md").read_text()
+    assert "patient-level 3-fold cross-validation" in report and "| cnn " in report and "fold 2" in report
+    assert "Test scores over folds" in result.output
+    again = CliRunner().invoke(app, ["run", str(path), "--folds", "3", "--out", str(out), "--no-progress"])
+    assert again.exit_code == 0, again.output
+    for k in range(3):
+        sessions = json.loads((out / f"fold{k}" / "study.json").read_text())["sessions"]
+        assert [s["jobs_run"] for s in sessions] == [1, 0]  # the second invocation trained nothing

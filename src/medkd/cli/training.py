@@ -37,7 +37,7 @@ from medkd.cli.common import (
 from medkd.config import ConfigError, load_data_settings, load_recipe
 from medkd.device import is_primary_process
 from medkd.errors import MedkdError
-from medkd.files import SWEEP
+from medkd.files import REPORT_MARKDOWN, SWEEP
 
 
 @data_app.command("check")
@@ -205,15 +205,20 @@ def run(
                                                          "weights cannot be fetched)")] = None,
     stage: Annotated[Optional[list[str]], typer.Option(
         help="run only this stage, and the stages it needs if unfinished (repeatable); the report covers all")] = None,
+    folds: Annotated[Optional[int], typer.Option(
+        help="patient-level stratified K-fold cross-validation: every fold a study in OUT/fold{k} (held out as "
+             "test, or as val where the data has its own test split), then mean ± sd over folds")] = None,
     workers: WorkersOpt = None, accelerator: AcceleratorOpt = None, devices: DevicesOpt = None,
     num_nodes: NodesOpt = None, cache_dir: CacheOpt = None, progress: ProgressOpt = True,
 ) -> None:
-    """Run a whole study: every stage and seed, teachers first, finished stages skipped; print the comparison."""
+    """Run a whole study: every stage and seed (and fold), teachers first, finished stages skipped; print the
+    comparison."""
     from medkd.runner import run_study
     from medkd.study import print_summary, summarise, with_weights
 
     with user_errors():
-        config = load_recipe(recipe, {"data": {"path": data, "cache_dir": cache_dir}, "seeds": seeds,
+        config = load_recipe(recipe, {"data": {"path": data, "cache_dir": cache_dir, "split": {"folds": folds}},
+                                      "seeds": seeds,
                                       "train": {"runtime": runtime_overrides(workers=workers, accelerator=accelerator,
                                                                              devices=devices, num_nodes=num_nodes)}},
                            preset=preset)
@@ -225,6 +230,11 @@ def run(
         runs = run_study(config, folder, stages=stage, show_progress=progress)
     if not is_primary_process():
         return  # the other processes of a distributed study: rank 0 writes and prints its tables
+    if config.data.split.folds is not None and config.data.split.fold is None:
+        console.print((folder / REPORT_MARKDOWN).read_text(), highlight=False, markup=False)
+        console.print(f"cross-validated study folder: {folder} (folds_runs.csv, folds_summary.csv, "
+                      f"folds_pooled.csv; each fold's study in {folder}/fold*)")
+        return
     print_summary(summarise(runs), config, console)
     from medkd.report import console_answer, load_study
 

@@ -63,6 +63,10 @@ class SplitPolicy(StrictModel):
     train_fraction: float = Field(
         1.0, gt=0.0, le=1.0, description="keep this share of the train patients (stratified, seeded; the rest is "
         "set aside, never moved to val or test): label-efficiency studies and quick runs")
+    folds: int | None = Field(None, ge=2, le=100, description="patient-level stratified k-fold cross-validation: "
+                              "held out in turn as the test split (a source without one) or as val (a source with "
+                              "its own test split, which stays untouched); `medkd run --folds K` runs every fold")
+    fold: int | None = Field(None, ge=0, description="the fold held out by this run: 0..folds-1")
     patient_pattern: str | None = Field(
         KERMANY_PATIENT_PATTERN,
         description="regex on the file name whose group 'patient' (or first group) is the patient id; "
@@ -80,6 +84,12 @@ class SplitPolicy(StrictModel):
             except re.error as err:
                 raise ValueError(f"not a valid regular expression: {err}") from err
         return pattern
+
+    @model_validator(mode="after")
+    def _fold_of_the_folds(self) -> SplitPolicy:
+        if self.fold is not None and (self.folds is None or self.fold >= self.folds):
+            raise ValueError(f"fold {self.fold} needs folds above it (data.split.folds: {self.folds})")
+        return self
 
 
 class LabelRule(StrictModel):

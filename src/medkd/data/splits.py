@@ -41,41 +41,75 @@ UNUSED = "unused"  # train samples set aside by split.train_fraction
 def one_fold(frame: pd.DataFrame, groups: np.ndarray, source: str, fraction: float, seed: int, purpose: str,
              cache: Path | None = None) -> np.ndarray:
     """Row positions of about `fraction` of `source`'s groups (whole patients), stratified by label:
-    one fold of round(1 / fraction) stratified group folds. With a `cache` folder, a fold computed before for the
-    same labels, groups and seed is read back (scikit-learn's search takes seconds on 5,000 images)."""
+    the first of round(1 / fraction) stratified group folds (see `fold_ids`)."""
+    index, ids = fold_ids(frame, groups, source, max(2, round(1 / fraction)), seed, purpose, cache)
+    return index[ids == 0]
+
+
+def fold_ids(frame: pd.DataFrame, groups: np.ndarray, source: str, folds: int, seed: int, purpose: str,
+             cache: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`source`'s row positions and the fold (0..folds-1) of each: scikit-learn's StratifiedGroupKFold, shuffled
+    with `seed`, so that a patient (group) is in one fold and each fold has about the classes' shares. With a
+    `cache` folder, folds computed before for the same labels, groups and seed are read back (scikit-learn's
+    search takes seconds on 5,000 images)."""
     index = np.flatnonzero(frame["split"].to_numpy() == source)
-    folds = max(2, round(1 / fraction))
     n_groups = len(np.unique(groups[index]))
     if n_groups < folds:
-        raise DataError(f"only {n_groups} patients in {source}: too few for {purpose} of {fraction:.0%}")
+        raise DataError(f"only {n_groups} patients in {source}: too few for {purpose}")
     labels = frame["label"].to_numpy()[index]
     key = fingerprint({"labels": bytes_fingerprint(np.ascontiguousarray(labels, dtype=np.int64).tobytes()),
                        "groups": bytes_fingerprint(np.ascontiguousarray(groups[index], dtype=np.int64).tobytes()),
-                       "folds": folds, "seed": seed, "splitter": "StratifiedGroupKFold-shuffled"}, length=24)
+                       "folds": folds, "seed": seed, "splitter": "StratifiedGroupKFold-shuffled-ids"}, length=24)
     stored = cache / SPLITS_CACHE / f"{key}.npy" if cache is not None else None
     if stored is not None and stored.exists():
-        return index[np.load(stored)]
+        return index, np.load(stored)
     from sklearn.model_selection import StratifiedGroupKFold  # here: scikit-learn takes seconds to import
 
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    ids = np.empty(len(index), dtype=np.int64)
     with warnings.catch_warnings():  # rare classes with fewer members than folds are expected
         warnings.simplefilter("ignore", UserWarning)
-        _, held = next(splitter.split(np.zeros(len(index)), labels, groups[index]))
+        for fold, (_, held) in enumerate(splitter.split(np.zeros(len(index)), labels, groups[index])):
+            ids[held] = fold
     if stored is not None:
         stored.parent.mkdir(parents=True, exist_ok=True)
         with staged(stored) as staging, open(staging, "wb") as file:
-            np.save(file, held)
-    return index[held]
+            np.save(file, ids)
+    return index, ids
 
 
 def carve(frame: pd.DataFrame, groups: np.ndarray, source: str, target: str, fraction: float, seed: int,
           cache: Path | None = None) -> pd.DataFrame:
     """Move about `fraction` of `source`'s patients to `target`, stratified by label."""
-    purpose = (f"a {target} split (provide a {target} split in the data or lower data.split.{target}_fraction)")
+    purpose = (f"a {target} split of {fraction:.0%} (provide a {target} split in the data or lower "
+               f"data.split.{target}_fraction)")
     held = one_fold(frame, groups, source, fraction, seed, purpose, cache)
     frame = frame.copy()
     frame.iloc[held, frame.columns.get_loc("split")] = target
     return frame
+
+
+def cross_validation_fold(frame: pd.DataFrame, groups: np.ndarray, policy: SplitPolicy, cache: Path | None,
+                          notes: list[str]) -> tuple[pd.DataFrame, str]:
+    """Hold out fold `policy.fold` of `policy.folds` patient-level folds of train (a source's val split merged into
+    it first): as test when the source has no test split (every patient is then tested once over the folds), as
+    val when it has one (its test split stays untouched). Returns the frame and the split the fold became."""
+    assert policy.folds is not None  # assign_splits calls this for a policy with folds
+    if policy.fold is None:
+        raise DataError(f"data.split.folds is {policy.folds} but no fold is chosen: set data.split.fold "
+                        f"(0..{policy.folds - 1}), or run every fold with `medkd run --folds {policy.folds}`")
+    frame = frame.copy()
+    if (frame["split"] == "val").any():
+        notes.append(f"cross-validation: the source's val split ({int((frame['split'] == 'val').sum())} images) "
+                     "merged into train, which the folds divide")
+        frame.loc[frame["split"] == "val", "split"] = "train"
+    held_as = "val" if (frame["split"] == "test").any() else "test"
+    index, ids = fold_ids(frame, groups, "train", policy.folds, policy.seed, f"{policy.folds} folds", cache)
+    frame.iloc[index[ids == policy.fold], frame.columns.get_loc("split")] = held_as
+    notes.append(f"cross-validation: fold {policy.fold} of {policy.folds} (patient-level, stratified, seed "
+                 f"{policy.seed}) held out as {held_as}" + (" (the source's test split untouched)"
+                                                           if held_as == "val" else ""))
+    return frame, held_as
 
 
 def assign_splits(frame: pd.DataFrame, groups: np.ndarray, policy: SplitPolicy,
@@ -88,12 +122,16 @@ def assign_splits(frame: pd.DataFrame, groups: np.ndarray, policy: SplitPolicy,
     if frame["source_split"].isna().any():
         notes.append(f"{int(frame['source_split'].isna().sum())} samples came without a split: "
                      "put in train before carving")
+    held_out = None
+    if policy.folds is not None:
+        frame, held_out = cross_validation_fold(frame, groups, policy, cache, notes)
+        carved.append(held_out)
     if not (frame["split"] == "test").any():
         frame = carve(frame, groups, "train", "test", policy.test_fraction, policy.seed, cache)
         carved.append("test")
         notes.append(f"the source has no test split: {policy.test_fraction:.0%} of train patients carved as test")
     n_val = int((frame["split"] == "val").sum())
-    if n_val < policy.min_val_size:
+    if n_val < policy.min_val_size and held_out != "val":  # a fold held out as val is what the folds make it
         if n_val:
             frame.loc[frame["split"] == "val", "split"] = "train"
             notes.append(f"the source's val split has {n_val} images (< min_val_size {policy.min_val_size}): "

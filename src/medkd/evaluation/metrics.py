@@ -137,7 +137,8 @@ def brier_score(labels: np.ndarray, probabilities: np.ndarray) -> float:
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float | None = None, *,
-                           calibration_bins: int = 15, details: bool = True) -> dict:
+                           calibration_bins: int = 15, details: bool = True,
+                           predicted: np.ndarray | None = None) -> dict:
     """Scalar metrics (see SCALARS), plus per-class scores and the confusion matrix when `details`.
 
     Binary tasks: precision, recall, specificity and F1 of the positive class (index 1); multi-class: their macro
@@ -154,6 +155,8 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, thresh
     details : bool, default True
         Add "per_class" (precision, recall, specificity, f1, support: lists of length classes) and
         "confusion_matrix" (classes x classes nested lists, rows true, columns predicted).
+    predicted : np.ndarray of shape (N,), int, optional
+        Decisions made elsewhere (pooled folds, each decided at its own threshold) instead of `threshold`'s.
 
     Returns
     -------
@@ -167,7 +170,7 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, thresh
     """
     labels = np.asarray(labels, dtype=np.int64)
     num_classes = probabilities.shape[1]
-    predicted = decisions(probabilities, threshold)
+    predicted = decisions(probabilities, threshold) if predicted is None else np.asarray(predicted, dtype=np.int64)
     classes = list(range(num_classes))
     precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=classes,
                                                                      zero_division=0)

@@ -5,5 +5,10 @@ from .collect import ReportError as ReportError
 from .collect import StudyResults as StudyResults
 from .collect import load_study as load_study
 from .document import write_report as write_report
+from .folds import CrossValidation as CrossValidation
+from .folds import cross_validation as cross_validation
+from .folds import fold_folder as fold_folder
+from .folds import write_cross_validation_report as write_cross_validation_report
 
-__all__ = ["ReportError", "StudyResults", "console_answer", "load_study", "write_report"]
+__all__ = ["CrossValidation", "ReportError", "StudyResults", "console_answer", "cross_validation", "fold_folder",
+           "load_study", "write_cross_validation_report", "write_report"]

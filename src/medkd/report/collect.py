@@ -111,12 +111,21 @@ def label_fractions(recipe: Recipe) -> dict[str, dict[float, str]]:
     return {method: stages for method, stages in methods.items() if len(stages) > 1}
 
 
+def study_recipe(folder: str | Path) -> Recipe:
+    """The recipe a study folder was run with (as `medkd run` wrote it)."""
+    path = Path(folder) / RECIPE
+    if not path.exists():
+        raise ReportError(f"{path} not found: {folder} is not a study folder written by `medkd run`")
+    return Recipe.model_validate(yaml.safe_load(path.read_text()))
+
+
 def load_study(folder: str | Path) -> StudyResults:
     """Read a study folder written by `medkd run`, finished or not: the report shows the runs evaluated so far."""
     folder = Path(folder)
-    if not (folder / RECIPE).exists():
-        raise ReportError(f"{folder / RECIPE} not found: {folder} is not a study folder written by `medkd run`")
-    recipe = Recipe.model_validate(yaml.safe_load((folder / RECIPE).read_text()))
+    recipe = study_recipe(folder)
+    if recipe.data.split.folds is not None and recipe.data.split.fold is None:
+        raise ReportError(f"{folder} is a cross-validated study: its folds are studies of their own "
+                          f"({folder}/fold0, ...); report.cross_validation reads them together")
     runs, missing = finished_runs(recipe, folder)
     if runs.empty:
         raise ReportError(f"no run of the study in {folder} has been evaluated yet: run `medkd run` on it")

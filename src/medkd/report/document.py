@@ -17,7 +17,7 @@ from medkd.environment import describe_environment
 from medkd.files import REPORT_HTML, REPORT_MARKDOWN
 from medkd.models import IMAGENET_TAG
 from medkd.report.answer import answer
-from medkd.report.collect import StudyResults, load_study
+from medkd.report.collect import StudyResults, load_study, study_recipe
 from medkd.report.figures import (
     confusion_matrices,
     efficiency_tradeoff,
@@ -382,7 +382,13 @@ def inline_images(html: str, folder: Path) -> str:
 
 
 def write_report(folder: str | Path) -> tuple[Path, Path]:
-    """Write STUDY/report.md (+ report_files/*.png) and the self-contained STUDY/report.html."""
+    """Write STUDY/report.md (+ report_files/*.png) and the self-contained STUDY/report.html; for a
+    cross-validated study, its view across folds (report.folds)."""
+    split = study_recipe(folder).data.split
+    if split.folds is not None and split.fold is None:
+        from medkd.report.folds import write_cross_validation_report
+
+        return write_cross_validation_report(folder, split.folds)
     results = load_study(folder)
     lines = [*header(results), *answer(results), *budget(results), *stage_table(results), *comparison(results),
              *label_efficiency(results),

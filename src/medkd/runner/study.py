@@ -35,7 +35,7 @@ from medkd.files import (
     write_yaml,
 )
 from medkd.pretrain import pretrain
-from medkd.report import write_report
+from medkd.report import cross_validation, fold_folder, write_cross_validation_report, write_report
 from medkd.study import (
     finished_runs,
     is_evaluated,
@@ -59,6 +59,9 @@ def run_study(recipe: Recipe, out: str | Path, *, stages: Collection[str] | None
     Writes the resolved recipe, the data check and a record of the session as it goes; at the end OUT/runs.csv
     (one row per run), OUT/summary.csv (mean and sd per stage) and the report (report.md, report.html)."""
     out = Path(out)
+    split = recipe.data.split
+    if split.folds is not None and split.fold is None:
+        return run_cross_validation(recipe, out, stages=stages, show_progress=show_progress)
     jobs = study_jobs(recipe, stages)
     if not is_primary_process():  # the other processes of a distributed study train; rank 0 does the rest
         return train_jobs(recipe, out, jobs, show_progress=show_progress)
@@ -70,6 +73,29 @@ def run_study(recipe: Recipe, out: str | Path, *, stages: Collection[str] | None
                  timedelta(seconds=round(time.time() - session.started)))
         run_job(session, stage, seed)
     return session.close()
+
+
+def run_cross_validation(recipe: Recipe, out: Path, *, stages: Collection[str] | None = None,
+                         show_progress: bool = True) -> pd.DataFrame:
+    """Every fold of `recipe.data.split.folds` as a study of its own in OUT/fold{k} (resumable as any study),
+    then the view across them (report.write_cross_validation_report); returns every fold's runs with a fold
+    column."""
+    folds = recipe.data.split.folds
+    assert folds is not None  # run_study calls this for a recipe with folds
+    for fold in range(folds):
+        log.info("cross-validation: fold %d of %d", fold, folds)
+        run_study(with_fold(recipe, fold), fold_folder(out, fold), stages=stages, show_progress=show_progress)
+    if not is_primary_process():
+        return pd.DataFrame()
+    write_yaml(out / RECIPE, recipe.model_dump(mode="json"))
+    write_cross_validation_report(out, folds)
+    return cross_validation(out, folds).runs
+
+
+def with_fold(recipe: Recipe, fold: int) -> Recipe:
+    """`recipe` with data.split.fold set (and so every stage's data, which derives from it)."""
+    data = recipe.data.model_copy(update={"split": recipe.data.split.model_copy(update={"fold": fold})})
+    return Recipe.model_validate({**recipe.model_dump(mode="json"), "data": data.model_dump(mode="json")})
 
 
 @dataclass
