@@ -27,6 +27,7 @@ from medkd.engine import TrainConfig, fit
 from medkd.engine.augment import IntensityJitter
 from medkd.evaluation import EvaluationConfig, evaluate_run
 from medkd.files import FOLD_POOLED, FOLD_RUNS
+from medkd.models import create_model
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 
@@ -247,3 +248,42 @@ def test_a_cross_validated_study_runs_every_fold_reports_across_them_and_resumes
     for k in range(3):
         sessions = json.loads((out / f"fold{k}" / "study.json").read_text())["sessions"]
         assert [s["jobs_run"] for s in sessions] == [1, 0]  # the second invocation trained nothing
+
+
+def test_imagenet_weights_take_four_channels_by_timms_rule():
+    """The RGB stem's filters repeated over the 4 channels (R, G, B, R) and rescaled by 3/4, so that a response
+    keeps its scale; the rest of the network is ImageNet's."""
+    rgb = create_model("efficientnet_lite0", num_classes=2, in_chans=3, weights="imagenet")
+    four = create_model("efficientnet_lite0", num_classes=2, in_chans=4, weights="imagenet")
+    stem3, stem4 = (next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).weight for model in (rgb, four))
+    assert stem4.shape[1] == 4
+    assert torch.allclose(stem4[:, :3], stem3 * 3 / 4) and torch.allclose(stem4[:, 3], stem3[:, 0] * 3 / 4)
+    assert torch.allclose(stem4.sum(dim=1), stem3.sum(dim=1) * 3 / 4 + stem3[:, 0] * 3 / 4)
+    deeper = [name for name, _ in rgb.named_parameters() if not name.startswith(("conv_stem", "classifier"))]
+    assert all(torch.equal(rgb.get_parameter(name), four.get_parameter(name)) for name in deeper)
+
+
+def test_a_model_trained_on_nifti_volumes_predicts_patient_folders_slice_by_slice(cohort, tmp_path):
+    """Predict reads a patient folder as the nifti source read it in training (the run card's source settings:
+    modalities, axis, the slices with brain), one row per slice FOLDER#SLICE, or the slices asked for."""
+    data = config(cohort, cohort["nifti"], preprocessing={"size": 24})
+    folder = fit(data, TrainConfig(model="compact_cnn", model_args={"width": 4}, epochs=1, batch_size=32),
+                 tmp_path / "run", show_progress=False)
+    card = json.loads((folder / "model.json").read_text())
+    assert card["source"]["name"] == "nifti" and card["source"]["settings"]["modalities"] == ["t1", "t1ce", "t2",
+                                                                                             "flair"]
+    prepared = prepare(data.model_copy(update={"preprocessing": data.preprocessing.model_copy(
+        update={"size": 24, "channels": 4})}), show_progress=False)
+    patient = cohort["nifti"] / "BraTS20_Training_007"
+    rows = prepared.samples[prepared.samples["patient"] == patient.name]
+    predictor = load_predictor(folder)
+    results = predict_files(predictor, [patient])
+    assert [r.name for r in results] == [f"{patient.name}#{ref.split('#')[1]}" for ref in rows["ref"]]
+    expected = predictor.probabilities(np.asarray(prepared.decoded.images[rows["row"].to_numpy()]))
+    assert np.allclose([r.probabilities["tumour"] for r in results], expected[:, 1], atol=1e-5)
+    chosen = predict_files(predictor, [cohort["nifti"]], slices=[3, 12])
+    assert len(chosen) == 40 and chosen[1].name == "BraTS20_Training_001#12" and "slice 12 of 24" in chosen[1].note
+    outside = predict_files(predictor, [patient], slices=[99])
+    assert outside[0].error.startswith("slices [99] are outside 0..23")
+    not_a_patient = predict_files(predictor, [tmp_path])
+    assert "not a patient folder" in not_a_patient[0].error

@@ -224,6 +224,8 @@ def test_real_pneumoniamnist(real_data, config_for):
 
 
 def test_the_source_setting_is_checked_against_the_registry_in_detection_order():
-    assert available_sources() == ["csv", "medmnist", "numpy", "folder"]  # any folder is tried last
-    with pytest.raises(ValueError, match=r"unknown data source 'dicom'.*\['csv', 'medmnist', 'numpy', 'folder'\]"):
+    # the most specific layouts first (HDF5 slices before any CSV), any folder last
+    assert available_sources() == ["hdf5", "csv", "medmnist", "nifti", "numpy", "folder"]
+    with pytest.raises(ValueError, match=r"unknown data source 'dicom'.*\['hdf5', 'csv', 'medmnist', 'nifti', 'numpy', "
+                                         r"'folder'\]"):
         DataConfig(path="x", source="dicom")

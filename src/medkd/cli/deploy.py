@@ -55,9 +55,13 @@ def export(
 @app.command("predict")
 def predict(
     model: Annotated[Path, typer.Argument(help="run folder, or .onnx file from medkd export")],
-    paths: Annotated[list[Path], typer.Argument(help="image files (JPEG, PNG, BMP, TIFF, DICOM) or folders")],
+    paths: Annotated[list[Path], typer.Argument(help="image files (JPEG, PNG, BMP, TIFF, DICOM, HDF5 slices) or "
+                                                     "folders; for a model trained on NIfTI volumes, patient folders")],
     out: Annotated[Optional[Path], typer.Option(help="write the table here too (.csv or .json)")] = None,
     heatmap: Annotated[Optional[Path], typer.Option(help="folder for Grad-CAM overlays")] = None,
+    slice_index: Annotated[Optional[list[int]], typer.Option(
+        "--slice", help="NIfTI volumes: score this slice of each (repeatable); default: every slice with brain",
+    )] = None,
 ) -> None:
     """Predict on files with the model's own preprocessing; unreadable files are listed, the rest still run."""
     from rich.table import Table
@@ -67,7 +71,7 @@ def predict(
 
     with user_errors():
         predictor = load_predictor(model)
-        results = predict_files(predictor, paths, heatmap_dir=heatmap)
+        results = predict_files(predictor, paths, heatmap_dir=heatmap, slices=slice_index)
     predicted = [result for result in results if result.error is None]
     if predicted:
         root = input_root(paths)

@@ -31,6 +31,9 @@ from .preprocess import preprocess as preprocess
 from .sources import available_sources as available_sources
 from .sources import open_source as open_source
 from .sources import register_source as register_source
+from .sources.nifti_volumes import SLICE_SEPARATOR as SLICE_SEPARATOR
+from .sources.nifti_volumes import is_patient_folder as is_patient_folder
+from .sources.nifti_volumes import volume_slices as volume_slices
 from .table import SPLITS as SPLITS
 from .table import ArrayReader as ArrayReader
 from .table import FileReader as FileReader
@@ -51,6 +54,7 @@ __all__ = [
     "NotAnImageError",
     "PreparedData",
     "Preprocessing",
+    "SLICE_SEPARATOR",
     "SPLITS",
     "SplitPolicy",
     "TooManyPixelsError",
@@ -61,6 +65,7 @@ __all__ = [
     "decode_file",
     "file_stat",
     "is_image_candidate",
+    "is_patient_folder",
     "labelled_images",
     "open_source",
     "prepare",
@@ -73,5 +78,6 @@ __all__ = [
     "run_data_config",
     "run_data_path",
     "unlabelled_images",
+    "volume_slices",
     "write_brats_like",
 ]

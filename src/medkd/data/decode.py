@@ -93,14 +93,15 @@ def content_hash(data: bytes) -> str:
     return bytes_fingerprint(data, length=40)
 
 
-def decode_file(path: Path, *, max_pixels: int, draft_size: int | None = None, ref: str | None = None) -> DecodedImage:
-    """Decode an image file (JPEG, PNG, BMP, TIFF or DICOM) to 8 bits.
+def decode_file(path: Path, *, max_pixels: int, draft_size: int | None = None, ref: str | None = None,
+                image_key: str | None = None) -> DecodedImage:
+    """Decode an image file (JPEG, PNG, BMP, TIFF, DICOM, or an HDF5 slice: dataset `image_key`) to 8 bits.
 
     `draft_size` lets JPEG decoding skip resolution not needed for a square of that side.
     """
     ref = ref or str(path)
     if path.suffix.lower() in HDF5_SUFFIXES:
-        return decode_hdf5(path, max_pixels=max_pixels, ref=ref)
+        return decode_hdf5(path, max_pixels=max_pixels, ref=ref, image_key=image_key)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -112,13 +113,13 @@ def decode_file(path: Path, *, max_pixels: int, draft_size: int | None = None, r
 
 
 def decode_bytes(data: bytes, ref: str, *, max_pixels: int, draft_size: int | None = None,
-                 dicom: bool = False) -> DecodedImage:
+                 dicom: bool = False, image_key: str | None = None) -> DecodedImage:
     """Decode an image's bytes (JPEG, PNG, BMP, TIFF, DICOM: `dicom`, or found by its preamble; an HDF5 slice,
-    found by its signature) to 8 bits."""
+    found by its signature: dataset `image_key`) to 8 bits."""
     if not data:
         raise NotAnImageError(ref, "empty file (0 bytes)", "re-export the image or remove the file")
     if data.startswith(HDF5_SIGNATURE):
-        return decode_hdf5(io.BytesIO(data), max_pixels=max_pixels, ref=ref)
+        return decode_hdf5(io.BytesIO(data), max_pixels=max_pixels, ref=ref, image_key=image_key)
     digest = content_hash(data)
     if dicom or data[128:132] == b"DICM":
         return _decode_dicom(data, ref, max_pixels, digest)

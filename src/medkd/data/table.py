@@ -159,6 +159,8 @@ class SampleTable:
     origin: str
     warnings: list[str] = field(default_factory=list)
     patients_known: bool = True
+    source: str = ""  # the registered source that read it, with its settings (set by open_source)
+    source_settings: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         missing = [c for c in COLUMNS if c not in self.samples.columns]

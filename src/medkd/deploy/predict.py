@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from medkd.data import DEFAULT_MAX_PIXELS, BadImageError, DecodedImage, decode_file, is_image_candidate, preprocess
+from medkd.data import (
+    DEFAULT_MAX_PIXELS,
+    SLICE_SEPARATOR,
+    BadImageError,
+    DecodedImage,
+    decode_file,
+    is_image_candidate,
+    is_patient_folder,
+    preprocess,
+    volume_slices,
+)
 from medkd.deploy.heatmap import grad_cam, overlay
 from medkd.deploy.runtime import Predictor
 from medkd.models import ModelError
+
+NIFTI = "nifti"  # the data source whose inputs are patient folders of volumes, read with the card's source settings
 
 
 @dataclass
@@ -133,7 +146,8 @@ def heatmap_overlays(predictor: Predictor, decoded: list[DecodedImage], images: 
 
 
 def predict_files(predictor: Predictor, paths: Sequence[str | Path], *, heatmap_dir: str | Path | None = None,
-                  max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 32) -> list[FilePrediction]:
+                  max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 32,
+                  slices: list[int] | None = None) -> list[FilePrediction]:
     """Decode, preprocess as the model was trained, predict; unreadable files get an `error` instead.
 
     Each image is preprocessed to uint8 (C, H, W) as the model's card says and predicted in batches; its
@@ -144,7 +158,8 @@ def predict_files(predictor: Predictor, paths: Sequence[str | Path], *, heatmap_
     predictor : Predictor
         A run folder's or an exported file's (`load_predictor`).
     paths : sequence of str or Path
-        Image files (JPEG, PNG, BMP, TIFF, DICOM), and folders searched recursively.
+        Image files (JPEG, PNG, BMP, TIFF, DICOM, HDF5 slices), and folders searched recursively; for a model
+        trained on NIfTI volumes, patient folders (or folders of them).
     heatmap_dir : str or Path, optional
         Write a Grad-CAM overlay per image here (made when missing), of the decided class (binary: the
         positive class).
@@ -152,28 +167,30 @@ def predict_files(predictor: Predictor, paths: Sequence[str | Path], *, heatmap_
         Larger decoded images are refused (their `error` says so).
     batch_size : int, default 32
         Images per prediction call.
+    slices : list of int, optional
+        NIfTI volumes: score these slices of each (default: every slice holding brain in the slice range).
 
     Returns
     -------
     list of FilePrediction
-        One per file found, in order.
+        One per file found (per slice of a volume), in order.
 
     Raises
     ------
     ModelError
         For heatmaps from an ONNX file whose run folder is not here.
     """
-    files, root = expand_inputs(paths), input_root(paths)
-    results = {str(f): FilePrediction(os.path.abspath(f), shown_name(f, root)) for f in files}
-    readable: list[tuple[Path, DecodedImage]] = []
-    for file in files:
-        try:
-            decoded = decode_file(file, max_pixels=max_pixels)
-        except BadImageError as err:
-            results[str(file)].error = f"{err.problem} ({err.advice})"
+    root = input_root(paths)
+    results: list[FilePrediction] = []
+    readable: list[tuple[FilePrediction, DecodedImage]] = []
+    for file, name, decoded in decoded_inputs(predictor, paths, root, max_pixels, slices):
+        result = FilePrediction(os.path.abspath(file), name)
+        results.append(result)
+        if isinstance(decoded, BadImageError):
+            result.error = f"{decoded.problem} ({decoded.advice})"
             continue
-        results[str(file)].note = decoded.note
-        readable.append((file, decoded))
+        result.note = decoded.note
+        readable.append((result, decoded))
     if heatmap_dir is not None:
         if not predictor.has_heatmaps:
             raise ModelError("heatmaps need the PyTorch model, and the run folder this ONNX file was exported from "
@@ -186,8 +203,7 @@ def predict_files(predictor: Predictor, paths: Sequence[str | Path], *, heatmap_
         images, probabilities, scores = predict_decoded(predictor, decoded_batch)
         labels = predictor.labels(probabilities)
         overlays = heatmap_overlays(predictor, decoded_batch, images, probabilities) if heatmap_dir is not None else []
-        for index, (file, _) in enumerate(batch):
-            result = results[str(file)]
+        for index, (result, _) in enumerate(batch):
             result.probabilities = {c: float(p) for c, p in zip(predictor.classes, probabilities[index])}
             result.label = labels[index]
             result.ood_score = float(scores[index]) if scores is not None else None
@@ -195,10 +211,44 @@ def predict_files(predictor: Predictor, paths: Sequence[str | Path], *, heatmap_
                                                                            images[index], result.ood_score)
             if overlays:
                 assert heatmap_dir is not None  # overlays are made only for a heatmap folder
-                target = Path(heatmap_dir) / f"{start + index:05d}_{file.stem}_gradcam.png"
+                stem = re.sub(r"[^\w.-]+", "_", Path(result.name).stem)  # a volume's FOLDER#SLICE too
+                target = Path(heatmap_dir) / f"{start + index:05d}_{stem}_gradcam.png"
                 overlays[index].save(target)
                 result.heatmap = str(target)
-    return list(results.values())
+    return results
+
+
+def decoded_inputs(predictor: Predictor, paths: Sequence[str | Path], root: str | None, max_pixels: int,
+                   slices: list[int] | None) -> Iterator[tuple[Path, str, DecodedImage | BadImageError]]:
+    """(file, shown name, decoded image or why not) per input image, read as the model's data source read its
+    training images: a model trained on NIfTI volumes takes patient folders (each kept slice, or `slices`,
+    one input named FOLDER#SLICE); an HDF5 slice is read from the dataset it was trained on."""
+    source, settings = predictor.source
+    if source == NIFTI:
+        for folder in volume_folders(paths, settings):
+            name = folder.name if os.path.abspath(folder) == root else shown_name(folder, root)
+            try:
+                for index, decoded in volume_slices(folder, settings, slices=slices, max_pixels=max_pixels):
+                    yield folder, f"{name}{SLICE_SEPARATOR}{index}", decoded
+            except BadImageError as err:
+                yield folder, name, err
+        return
+    for file in expand_inputs(paths):
+        try:
+            yield file, shown_name(file, root), decode_file(file, max_pixels=max_pixels,
+                                                            image_key=predictor.hdf5_image_key)
+        except BadImageError as err:
+            yield file, shown_name(file, root), err
+
+
+def volume_folders(paths: Sequence[str | Path], settings: dict) -> list[Path]:
+    """Patient folders among `paths`: each path that is one, else the patient folders inside it (sorted); a path
+    that is neither is kept, to be reported as not a patient folder."""
+    folders = []
+    for path in map(Path, paths):
+        inside = sorted(p for p in path.iterdir() if is_patient_folder(p, settings)) if path.is_dir() else []
+        folders.extend([path] if is_patient_folder(path, settings) or not inside else inside)
+    return folders
 
 
 def predictions_table(results: list[FilePrediction], classes: list[str]) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from medkd.models import ModelError, RunCard, load_model
 
 METADATA_KEY = "medkd"  # ONNX metadata_props key holding the model card as JSON
 CARD_KEYS = ("architecture", "model_args", "in_chans", "classes", "positive_class", "preprocessing", "normalisation",
-             "threshold", "calibration", "ood")
+             "source", "threshold", "calibration", "ood")
 
 
 def model_card(folder: Path, card: RunCard) -> dict:
@@ -88,6 +88,19 @@ class Predictor(abc.ABC):
     def preprocessing(self) -> Preprocessing:
         """How a decoded image becomes the model's uint8 (C, H, W) input: size, channels, resize."""
         return Preprocessing.model_validate(self.card["preprocessing"])
+
+    @property
+    def source(self) -> tuple[str | None, dict]:
+        """The data source the model was trained on and its settings ((None, {}) for runs from before medkd
+        recorded it): how an HDF5 slice's dataset or a NIfTI volume's modalities are read for it."""
+        record = self.card.get("source") or {}
+        return record.get("name"), record.get("settings") or {}
+
+    @property
+    def hdf5_image_key(self) -> str | None:
+        """The HDF5 dataset its training slices were read from; None: the file's own (see data.decode_hdf5)."""
+        name, settings = self.source
+        return settings.get("image_key") if name == "hdf5" else None
 
     @property
     def guard_threshold(self) -> float | None:

@@ -70,7 +70,7 @@ def create_app(predictor: Predictor, settings: ServeConfig = ServeConfig()) -> F
                 "max_upload_bytes": settings.max_upload_bytes}
 
     def run_model(data: bytes, name: str, heatmap: bool) -> dict:
-        decoded = decode_bytes(data, name, max_pixels=settings.max_pixels)
+        decoded = decode_bytes(data, name, max_pixels=settings.max_pixels, image_key=predictor.hdf5_image_key)
         with model_lock:
             started = time.perf_counter()
             images, probabilities, scores = predict_decoded(predictor, [decoded])

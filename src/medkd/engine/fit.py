@@ -57,6 +57,7 @@ from medkd.models import (
     PretrainedRecord,
     ProbeRecord,
     RunCard,
+    SourceRecord,
     classifier_name,
     create_model,
     normalisation,
@@ -253,6 +254,7 @@ def write_final_model(out: Path, trainer: L.Trainer, module: ClassifierModule, m
     resume = out / RESUME_CHECKPOINT
     best_path = Path(best.best_model_path or resume) if best is not None else resume
     card = run_card(settings, data_config, data.classes, model, out, extension,
+                    source=SourceRecord(name=data.source.source, settings=data.source.source_settings),
                     epochs_trained=trainer.current_epoch, best_checkpoint=best_path.name,
                     best_val_auc=(float(best.best_model_score)
                                   if best is not None and best.best_model_score is not None else None))

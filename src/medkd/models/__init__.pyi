@@ -9,6 +9,7 @@ from .card import Normalisation as Normalisation
 from .card import PretrainedRecord as PretrainedRecord
 from .card import ProbeRecord as ProbeRecord
 from .card import RunCard as RunCard
+from .card import SourceRecord as SourceRecord
 from .errors import ModelError as ModelError
 from .features import WithFeatures as WithFeatures
 from .inputs import channel_statistics as channel_statistics
@@ -51,6 +52,7 @@ __all__ = [
     "PretrainedRecord",
     "ProbeRecord",
     "RunCard",
+    "SourceRecord",
     "FEATURE_KINDS",
     "FeatureKind",
     "IMAGENET_TAG",

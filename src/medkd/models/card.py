@@ -94,6 +94,14 @@ class DistillationRecord(Record):
     views: int | None = None
 
 
+class SourceRecord(Record):
+    """The data source the model was trained on and its settings (all of them, defaults included): what reads
+    an input at prediction as it was read in training (an HDF5 slice's dataset, a NIfTI volume's modalities)."""
+
+    name: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
 class RunCard(Record):
     """A run folder's model.json. `positive_class`, `threshold` and `threshold_rule` are set for two-class tasks."""
 
@@ -105,6 +113,7 @@ class RunCard(Record):
     positive_class: str | None = None
     preprocessing: Preprocessing
     normalisation: Normalisation
+    source: SourceRecord | None = None  # None: a run from before medkd recorded it
     threshold: float | None = None
     threshold_rule: dict[str, Any] | None = None  # the ThresholdConfig it was chosen by
     weights: str | None = None  # none, imagenet (or a weight tag), or the checkpoint path it started from

@@ -33,7 +33,10 @@ class Source:
     settings: type[StrictModel] = NoSettings
 
     def open(self, config: DataConfig, path: str) -> SampleTable:
-        return self.load(config, path, validated_settings(self, config.source_settings))
+        settings = validated_settings(self, config.source_settings)
+        table = self.load(config, path, settings)
+        table.source, table.source_settings = self.name, settings.model_dump(mode="json")
+        return table
 
 
 _REGISTRY: dict[str, Source] = {}

@@ -89,6 +89,78 @@ def slices_of(volume: np.ndarray, axis: int) -> np.ndarray:
     return np.flip(np.swapaxes(moved, 1, 2), axis=1)  # rows along b (top: its + end), columns along a
 
 
+def stacked_modalities(patient: str, files: list[Path], settings: NiftiSettings) -> np.ndarray:
+    """A patient's modalities as one RAS+ volume (X, Y, Z, C) float32, C in the order of settings.modalities
+    (`files` in that order, the segmentation after them if any)."""
+    volumes = [load_canonical(file) for file in files[:len(settings.modalities)]]
+    if len({v.shape for v in volumes}) > 1:
+        raise BadImageError(patient, f"its modalities have different shapes {[v.shape for v in volumes]}",
+                            "co-register (resample) them to one grid")
+    return np.stack(volumes, axis=-1)
+
+
+def scaled_slices(stacked: np.ndarray, settings: NiftiSettings) -> np.ndarray:
+    """The slices (n, H, W, C) uint8 of a volume (X, Y, Z, C), each modality scaled by the percentiles of the
+    whole volume (INTENSITY_PERCENTILES)."""
+    scaled = scaled_planes(stacked, percentile_ranges(stacked, INTENSITY_PERCENTILES))
+    return np.ascontiguousarray(slices_of(scaled, settings.axis))
+
+
+def patient_files(folder: Path, settings: NiftiSettings) -> list[Path] | None:
+    """The folder's volume per modality, then its segmentation (when the settings name one); None when one of
+    them is missing or ambiguous."""
+    wanted = settings.modalities + ([settings.segmentation] if settings.segmentation else [])
+    found = [_volume_file(folder, name) for name in wanted]
+    return None if any(file is None for file in found) else [file for file in found if file is not None]
+
+
+def volume_slices(folder: str | Path, settings: dict, *, slices: list[int] | None = None,
+                  max_pixels: int) -> list[tuple[int, DecodedImage]]:
+    """A patient folder's slices as the nifti source reads them in training (`settings`: its source settings, as
+    a run card records them): those holding brain within the slice range, or exactly `slices`.
+
+    Returns
+    -------
+    list of (slice index, DecodedImage)
+
+    Raises
+    ------
+    BadImageError
+        For a folder without every modality, volumes that do not share a grid, or a slice index out of range.
+    """
+    folder, parsed = Path(folder), NiftiSettings.model_validate(settings)
+    wanted = parsed.modalities  # the segmentation is not needed to predict
+    files = patient_files(folder, parsed.model_copy(update={"segmentation": None}))
+    if files is None:
+        raise BadImageError(str(folder), f"not a patient folder with one *_{'/'.join(wanted)}.nii[.gz] each",
+                            "pass the folder of one patient's volumes (or a folder of such folders)")
+    stacked = stacked_modalities(folder.name, files, parsed)
+    side = max(stacked.shape[a] for a in range(3) if a != parsed.axis)
+    if side * side > max_pixels:
+        raise BadImageError(str(folder), f"slices of {side} x {side} pixels, above the limit of {max_pixels:,}",
+                            "raise the pixel limit if the volume is genuine")
+    raw, scaled = slices_of(stacked, parsed.axis), scaled_slices(stacked, parsed)
+    if slices is None:
+        first, last = parsed.slice_range or (0, len(raw))
+        chosen = [k for k in range(max(first, 0), min(last, len(raw)))
+                  if foreground_share(raw[k]) >= parsed.min_foreground]
+    else:
+        outside = [k for k in slices if not 0 <= k < len(raw)]
+        if outside:
+            raise BadImageError(str(folder), f"slices {outside} are outside 0..{len(raw) - 1}",
+                                "choose slices within the volume")
+        chosen = list(slices)
+    return [(k, DecodedImage.from_planes(scaled[k], f"NIfTI x{scaled.shape[-1]}", content_hash(scaled[k].tobytes()),
+                                         note=f"slice {k} of {len(raw)} along axis {parsed.axis}")) for k in chosen]
+
+
+def is_patient_folder(path: str | Path, settings: dict) -> bool:
+    """Whether `path` is a folder holding every modality named by `settings` (a nifti source's settings)."""
+    parsed = NiftiSettings.model_validate(settings)
+    return Path(path).is_dir() and patient_files(Path(path), parsed.model_copy(update={"segmentation": None})) \
+        is not None
+
+
 class NiftiReader(ImageReader):
     """Refs are PATIENT_FOLDER#SLICE; a patient's volumes are decoded (scaled to 8 bits) once and kept while its
     slices are read."""
@@ -105,14 +177,8 @@ class NiftiReader(ImageReader):
             if patient in self._volumes:
                 self._volumes.move_to_end(patient)
                 return self._volumes[patient]
-            volumes = [load_canonical(file) for file in self.files[patient][:len(self.settings.modalities)]]
-            if len({v.shape for v in volumes}) > 1:
-                raise BadImageError(patient, f"its modalities have different shapes {[v.shape for v in volumes]}",
-                                    "co-register (resample) them to one grid")
-            stacked = np.stack(volumes, axis=-1)
-            slices = slices_of(scaled_planes(stacked, percentile_ranges(stacked, INTENSITY_PERCENTILES)),
-                               self.settings.axis)
-            self._volumes[patient] = np.ascontiguousarray(slices)
+            stacked = stacked_modalities(patient, self.files[patient], self.settings)
+            self._volumes[patient] = scaled_slices(stacked, self.settings)
             if len(self._volumes) > VOLUMES_KEPT:
                 self._volumes.popitem(last=False)
             return self._volumes[patient]
@@ -146,12 +212,12 @@ def load_nifti(config: DataConfig, path: str, settings: NiftiSettings) -> Sample
     files, problems = {}, []
     wanted = settings.modalities + ([settings.segmentation] if settings.segmentation else [])
     for folder in _patient_folders(root):
-        found = [_volume_file(folder, name) for name in wanted]
-        missing = [name for name, file in zip(wanted, found, strict=True) if file is None]
-        if missing:
+        found = patient_files(folder, settings)
+        if found is None:
+            missing = [name for name in wanted if _volume_file(folder, name) is None]
             problems.append(f"{folder.name}: no single *_{'/'.join(missing)}.nii[.gz]")
             continue
-        files[str(folder)] = [file for file in found if file is not None]
+        files[str(folder)] = found
     if not files:
         raise DataError(f"{root}: no patient folder holds every volume {wanted} ({'; '.join(problems[:3])}); name "
                         "the modalities and segmentation in data.source_settings")
@@ -214,10 +280,9 @@ def _read_index(files: dict[str, list[Path]], settings: NiftiSettings) -> pd.Dat
     frames = []
     for patient, volume_files in track(files.items(), description="reading the volumes", transient=True,
                                        disable=len(files) < 20):
-        volumes = [load_canonical(file) for file in volume_files]
-        modalities = slices_of(np.stack(volumes[:len(settings.modalities)], axis=-1), settings.axis)
-        areas = ([mask_area(plane) for plane in slices_of(volumes[-1], settings.axis)] if settings.segmentation
-                 else [-1] * len(modalities))
+        modalities = slices_of(stacked_modalities(patient, volume_files, settings), settings.axis)
+        areas = ([mask_area(plane) for plane in slices_of(load_canonical(volume_files[-1]), settings.axis)]
+                 if settings.segmentation else [-1] * len(modalities))
         frames.append(pd.DataFrame({
             "patient": patient, "slice": np.arange(len(modalities)),
             "foreground": [foreground_share(plane) for plane in modalities], "mask_area": areas,
