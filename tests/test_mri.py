@@ -15,11 +15,13 @@ import pytest
 import torch
 import yaml
 from fastapi.testclient import TestClient
+from PIL import Image
 from torchvision.transforms.v2 import ColorJitter
 from typer.testing import CliRunner
 
 from conftest import write_kermany_like
 from medkd.cli import app
+from medkd.config import load_recipe
 from medkd.data import DataConfig, DataError, check_data, decode_file, prepare, write_brats_like
 from medkd.data.sources.nifti_volumes import load_canonical, slices_of
 from medkd.deploy import ExportConfig, ServeConfig, create_app, export_run, load_predictor, predict_files
@@ -27,7 +29,7 @@ from medkd.engine import TrainConfig, fit
 from medkd.engine.augment import IntensityJitter
 from medkd.evaluation import EvaluationConfig, evaluate_run
 from medkd.files import FOLD_POOLED, FOLD_RUNS
-from medkd.models import create_model
+from medkd.models import ModelError, create_model
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 
@@ -182,6 +184,12 @@ def test_a_four_channel_model_trains_evaluates_exports_predicts_and_serves(mri_r
         expected = predictor.probabilities(images[:8])
         assert np.allclose([r.probabilities["tumour"] for r in results], expected[:, 1], atol=1e-5)
     assert len(list((tmp_path / "heat").glob("*.png"))) == 8
+    flair = predict_files(load_predictor(folder), files[:1], heatmap_dir=tmp_path / "flair", heatmap_channel=3)
+    first = sorted((tmp_path / "heat").glob("*.png"))[0]
+    assert Image.open(flair[0].heatmap).size == Image.open(first).size == (48, 48)
+    assert not np.array_equal(np.asarray(Image.open(flair[0].heatmap)), np.asarray(Image.open(first)))
+    with pytest.raises(ModelError, match="heatmap channel 7: the image has channels 0..3"):
+        predict_files(load_predictor(folder), files[:1], heatmap_dir=tmp_path / "bad", heatmap_channel=7)
     assert decode_file(files[0], max_pixels=10**6).channels == 4
     client = TestClient(create_app(load_predictor(folder), ServeConfig()))
     answer = client.post("/predict", files={"file": (files[0].name, files[0].read_bytes(), "application/x-hdf5")})
@@ -287,3 +295,19 @@ def test_a_model_trained_on_nifti_volumes_predicts_patient_folders_slice_by_slic
     assert outside[0].error.startswith("slices [99] are outside 0..23")
     not_a_patient = predict_files(predictor, [tmp_path])
     assert "not a patient folder" in not_a_patient[0].error
+
+
+def test_the_slice_recipe_reads_both_layouts_with_its_own_settings(cohort):
+    """recipes/brats_slices.yaml as shipped: its classes name the manifest's 0/1 and the segmentation's labels
+    alike, its channels are the data's, its folds cover the cohort, and its quick preset resolves."""
+    recipe_file = Path(__file__).parents[1] / "recipes" / "brats_slices.yaml"
+    for layout in ("hdf5", "nifti"):
+        recipe = load_recipe(recipe_file, {"data": {"path": str(cohort[layout]), "cache_dir": str(cohort["cache"])}},
+                             preset="quick")
+        assert recipe.data.split.folds == 5 and recipe.train.epochs == 5
+        student = recipe.stage_data(next(s for s in recipe.stages if s.name == "student_kd"))
+        data = prepare(student.model_copy(update={"split": student.split.model_copy(update={"fold": 0})}),
+                       show_progress=False)
+        assert data.classes == ["no_tumour", "tumour"] and data.config.preprocessing.channels == 4
+        assert data.config.preprocessing.size == 128 and data.samples["label"].nunique() == 2
+        assert {s.name for s in recipe.stages} >= {"student_no_kd", "student_ls", "student_kd", "lite0_t224"}

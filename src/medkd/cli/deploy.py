@@ -62,6 +62,8 @@ def predict(
     slice_index: Annotated[Optional[list[int]], typer.Option(
         "--slice", help="NIfTI volumes: score this slice of each (repeatable); default: every slice with brain",
     )] = None,
+    heatmap_channel: Annotated[int, typer.Option(
+        help="images of several channels (MRI modalities): the one the heatmap is drawn on, e.g. 3 for FLAIR")] = 0,
 ) -> None:
     """Predict on files with the model's own preprocessing; unreadable files are listed, the rest still run."""
     from rich.table import Table
@@ -71,7 +73,8 @@ def predict(
 
     with user_errors():
         predictor = load_predictor(model)
-        results = predict_files(predictor, paths, heatmap_dir=heatmap, slices=slice_index)
+        results = predict_files(predictor, paths, heatmap_dir=heatmap, slices=slice_index,
+                                heatmap_channel=heatmap_channel)
     predicted = [result for result in results if result.error is None]
     if predicted:
         root = input_root(paths)

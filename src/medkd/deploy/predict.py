@@ -134,20 +134,24 @@ def distribution_check(predictor: Predictor, decoded: DecodedImage, image: np.nd
 
 
 def heatmap_overlays(predictor: Predictor, decoded: list[DecodedImage], images: np.ndarray,
-                     probabilities: np.ndarray):
-    """Grad-CAM overlays (PIL images) of the decided class (binary: the positive class), one per input."""
+                     probabilities: np.ndarray, channel: int = 0):
+    """Grad-CAM overlays (PIL images) of the decided class (binary: the positive class), one per input. The map
+    is computed from all channels; it is drawn over the image, or for images of C planes (MRI modalities) over
+    plane `channel`."""
     target = 1 if len(predictor.classes) == 2 else None
     overlays = []
     for index, item in enumerate(decoded):
         cls = target if target is not None else int(probabilities[index].argmax())
         heat = grad_cam(predictor.torch_model, images[index:index + 1], predictor.card["normalisation"], cls)[0]
-        overlays.append(overlay(item.image, heat))
+        if item.planes is not None and not 0 <= channel < len(item.planes):
+            raise ModelError(f"heatmap channel {channel}: the image has channels 0..{len(item.planes) - 1}")
+        overlays.append(overlay(item.planes[channel] if item.planes is not None else item.image, heat))
     return overlays
 
 
 def predict_files(predictor: Predictor, paths: Sequence[str | Path], *, heatmap_dir: str | Path | None = None,
                   max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 32,
-                  slices: list[int] | None = None) -> list[FilePrediction]:
+                  slices: list[int] | None = None, heatmap_channel: int = 0) -> list[FilePrediction]:
     """Decode, preprocess as the model was trained, predict; unreadable files get an `error` instead.
 
     Each image is preprocessed to uint8 (C, H, W) as the model's card says and predicted in batches; its
@@ -169,6 +173,8 @@ def predict_files(predictor: Predictor, paths: Sequence[str | Path], *, heatmap_
         Images per prediction call.
     slices : list of int, optional
         NIfTI volumes: score these slices of each (default: every slice holding brain in the slice range).
+    heatmap_channel : int, default 0
+        Images of C channels (MRI modalities): the channel the overlay is drawn on (e.g. 3: FLAIR).
 
     Returns
     -------
@@ -202,7 +208,8 @@ def predict_files(predictor: Predictor, paths: Sequence[str | Path], *, heatmap_
         decoded_batch = [d for _, d in batch]
         images, probabilities, scores = predict_decoded(predictor, decoded_batch)
         labels = predictor.labels(probabilities)
-        overlays = heatmap_overlays(predictor, decoded_batch, images, probabilities) if heatmap_dir is not None else []
+        overlays = (heatmap_overlays(predictor, decoded_batch, images, probabilities, heatmap_channel)
+                    if heatmap_dir is not None else [])
         for index, (result, _) in enumerate(batch):
             result.probabilities = {c: float(p) for c, p in zip(predictor.classes, probabilities[index])}
             result.label = labels[index]
