@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from medkd.settings import StrictModel
 
@@ -41,10 +41,19 @@ class RuntimeConfig(StrictModel):
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         "auto", description="data loader processes for augmentation; auto: none on a CPU, several beside a GPU")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice")
+    tracking: str | None = Field(None, description="log runs to an experiment tracker: mlflow (a local store "
+                                 "beside the runs, or $MLFLOW_TRACKING_URI) or mlflow:URI; needs medkd[mlflow]")
     images_on_device: Literal["auto"] | bool = Field(
         "auto", description="keep the training images (uint8) on the training device and augment them there batch by "
         "batch (train, distill, linear probes; self-supervised pretraining draws its views in the loader); auto: on "
         "a GPU, where per-image augmentation in loader processes leaves it waiting")
+
+    @field_validator("tracking")
+    @classmethod
+    def _a_tracker_medkd_has(cls, value: str | None) -> str | None:
+        from medkd.tracking import check_tracking
+
+        return check_tracking(value)
 
 
 class WithRuntime(StrictModel):

@@ -26,6 +26,7 @@ LAST_CHECKPOINT = "last"  # CHECKPOINTS/last.ckpt: Lightning's checkpoint of the
 RESUME_CHECKPOINT = f"{CHECKPOINTS}/{LAST_CHECKPOINT}.ckpt"  # a killed run resumes from this
 SKIPPED_FILES = "skipped_files.csv"  # files of the data that could not be read
 DATA_LOCATION = "data_location.json"  # where the data was found when the run was trained
+TRACKING_RUN = "tracking.json"  # a tracked run (or study) folder: its MLflow store and run id
 SIDECAR = "model.json"  # what rebuilds the model: architecture, classes, preprocessing, threshold, ...
 BEST = "model.safetensors"  # weights of the epoch chosen on validation
 LAST = "last.safetensors"  # weights of the last epoch

@@ -59,6 +59,8 @@ RecipeArg = Annotated[Optional[Path], typer.Argument(help="recipe YAML (data, tr
 RunFolderOpt = Annotated[Path, typer.Option(help="run folder; an unfinished run there is resumed")]
 DataOpt = Annotated[Optional[str], typer.Option(help="data path (see `medkd data check --help`)")]
 SizeOpt = Annotated[Optional[int], typer.Option(help="working resolution in pixels")]
+TrackingOpt = Annotated[Optional[str], typer.Option(
+    help="log to an experiment tracker: mlflow (a local store beside the runs) or mlflow:URI (needs medkd[mlflow])")]
 ChannelsOpt = Annotated[Optional[int], typer.Option(
     help="1 (grey), 3 (RGB) or the data's own (e.g. 4 MRI modalities); default: the data's own where neither, else 3")]
 WeightsOpt = Annotated[Optional[str], typer.Option(help="none, imagenet, or a checkpoint path")]
@@ -81,7 +83,7 @@ ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]
 
 
 def runtime_overrides(*, threads: int | None = None, workers: int | None = None, accelerator: str | None = None,
-                      devices: str | None = None, num_nodes: int | None = None) -> dict:
+                      devices: str | None = None, num_nodes: int | None = None, tracking: str | None = None) -> dict:
     """A recipe's runtime section from the command line (None: keep the recipe's value)."""
     return {"threads": threads, "num_workers": workers, "accelerator": accelerator, "num_nodes": num_nodes,
-            "devices": int(devices) if devices is not None and devices.isdigit() else devices}
+            "devices": int(devices) if devices is not None and devices.isdigit() else devices, "tracking": tracking}

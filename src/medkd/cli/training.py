@@ -24,6 +24,7 @@ from medkd.cli.common import (
     SeedOpt,
     SizeOpt,
     ThreadsOpt,
+    TrackingOpt,
     TransferOpt,
     WeightsOpt,
     WorkersOpt,
@@ -83,14 +84,14 @@ def data_overrides(data, cache_dir, size, channels) -> dict:
 
 
 def training_overrides(*, data, cache_dir, size, channels, model, weights, transfer, epochs, batch_size, lr, seed,
-                       threads, workers, accelerator, devices, num_nodes) -> dict:
+                       threads, workers, accelerator, devices, num_nodes, tracking=None) -> dict:
     """Recipe overrides from the options every training command shares (None: keep the recipe's value)."""
     return {
         "data": data_overrides(data, cache_dir, size, channels),
         "train": {"model": model, "weights": weights, "transfer": transfer, "epochs": epochs, "batch_size": batch_size,
                   "seed": seed, "optimiser": {"lr": lr},
                   "runtime": runtime_overrides(threads=threads, workers=workers, accelerator=accelerator,
-                                               devices=devices, num_nodes=num_nodes)},
+                                               devices=devices, num_nodes=num_nodes, tracking=tracking)},
     }
 
 
@@ -103,7 +104,7 @@ def train(
     weights: WeightsOpt = None, transfer: TransferOpt = None, epochs: IntOpt = None, batch_size: IntOpt = None,
     lr: LrOpt = None, seed: SeedOpt = None, threads: ThreadsOpt = None, workers: WorkersOpt = None,
     accelerator: AcceleratorOpt = None, devices: DevicesOpt = None, num_nodes: NodesOpt = None,
-    cache_dir: CacheOpt = None, progress: ProgressOpt = True,
+    tracking: TrackingOpt = None, cache_dir: CacheOpt = None, progress: ProgressOpt = True,
 ) -> None:
     """Train one model into a run folder: config, per-epoch metrics, best (on validation) and last weights."""
     from medkd.engine import fit
@@ -111,7 +112,7 @@ def train(
     overrides = training_overrides(data=data, cache_dir=cache_dir, size=size, channels=channels, model=model,
                                    weights=weights, transfer=transfer, epochs=epochs, batch_size=batch_size, lr=lr,
                                    seed=seed, threads=threads, workers=workers,
-                                   accelerator=accelerator, devices=devices, num_nodes=num_nodes)
+                                   accelerator=accelerator, devices=devices, num_nodes=num_nodes, tracking=tracking)
     with user_errors():
         config = load_recipe(recipe, overrides)
         folder = fit(config.data, config.train, out, show_progress=progress)
@@ -165,7 +166,8 @@ def distill(
     data: DataOpt = None, size: SizeOpt = None, channels: ChannelsOpt = None, weights: WeightsOpt = None,
     transfer: TransferOpt = None, epochs: IntOpt = None, batch_size: IntOpt = None, lr: LrOpt = None,
     seed: SeedOpt = None, threads: ThreadsOpt = None, workers: WorkersOpt = None, accelerator: AcceleratorOpt = None,
-    devices: DevicesOpt = None, num_nodes: NodesOpt = None, cache_dir: CacheOpt = None, progress: ProgressOpt = True,
+    devices: DevicesOpt = None, num_nodes: NodesOpt = None, tracking: TrackingOpt = None, cache_dir: CacheOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Distil a student from trained teacher run(s) into a run folder, with teacher-student agreement."""
     from medkd.distillation import distill as run_distillation
@@ -174,7 +176,7 @@ def distill(
     overrides = training_overrides(data=data, cache_dir=cache_dir, size=size, channels=channels, model=student,
                                    weights=weights, transfer=transfer, epochs=epochs, batch_size=batch_size, lr=lr,
                                    seed=seed, threads=threads, workers=workers,
-                                   accelerator=accelerator, devices=devices, num_nodes=num_nodes)
+                                   accelerator=accelerator, devices=devices, num_nodes=num_nodes, tracking=tracking)
     hint = {"student_layer": hint_student_layer, "teacher_layer": hint_teacher_layer}
     overrides["distill"] = {"teachers": teacher or None, "loss": loss, "temperature": temperature, "alpha": alpha,
                             "teacher_outputs": teacher_outputs, "weight_by_class": weight_by_class,
@@ -209,25 +211,37 @@ def run(
         help="patient-level stratified K-fold cross-validation: every fold a study in OUT/fold{k} (held out as "
              "test, or as val where the data has its own test split), then mean ± sd over folds")] = None,
     workers: WorkersOpt = None, accelerator: AcceleratorOpt = None, devices: DevicesOpt = None,
-    num_nodes: NodesOpt = None, cache_dir: CacheOpt = None, progress: ProgressOpt = True,
+    num_nodes: NodesOpt = None, tracking: TrackingOpt = None,
+    executor: Annotated[str, typer.Option(
+        help="sequential (here, one run after another) or ray (runs as Ray tasks: local, or --address)",
+    )] = "sequential",
+    address: Annotated[Optional[str], typer.Option(
+        help="--executor ray: the cluster to join (e.g. auto, or ray://head:10001); default: a local Ray")] = None,
+    cpus_per_run: Annotated[float, typer.Option(help="--executor ray: CPUs of each run (its torch threads)")] = 1,
+    gpus_per_run: Annotated[float, typer.Option(help="--executor ray: GPUs of each run")] = 0,
+    cache_dir: CacheOpt = None, progress: ProgressOpt = True,
 ) -> None:
     """Run a whole study: every stage and seed (and fold), teachers first, finished stages skipped; print the
     comparison."""
-    from medkd.runner import run_study
+    from medkd.runner import RayExecutor, run_study
     from medkd.study import print_summary, summarise, with_weights
 
     with user_errors():
         config = load_recipe(recipe, {"data": {"path": data, "cache_dir": cache_dir, "split": {"folds": folds}},
                                       "seeds": seeds,
                                       "train": {"runtime": runtime_overrides(workers=workers, accelerator=accelerator,
-                                                                             devices=devices, num_nodes=num_nodes)}},
+                                                                             devices=devices, num_nodes=num_nodes,
+                                                                             tracking=tracking)}},
                            preset=preset)
         if weights is not None:
             config = with_weights(config, weights)
         if not config.stages:
             raise ConfigError(f"{recipe} has no stages: list the models to compare under `stages:`")
         folder = out or Path("runs") / config.name
-        runs = run_study(config, folder, stages=stage, show_progress=progress)
+        if executor not in ("sequential", "ray"):
+            raise ConfigError(f"--executor {executor}: use sequential or ray")
+        ray = RayExecutor(address, cpus_per_run, gpus_per_run) if executor == "ray" else None
+        runs = run_study(config, folder, stages=stage, show_progress=progress, executor=ray)
     if not is_primary_process():
         return  # the other processes of a distributed study: rank 0 writes and prints its tables
     if config.data.split.folds is not None and config.data.split.fold is None:

@@ -25,6 +25,7 @@ from medkd.errors import MedkdError
 from medkd.evaluation import classification_metrics, decisions, load_guard, predict_probabilities, time_inference
 from medkd.files import EXPORT, EXPORT_REPORT, ONNX_FP32, ONNX_INT8, TORCHSCRIPT, TORCHSCRIPT_CARD, write_json
 from medkd.models import load_model
+from medkd.tracking import log_export
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,7 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
             log.warning("WARNING: %s", message)
             report.notes.append(message)
     write_json(out / EXPORT_REPORT, report.to_dict())
+    log_export(folder, out)  # a run tracked in MLflow gets the exported models too
     return report
 
 

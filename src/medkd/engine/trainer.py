@@ -12,9 +12,10 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, RichProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
-from medkd.device import RuntimeConfig, lightning_precision
+from medkd.device import RuntimeConfig, is_primary_process, lightning_precision
+from medkd.tracking import trainer_logger
 
 LOG_EVERY_N_STEPS = 10
 # Lightning's notices that say nothing about the user's run, silenced while medkd trains (and only then).
@@ -39,7 +40,8 @@ def build_trainer(runtime: RuntimeConfig, max_epochs: int, out: Path, callbacks:
         Accelerator, devices, nodes and precision (through the device policy's lightning_precision).
     max_epochs : int
     out : Path
-        The run folder: a CSV log per attempt under logs/, TensorBoard's under tensorboard/.
+        The run folder: a CSV log per attempt under logs/, TensorBoard's under tensorboard/ (and MLflow's run
+        with runtime.tracking, medkd.tracking).
     callbacks : list of Callback
         The run's callbacks; a progress bar is added with `show_progress`.
     show_progress : bool
@@ -51,12 +53,14 @@ def build_trainer(runtime: RuntimeConfig, max_epochs: int, out: Path, callbacks:
     """
     if show_progress:
         callbacks = [*callbacks, RichProgressBar()]
+    loggers: list[Logger] = [CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tensorboard", version="")]
+    if runtime.tracking is not None and is_primary_process():  # Lightning logs from rank 0 only
+        loggers.append(trainer_logger(runtime.tracking, out))
     with lightning_notices_silenced():  # Lightning logs its hosted logger's advertisement while it sets up
         return L.Trainer(
             max_epochs=max_epochs, accelerator=runtime.accelerator, devices=runtime.devices,
             num_nodes=runtime.num_nodes, precision=lightning_precision(runtime.precision, runtime.accelerator),
-            callbacks=callbacks,
-            logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tensorboard", version="")],
+            callbacks=callbacks, logger=loggers,
             enable_progress_bar=show_progress, enable_model_summary=False, log_every_n_steps=LOG_EVERY_N_STEPS)
 
 

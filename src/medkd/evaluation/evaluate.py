@@ -21,6 +21,7 @@ from medkd.evaluation.ood import load_guard
 from medkd.evaluation.predict import predict_run_logits, predict_with_features
 from medkd.files import BEST, RESULTS, evaluation_file, predictions_file, write_json
 from medkd.models import load_model
+from medkd.tracking import log_evaluation
 
 
 @dataclass
@@ -167,4 +168,5 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
     # The JSON last, and whole: a study takes its presence as "this split is evaluated", so a run killed while
     # writing must not leave it beside a missing or half-written predictions file.
     write_json(folder / evaluation_file(split), result.to_dict())
+    log_evaluation(folder, split)  # a run tracked in MLflow gets the scores and files too
     return result

@@ -27,6 +27,8 @@ from medkd.files import (
     DATA_CHECK,
     DATA_LOCATION,
     RECIPE,
+    REPORT_HTML,
+    REPORT_MARKDOWN,
     RUNS,
     SESSIONS,
     SUMMARY,
@@ -36,6 +38,7 @@ from medkd.files import (
 )
 from medkd.pretrain import pretrain
 from medkd.report import cross_validation, fold_folder, write_cross_validation_report, write_report
+from medkd.runner.ray_executor import RayExecutor, run_study_on_ray
 from medkd.study import (
     finished_runs,
     is_evaluated,
@@ -47,36 +50,47 @@ from medkd.study import (
     study_jobs,
     summarise,
 )
+from medkd.tracking import log_study_results, study_tracking
 
 log = logging.getLogger(__name__)
 
 
 def run_study(recipe: Recipe, out: str | Path, *, stages: Collection[str] | None = None,
-              show_progress: bool = True) -> pd.DataFrame:
+              show_progress: bool = True, executor: RayExecutor | None = None) -> pd.DataFrame:
     """Train and evaluate every stage of `recipe` (or only `stages` and the stages they need) for each of its
     seeds into `out`; returns one row per finished (stage, seed) of the study.
     A stage whose evaluation exists is not run again: delete a run's folder to run it again.
     Writes the resolved recipe, the data check and a record of the session as it goes; at the end OUT/runs.csv
-    (one row per run), OUT/summary.csv (mean and sd per stage) and the report (report.md, report.html)."""
+    (one row per run), OUT/summary.csv (mean and sd per stage) and the report (report.md, report.html).
+    `executor`: the runs as Ray tasks (runner.ray_executor), else one after another here."""
     out = Path(out)
     split = recipe.data.split
     if split.folds is not None and split.fold is None:
-        return run_cross_validation(recipe, out, stages=stages, show_progress=show_progress)
+        return run_cross_validation(recipe, out, stages=stages, show_progress=show_progress, executor=executor)
+    if executor is not None:
+        return run_study_on_ray(recipe, out, executor, stages=stages, show_progress=show_progress)
     jobs = study_jobs(recipe, stages)
     if not is_primary_process():  # the other processes of a distributed study train; rank 0 does the rest
         return train_jobs(recipe, out, jobs, show_progress=show_progress)
     session = StudySession.open(recipe, out, show_progress=show_progress)
-    for number, (seed, stage) in enumerate(jobs, 1):
-        # Progress across runs as a log line, not a rich Progress around them: Lightning's progress bar clears
-        # the console's live displays when it starts, and an enclosing display then fails when it stops.
-        log.info("run %d of %d: %s seed %d (study time so far %s)", number, len(jobs), stage.name, seed,
-                 timedelta(seconds=round(time.time() - session.started)))
-        run_job(session, stage, seed)
+    with study_tracking(recipe.train.runtime.tracking, out, recipe.name, study_parameters(recipe)):
+        for number, (seed, stage) in enumerate(jobs, 1):
+            # Progress across runs as a log line, not a rich Progress around them: Lightning's progress bar clears
+            # the console's live displays when it starts, and an enclosing display then fails when it stops.
+            log.info("run %d of %d: %s seed %d (study time so far %s)", number, len(jobs), stage.name, seed,
+                     timedelta(seconds=round(time.time() - session.started)))
+            run_job(session, stage, seed)
     return session.close()
 
 
+def study_parameters(recipe: Recipe) -> dict:
+    """What a tracked study's parent run shows as its parameters."""
+    return {"recipe": recipe.name, "seeds": recipe.seeds, "stages": [stage.name for stage in recipe.stages],
+            "data": recipe.data.path, "fold": recipe.data.split.fold, "folds": recipe.data.split.folds}
+
+
 def run_cross_validation(recipe: Recipe, out: Path, *, stages: Collection[str] | None = None,
-                         show_progress: bool = True) -> pd.DataFrame:
+                         show_progress: bool = True, executor: RayExecutor | None = None) -> pd.DataFrame:
     """Every fold of `recipe.data.split.folds` as a study of its own in OUT/fold{k} (resumable as any study),
     then the view across them (report.write_cross_validation_report); returns every fold's runs with a fold
     column."""
@@ -84,7 +98,8 @@ def run_cross_validation(recipe: Recipe, out: Path, *, stages: Collection[str] |
     assert folds is not None  # run_study calls this for a recipe with folds
     for fold in range(folds):
         log.info("cross-validation: fold %d of %d", fold, folds)
-        run_study(with_fold(recipe, fold), fold_folder(out, fold), stages=stages, show_progress=show_progress)
+        run_study(with_fold(recipe, fold), fold_folder(out, fold), stages=stages, show_progress=show_progress,
+                  executor=executor)
     if not is_primary_process():
         return pd.DataFrame()
     write_yaml(out / RECIPE, recipe.model_dump(mode="json"))
@@ -111,6 +126,7 @@ class StudySession:
     earlier: list[dict] = field(default_factory=list)
     jobs_run: int = 0
     prepared: dict[str, PreparedData] = field(default_factory=dict)
+    outcomes: list[dict] = field(default_factory=list)  # the Ray executor's: each run's status, times and error
 
     @classmethod
     def open(cls, recipe: Recipe, out: Path, *, show_progress: bool) -> StudySession:
@@ -132,7 +148,10 @@ class StudySession:
         return self.prepared[key]
 
     def record(self, *, ended: bool) -> None:
-        sessions = [*self.earlier, session_record(self.started, self.jobs_run, ended=ended)]
+        current = session_record(self.started, self.jobs_run, ended=ended)
+        if self.outcomes:
+            current["runs"] = self.outcomes
+        sessions = [*self.earlier, current]
         write_json(self.out / SESSIONS, {"sessions": sessions})
 
     def close(self) -> pd.DataFrame:
@@ -142,14 +161,22 @@ class StudySession:
         summarise(table).to_csv(self.out / SUMMARY)
         self.record(ended=True)
         write_report(self.out)
+        log_study_results(self.out, [self.out / name for name in (RUNS, SUMMARY, REPORT_HTML, REPORT_MARKDOWN)])
         return table
 
 
 def run_job(session: StudySession, stage: StageConfig, seed: int) -> None:
     """One (stage, seed): trained and evaluated on val and test, exported when the recipe asks; a run finished
     before is only brought up to date (its data location, its export)."""
+    finish_job(session, stage, seed, trained=train_job(session.recipe, session.out, stage, seed,
+                                                       show_progress=session.show_progress))
+
+
+def finish_job(session: StudySession, stage: StageConfig, seed: int, *, trained: bool) -> None:
+    """After a (stage, seed) was trained (`trained`) or found finished before: evaluated on val and test and
+    exported as the recipe asks, or, finished before, brought up to date (its data location, its export)."""
     recipe, folder = session.recipe, run_folder(session.out, stage.name, seed)
-    if not train_job(recipe, session.out, stage, seed, show_progress=session.show_progress):
+    if not trained:
         if is_evaluated(folder):
             if not (folder / DATA_LOCATION).exists():  # from before medkd recorded it
                 record_data_location(folder, recipe.stage_data(stage).path)
