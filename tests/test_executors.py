@@ -113,3 +113,22 @@ def test_mlflow_holds_the_runs_settings_epochs_scores_and_files_under_the_study(
     store = MlflowClient(tracking_uri=f"sqlite:///{run.parent / 'mlflow.db'}")
     alone = store.search_runs([store.get_experiment_by_name("medkd").experiment_id])[0]
     assert {a.path for a in store.list_artifacts(alone.info.run_id, "export")} >= {"export/model.onnx"}
+
+
+def test_a_missing_extra_is_named_when_the_settings_are_read(monkeypatch):
+    import importlib.util
+    import sys
+
+    from medkd.config import ConfigError
+    from medkd.device import RuntimeConfig
+    from medkd.runner.ray_executor import import_ray
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(ValueError, match=r"needs MLflow: pip install 'medkd\[mlflow\]'"):
+        RuntimeConfig(tracking="mlflow")
+    with pytest.raises(ValueError, match="unknown tracking 'wandb'"):
+        RuntimeConfig(tracking="wandb")
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
+    with pytest.raises(ConfigError, match=r"needs Ray: pip install 'medkd\[ray\]'"):
+        import_ray()
