@@ -35,7 +35,7 @@ def test_every_shipped_recipe_and_preset_is_valid(recipe):
 def test_runtime_settings_are_one_model_shared_by_train_and_pretrain(tmp_path):
     shared = set(RuntimeConfig.model_fields)
     assert shared == {"accelerator", "devices", "num_nodes", "precision", "channels_last", "num_workers", "threads",
-                      "images_on_device"}
+                      "images_on_device", "tracking"}
     for settings in (TrainConfig, PretrainConfig):  # nested once, not copied beside the run's own settings
         assert not shared & set(settings.model_fields) and settings().runtime == RuntimeConfig()
     recipe = yaml.safe_load(tiny_recipe(tmp_path).read_text())
