@@ -28,7 +28,7 @@ from medkd.evaluation import (
 from medkd.files import SIDECAR, SITE_STUDY
 from medkd.models import load_model, normalise
 from medkd.runner import run_study
-from medkd.site import CEILING, VARIANTS, site_images, site_parts
+from medkd.site import CEILING, PRIOR_SHIFT, VARIANTS, estimate_site_prior, reweighted, site_images, site_parts
 
 
 def test_calibrate_fits_a_site_temperature_and_threshold_into_a_new_run(trained_run, tmp_path):
@@ -116,5 +116,30 @@ def test_site_study_scores_every_variant_on_patients_it_did_not_calibrate_on(tmp
     split0 = table[table["split_seed"] == 0].set_index("variant")["accuracy"]
     thresholds_only = split0[["as trained", "site threshold", "site temperature + threshold"]]
     assert split0[CEILING] == pytest.approx(best) and (thresholds_only <= best + 1e-9).all()
+    # the prior shift: the class mix estimated on the calibration part without its labels, reported beside the
+    # evaluation part's actual share
+    shift = table[table["variant"] == PRIOR_SHIFT]
+    assert shift["estimated_prior"].between(0, 1).all() and shift["evaluation_prior"].between(0.3, 0.7).all()
+    assert "estimated by EM on the calibration part (no labels)" in markdown
     unknown = CliRunner().invoke(app, ["site-study", str(out), "--stage", "student_kd", "--no-progress"])
     assert unknown.exit_code == 2 and "student_kd: no finished run" in unknown.output
+
+
+def test_prior_shift_em_recovers_a_sites_class_mix_from_calibrated_probabilities():
+    """Saerens et al.'s setting: a calibrated model trained at 74 % positives meets a site at 40 %; EM on its
+    probabilities alone (no labels) finds the site's share, and the re-weighted probabilities are the site's
+    posteriors (their calibration there is restored)."""
+    rng = np.random.default_rng(0)
+    train_prior, site_share = np.array([0.26, 0.74]), 0.40
+    labels = (rng.random(20_000) < site_share).astype(int)
+    scores = rng.normal(np.where(labels == 1, 1.0, -1.0), 1.0)  # two Gaussians, unit variance
+    # the posterior under the training prior, exactly: a calibrated model trained at 74 %
+    odds = np.exp(2 * scores) * train_prior[1] / train_prior[0]
+    probabilities = np.stack([1 / (1 + odds), odds / (1 + odds)], axis=1)
+    estimate = estimate_site_prior(probabilities, train_prior)
+    assert estimate.converged and abs(estimate.site_prior[1] - labels.mean()) < 0.01  # the sample's own share
+    site_posteriors = reweighted(probabilities, train_prior, estimate.site_prior)
+    assert abs(site_posteriors[:, 1].mean() - labels.mean()) < 0.01  # calibrated at the site again
+    assert abs(probabilities[:, 1].mean() - labels.mean()) > 0.15  # as trained, it was not
+    with pytest.raises(ValueError, match="empty class"):
+        estimate_site_prior(probabilities, np.array([0.0, 1.0]))

@@ -1,7 +1,8 @@
 """The site-calibration protocol, apart from the main results: the official test split is cut by patient into a
 site-calibration part (default 25 %) and a site-evaluation part; trained runs are scored on the evaluation part
-as trained, with a site threshold, with a site temperature and threshold, with AdaBN, and with AdaBN and a site
-temperature and threshold. The calibration part is the only site data any variant sees (AdaBN without labels).
+as trained, with a site threshold, with a site temperature and threshold, with AdaBN, with AdaBN and a site
+temperature and threshold, and with the class prior re-estimated by EM (site.prior). The calibration part is the
+only site data any variant sees (AdaBN and the prior shift without its labels).
 Beside them, not a variant: the accuracy ceiling, the threshold that is best on the evaluation part itself."""
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from medkd.evaluation import ThresholdConfig, calibrated, choose_threshold, clas
 from medkd.files import SITE_STUDY_MARKDOWN, SITE_STUDY_TABLE, write_text_atomically
 from medkd.models import load_model
 from medkd.site.adapt import adapt_batch_norm, site_calibration
+from medkd.site.prior import estimate_site_prior, reweighted
 
+PRIOR_SHIFT = "prior shift (EM, no site labels)"  # the calibration part's images without their labels
 VARIANTS = ("as trained", "site threshold", "site temperature + threshold", "AdaBN",
-            "AdaBN + site temperature + threshold")
+            "AdaBN + site temperature + threshold", PRIOR_SHIFT)
 CEILING = "ceiling: best threshold on the evaluation part"  # of the model as trained; uses the labels it scores
 METRICS = ("accuracy", "recall", "specificity", "auc", "ece")
 LABEL = ("Site-calibration protocol: part of the official test split calibrates, the rest evaluates. Not the "
@@ -37,12 +40,16 @@ def site_parts(data: PreparedData, calibration_fraction: float, seed: int) -> tu
 
 
 def scores(labels: np.ndarray, logits, temperature: float, threshold: float | None) -> dict[str, float]:
-    metrics = classification_metrics(labels, calibrated(logits, temperature), threshold, details=False)
+    return probability_scores(labels, calibrated(logits, temperature), threshold)
+
+
+def probability_scores(labels: np.ndarray, probabilities: np.ndarray, threshold: float | None) -> dict[str, float]:
+    metrics = classification_metrics(labels, probabilities, threshold, details=False)
     return {name: metrics[name] for name in METRICS}
 
 
 def run_variants(folder: Path, data: PreparedData, calibration: np.ndarray, evaluation: np.ndarray) -> list[dict]:
-    """The five variants' scores of one run on the evaluation part, and (binary tasks) the accuracy ceiling of the
+    """The variants' scores of one run on the evaluation part, and (binary tasks) the accuracy ceiling of the
     model as trained: what the best of all thresholds scores there, which no threshold chosen without those labels
     can pass."""
     model, card = load_model(folder)
@@ -65,6 +72,14 @@ def run_variants(folder: Path, data: PreparedData, calibration: np.ndarray, eval
     site = site_calibration(adapted, card, images[calibration], labels[calibration])
     rows["AdaBN + site temperature + threshold"] = scores(labels[evaluation], adapted_logits[evaluation],
                                                           site["calibration"].temperature, site.get("threshold"))
+    # the site's class mix by EM on the calibration part's probabilities (no labels), against training's
+    train_prior = np.bincount(data.split("train")[1], minlength=len(card.classes)) / len(data.split("train")[1])
+    estimate = estimate_site_prior(calibrated(logits[calibration], temperature), train_prior)
+    shifted = reweighted(calibrated(logits[evaluation], temperature), train_prior, estimate.site_prior)
+    rows[PRIOR_SHIFT] = probability_scores(labels[evaluation], shifted, threshold)
+    # the last class's share (binary: the positive class): estimated, and as the evaluation part has it
+    rows[PRIOR_SHIFT].update(estimated_prior=float(estimate.site_prior[-1]),
+                             evaluation_prior=float(np.mean(labels[evaluation] == len(card.classes) - 1)))
     if binary:
         ceiling = choose_threshold(labels[evaluation], calibrated(logits[evaluation], temperature)[:, 1],
                                    ThresholdConfig(rule="accuracy"))  # on the very labels it is scored on
@@ -103,9 +118,19 @@ def site_markdown(table: pd.DataFrame, calibration_fraction: float) -> str:
              "evaluation (stratified, seeded). Scores on the evaluation part, mean ± sd over "
              + ", ".join(f"{stage}: {row.run} run(s) x {row.split_seed} split(s)" for stage, row in counts.iterrows())
              + ". Thresholds by each run's own rule; AdaBN re-estimates batch-norm statistics on the calibration "
-             "part's images without their labels. The ceiling row is not a variant: its threshold is the one that "
+             "part's images without their labels; the prior shift re-estimates the class mix by EM on the "
+             "calibration part's probabilities, without their labels, and re-weights the evaluation part's "
+             "probabilities by it (Saerens et al. 2002), keeping the validation threshold. The ceiling row is not "
+             "a variant: its threshold is the one that "
              "maximises accuracy of the model as trained on the evaluation part itself, using the labels it is "
              "scored on; no threshold chosen without them can pass it.", "",
              "| stage | variant | " + " | ".join(shown.columns) + " |", "|" + " --- |" * (len(shown.columns) + 2)]
     lines += [f"| {stage} | {variant} | " + " | ".join(row) + " |" for (stage, variant), row in shown.iterrows()]
+    shift = table[table["variant"] == PRIOR_SHIFT]
+    if "estimated_prior" in shift.columns and len(shift):
+        lines += ["", "Class mix of the last class, estimated by EM on the calibration part (no labels) against the "
+                  "evaluation part's actual share: " + "; ".join(
+                      f"{stage} {rows['estimated_prior'].mean():.3f} ± {rows['estimated_prior'].std(ddof=1):.3f} "
+                      f"(actual {rows['evaluation_prior'].mean():.3f})"
+                      for stage, rows in shift.groupby("stage", sort=False)) + "."]
     return "\n".join(lines) + "\n"
