@@ -27,11 +27,7 @@ class CsvSettings(StrictModel):
 @register_source("csv", detect=lambda path: path.lower().endswith(".csv"), detect_order=10, settings=CsvSettings)
 def load_csv(config: DataConfig, path: str, settings: CsvSettings) -> SampleTable:
     manifest = Path(path).resolve()
-    try:
-        frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DataError(f"{manifest}: not a readable CSV ({err})") from None
-    frame.columns = [c.strip().lower() for c in frame.columns]
+    frame = read_manifest(manifest)
     names = {"path": settings.path_column, "label": settings.label_column, "patient": settings.patient_column,
              "split": settings.split_column}
     missing = sorted(names[role].strip().lower() for role in ("path", "label")
@@ -47,14 +43,7 @@ def load_csv(config: DataConfig, path: str, settings: CsvSettings) -> SampleTabl
     refs = resolve_manifest_paths(frame["path"].tolist(), manifest)
     table = pd.DataFrame({"ref": refs})
     table["label"], classes = class_indices(frame["label"], config.classes, str(manifest))
-    if "split" in frame.columns:
-        splits = frame["split"].str.strip().str.lower()
-        unknown = sorted(set(splits) - set(SPLIT_NAMES) - {""})
-        if unknown:
-            raise DataError(f"{manifest}: unknown split values {unknown}; use train, val or test (or leave empty)")
-        table["source_split"] = [SPLIT_NAMES.get(s) for s in splits]
-    else:
-        table["source_split"] = None
+    table["source_split"] = source_splits(frame, "split", manifest)
     patients_known = "patient" in frame.columns
     if patients_known:
         table["patient"] = frame["patient"].where(frame["patient"] != "", table["ref"]).to_numpy()
@@ -84,3 +73,25 @@ def resolve_manifest_paths(paths: list[str], manifest: Path) -> list[str]:
                 path = folder / Path(*parts[dropped:])
         resolved.append(str(path.resolve()))
     return resolved
+
+
+def read_manifest(manifest: Path) -> pd.DataFrame:
+    """A manifest CSV as text, its column names stripped and lower-cased; a DataError when it cannot be read."""
+    try:
+        frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise DataError(f"{manifest}: not a readable CSV ({err})") from None
+    frame.columns = [c.strip().lower() for c in frame.columns]
+    return frame
+
+
+def source_splits(frame: pd.DataFrame, column: str, manifest: Path) -> list[str | None] | None:
+    """Each row's split (train, val, test; None where empty) from `column`, or None without that column; a
+    DataError names values that are no split."""
+    if column not in frame.columns:
+        return None
+    splits = frame[column].str.strip().str.lower()
+    unknown = sorted(set(splits) - set(SPLIT_NAMES) - {""})
+    if unknown:
+        raise DataError(f"{manifest}: unknown split values {unknown}; use train, val or test (or leave empty)")
+    return [SPLIT_NAMES.get(split) for split in splits]

@@ -22,9 +22,9 @@ from medkd.data.config import DataConfig
 from medkd.data.decode import HDF5_SUFFIXES, DecodedImage, decode_hdf5
 from medkd.data.errors import DataError
 from medkd.data.sources import register_source
-from medkd.data.sources.csv_manifest import resolve_manifest_paths
+from medkd.data.sources.csv_manifest import read_manifest, resolve_manifest_paths, source_splits
 from medkd.data.sources.slices import SliceSettings, foreground_share, mask_area, mask_labels, named_labels
-from medkd.data.table import SPLIT_NAMES, FileReader, SampleTable, class_indices, file_stat
+from medkd.data.table import FileReader, SampleTable, class_indices, file_stat
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +144,7 @@ def _manifest_in(folder: Path, settings: Hdf5Settings) -> Path | None:
 
 def _manifest_rows(manifest: Path, settings: Hdf5Settings) -> pd.DataFrame:
     """ref, patient, source_split and (with a label column) label_name, one row per manifest row."""
-    try:
-        frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DataError(f"{manifest}: not a readable CSV ({err})") from None
-    frame.columns = [c.strip().lower() for c in frame.columns]
+    frame = read_manifest(manifest)
     path_column, patient_column = settings.path_column.lower(), settings.patient_column.lower()
     missing = [c for c in (path_column, patient_column) if c not in frame.columns]
     if missing:
@@ -159,11 +155,7 @@ def _manifest_rows(manifest: Path, settings: Hdf5Settings) -> pd.DataFrame:
     label_column = (settings.label_column or "").lower()
     if label_column in frame.columns:
         rows["label_name"] = frame[label_column].to_numpy()
-    split_column = settings.split_column.lower()
-    splits = frame[split_column].str.strip().str.lower() if split_column in frame.columns else None
-    if splits is not None and (unknown := sorted(set(splits) - set(SPLIT_NAMES) - {""})):
-        raise DataError(f"{manifest}: unknown split values {unknown}; use train, val or test (or leave empty)")
-    rows["source_split"] = [SPLIT_NAMES.get(s) for s in splits] if splits is not None else None
+    rows["source_split"] = source_splits(frame, settings.split_column.lower(), manifest)
     return rows
 
 
