@@ -114,6 +114,17 @@ def patient_files(folder: Path, settings: NiftiSettings) -> list[Path] | None:
     return None if any(file is None for file in found) else [file for file in found if file is not None]
 
 
+def kept_slices(indices: np.ndarray, foreground: np.ndarray, settings: NiftiSettings) -> np.ndarray:
+    """Which slices a nifti source keeps (training and prediction alike): brain in at least min_foreground of the
+    slice, and an index within slice_range when one is set. A boolean mask beside `indices` (slice numbers) and
+    `foreground` (each slice's share of non-zero pixels)."""
+    keep = foreground >= settings.min_foreground
+    if settings.slice_range is not None:
+        first, last = settings.slice_range
+        keep &= (indices >= first) & (indices < last)
+    return keep
+
+
 def volume_slices(folder: str | Path, settings: dict, *, slices: list[int] | None = None,
                   max_pixels: int) -> list[tuple[int, DecodedImage]]:
     """A patient folder's slices as the nifti source reads them in training (`settings`: its source settings, as
@@ -141,9 +152,8 @@ def volume_slices(folder: str | Path, settings: dict, *, slices: list[int] | Non
                             "raise the pixel limit if the volume is genuine")
     raw, scaled = slices_of(stacked, parsed.axis), scaled_slices(stacked, parsed)
     if slices is None:
-        first, last = parsed.slice_range or (0, len(raw))
-        chosen = [k for k in range(max(first, 0), min(last, len(raw)))
-                  if foreground_share(raw[k]) >= parsed.min_foreground]
+        shares = np.array([foreground_share(plane) for plane in raw])
+        chosen = np.flatnonzero(kept_slices(np.arange(len(raw)), shares, parsed)).tolist()
     else:
         outside = [k for k in slices if not 0 <= k < len(raw)]
         if outside:
@@ -225,10 +235,7 @@ def load_nifti(config: DataConfig, path: str, settings: NiftiSettings) -> Sample
                                   "settings": settings.model_dump(mode="json")},
                          lambda: _read_index(files, settings))
     index["patient"] = index["patient"].astype(str)
-    kept = index[index["foreground"] >= settings.min_foreground]
-    if settings.slice_range is not None:
-        first, last = settings.slice_range
-        kept = kept[(kept["slice"] >= first) & (kept["slice"] < last)]
+    kept = index[kept_slices(index["slice"].to_numpy(), index["foreground"].to_numpy(), settings)]
     notes = [f"{p}: left out" for p in problems]
     notes.append(f"{len(kept)} of {len(index)} slices kept (brain in at least {settings.min_foreground:.0%} of the "
                  f"slice{', within the slice range' if settings.slice_range else ''})")
