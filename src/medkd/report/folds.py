@@ -10,6 +10,7 @@ import markdown
 import numpy as np
 import pandas as pd
 
+from medkd.config import Recipe
 from medkd.evaluation import classification_metrics
 from medkd.files import FOLD, FOLD_POOLED, FOLD_RUNS, FOLD_SUMMARY, REPORT_HTML, REPORT_MARKDOWN, RUNS
 from medkd.report.collect import ReportError, StudyResults, load_study
@@ -33,6 +34,7 @@ class CrossValidation:
     """The folds' results: every run with its fold, mean ± sd over folds per stage, the pooled held-out folds."""
 
     folds: int
+    recipe: Recipe  # a fold's recipe (the folds differ only in data.split.fold)
     held_out: str  # "test" (the folds cover the cohort) or "val" (the source's own test split is untouched)
     runs: pd.DataFrame  # runs.csv of every fold, with a fold column
     summary: pd.DataFrame  # per stage: each column's mean and sd over folds of the fold's mean over seeds
@@ -54,13 +56,14 @@ def cross_validation(out: str | Path, folds: int) -> CrossValidation:
     if not studies:
         raise ReportError(f"no fold of the cross-validated study in {out} has been evaluated yet: run "
                           f"`medkd run --folds {folds}` on it")
-    held_out = held_out_split(next(iter(studies.values())))
+    first = next(iter(studies.values()))
+    held_out = held_out_split(first)
     runs = pd.concat([study.runs.assign(**{FOLD_COLUMN: fold}) for fold, study in studies.items()],
                      ignore_index=True)
     per_fold = runs.drop(columns=schema.SEED).groupby([schema.STAGE, FOLD_COLUMN], sort=False).mean()
     summary = per_fold.groupby(level=schema.STAGE, sort=False).agg(["mean", "std"])
     summary.columns = [schema.mean(c) if stat == "mean" else schema.sd(c) for c, stat in summary.columns]
-    return CrossValidation(folds, held_out, runs, summary, pooled_scores(studies, held_out),
+    return CrossValidation(folds, first.recipe, held_out, runs, summary, pooled_scores(studies, held_out),
                            [fold for fold in range(folds) if fold not in studies])
 
 
@@ -80,14 +83,16 @@ def pooled_scores(studies: dict[int, StudyResults], split: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_cross_validation_report(out: str | Path, folds: int) -> tuple[Path, Path]:
-    """Write OUT's fold tables (FOLD_RUNS, FOLD_SUMMARY, FOLD_POOLED) and its report (report.md, report.html)."""
+def write_cross_validation_report(out: str | Path, folds: int,
+                                  result: CrossValidation | None = None) -> tuple[Path, Path]:
+    """Write OUT's fold tables (FOLD_RUNS, FOLD_SUMMARY, FOLD_POOLED) and its report (report.md, report.html), from
+    `result` when the caller has collected the folds already (`cross_validation`)."""
     out = Path(out)
-    result = cross_validation(out, folds)
+    result = result or cross_validation(out, folds)
     result.runs.to_csv(out / FOLD_RUNS, index=False)
     result.summary.to_csv(out / FOLD_SUMMARY)
     result.pooled.to_csv(out / FOLD_POOLED, index=False)
-    recipe = load_study(fold_folder(out, int(result.runs[FOLD_COLUMN].iloc[0]))).recipe
+    recipe = result.recipe
     done = folds - len(result.missing)
     protocol = ("each fold was the test split once, so every patient was tested exactly once; val was carved from "
                 "the other folds by patient" if result.held_out == "test" else

@@ -103,8 +103,9 @@ def run_cross_validation(recipe: Recipe, out: Path, *, stages: Collection[str] |
     if not is_primary_process():
         return pd.DataFrame()
     write_yaml(out / RECIPE, recipe.model_dump(mode="json"))
-    write_cross_validation_report(out, folds)
-    return cross_validation(out, folds).runs
+    result = cross_validation(out, folds)
+    write_cross_validation_report(out, folds, result)
+    return result.runs
 
 
 def with_fold(recipe: Recipe, fold: int) -> Recipe:

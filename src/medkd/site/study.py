@@ -73,7 +73,8 @@ def run_variants(folder: Path, data: PreparedData, calibration: np.ndarray, eval
     rows["AdaBN + site temperature + threshold"] = scores(labels[evaluation], adapted_logits[evaluation],
                                                           site["calibration"].temperature, site.get("threshold"))
     # the site's class mix by EM on the calibration part's probabilities (no labels), against training's
-    train_prior = np.bincount(data.split("train")[1], minlength=len(card.classes)) / len(data.split("train")[1])
+    train_labels = data.samples.loc[data.samples["split"] == "train", "label"].to_numpy()  # no images needed
+    train_prior = np.bincount(train_labels, minlength=len(card.classes)) / len(train_labels)
     estimate = estimate_site_prior(calibrated(logits[calibration], temperature), train_prior)
     shifted = reweighted(calibrated(logits[evaluation], temperature), train_prior, estimate.site_prior)
     rows[PRIOR_SHIFT] = probability_scores(labels[evaluation], shifted, threshold)
