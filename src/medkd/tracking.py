@@ -166,7 +166,7 @@ def trainer_logger(value: str, out: Path):
 
 
 def _tracked(folder: Path):
-    """(client, run id) of a tracked run folder, else None."""
+    """(client, run id) of a tracked run or study folder (its TRACKING_RUN record), else None."""
     record = folder / TRACKING_RUN
     if not record.exists():
         return None
@@ -206,14 +206,13 @@ def log_export(folder: str | Path, exported: Path) -> None:
 
 def log_study_results(out: Path, files: list[Path]) -> None:
     """Add a study's tables and report to its parent run (nothing for an untracked study)."""
-    record = out / TRACKING_RUN
-    if not record.exists():
+    tracked = _tracked(out)
+    if tracked is None:
         return
-    saved = json.loads(record.read_text())
-    client = _client(saved["uri"])
+    client, run_id = tracked
     for path in files:
         if path.exists():
-            client.log_artifact(saved["run_id"], str(path))
+            client.log_artifact(run_id, str(path))
 
 
 def _flat(values: dict, prefix: str = "") -> dict[str, Any]:
