@@ -100,6 +100,35 @@ def test_lskd_ignores_the_scale_and_shift_of_logits():
     assert moved.item() == pytest.approx(base.item(), rel=1e-4)
 
 
+def test_dist_is_one_minus_pearson_across_classes_and_across_the_batch():
+    """DIST (Huang et al., 2022) against numpy's correlation coefficients, on 4 classes."""
+    student, teacher = torch.randn(16, 4), torch.randn(16, 4)
+    temperature = 2.0
+    p_s = (student / temperature).softmax(1).numpy()
+    p_t = (teacher / temperature).softmax(1).numpy()
+    inter = np.mean([1 - np.corrcoef(p_s[i], p_t[i])[0, 1] for i in range(16)])
+    intra = np.mean([1 - np.corrcoef(p_s[:, j], p_t[:, j])[0, 1] for j in range(4)])
+    for inter_weight, intra_weight in ((1.0, 0.0), (0.0, 1.0), (1.0, 2.0)):
+        loss = build_logit_loss("dist", temperature, {"inter_weight": inter_weight, "intra_weight": intra_weight})
+        expected = temperature**2 * (inter_weight * inter + intra_weight * intra)
+        assert loss(student, teacher, None).item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_dist_on_two_classes_is_its_intra_class_term(caplog):
+    """Two probabilities (p, 1 - p) correlate at +-1 with any other pair: the inter-class term has no gradient;
+    the intra-class term correlates the batch's P(positive) with the teacher's, and a run says so."""
+    student, teacher = torch.randn(32, 2, requires_grad=True), torch.randn(32, 2)
+    build_logit_loss("dist", 4.0, {"intra_weight": 0.0})(student, teacher, None).backward()
+    assert student.grad.abs().max().item() < 1e-6
+    student.grad = None
+    build_logit_loss("dist", 4.0, {"inter_weight": 0.0})(student, teacher, None).backward()
+    assert student.grad.abs().max().item() > 1e-3
+    with caplog.at_level(logging.WARNING, logger="medkd"):
+        LOGIT_LOSSES["dist"].check_task(["NORMAL", "PNEUMONIA"])
+        LOGIT_LOSSES["dist"].check_task(["BACTERIA", "NORMAL", "VIRUS"])
+    assert len([r for r in caplog.records if "inter_weight does nothing" in r.getMessage()]) == 1
+
+
 def test_ensemble_softmax_is_the_mean_of_softened_probabilities():
     stacked = torch.randn(10, 3, 4)
     combined = ensemble_logits(stacked, 3.0)
@@ -114,7 +143,7 @@ def test_distill_settings_are_checked():
         settings(loss="hint")
     with pytest.raises(ConfigError, match="scratch or finetune"):
         load_recipe(None, {"data": {"path": "x"}, "train": {"transfer": "linear"}, "distill": {"teachers": ["t"]}})
-    with pytest.raises(ValueError, match=r"unknown loss 'kld'.*\['dkd', 'kd', 'lskd'"):
+    with pytest.raises(ValueError, match=r"unknown loss 'kld'.*\['dist', 'dkd', 'kd', 'lskd'"):
         settings(loss="kld")
     with pytest.raises(ValueError, match="tckd_weigth"):  # a misspelt setting of the loss, named
         settings(loss="dkd", loss_params={"tckd_weigth": 2})
@@ -187,6 +216,38 @@ def test_cached_and_online_teacher_targets_are_identical_without_augmentation(ge
         modules[mode] = [modules[mode].teacher_targets(modules[mode].on_after_batch_transfer(b, 0)) for b in loader]
     for cached, online in zip(modules["cached"], modules["online"]):
         assert torch.allclose(cached, online, atol=1e-5)
+
+
+def test_function_matching_mixes_the_batch_that_teacher_and_student_both_read(generated, tmp_path):
+    """mixup (Beyer et al., 2022): the student's batch is mixed with a shuffled copy of itself, the teacher's
+    targets are its outputs on the mixed images, and the hard-label loss mixes both labels; refused with cached
+    targets (they belong to unmixed images); a run trains and evaluates with it."""
+    config, teacher = generated
+    with pytest.raises(ValueError, match="mixup .*teacher_outputs: online"):
+        settings(mixup=1.0)
+    data = prepare(config, show_progress=False)
+    mean, std = normalisation(1)
+    splits = {s: split_tensors(data, s) for s in ("train", "val")}
+    student = create_model("compact_cnn", num_classes=2, in_chans=1, width=8)
+    module = Distillation(settings(teachers=[str(teacher)], teacher_outputs="online", mixup=1.0)).build_module(
+        student, STUDENT, data, splits, mean=mean, std=std, class_weight=None, out=tmp_path / "fm")
+    images, labels = splits["train"][:2]
+    both_classes = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:16]
+    batch = module.named(module.on_after_batch_transfer(next(iter(TensorDataModule(
+        {"val": (images[both_classes], labels[both_classes])}, 16, augment=None).val_dataloader())), 0))
+    assert len(set(batch.labels.tolist())) == 2
+    torch.manual_seed(3)
+    mixed, partner_labels, weight = module.mixed(batch)
+    assert 0 < weight < 1 and not torch.equal(partner_labels, batch.labels)
+    # every mixed image is weight * its image + (1 - weight) * one other image of the batch with its label
+    for i in range(len(batch.labels)):
+        residual = (mixed.inputs[i] - weight * batch.inputs[i]) / (1 - weight)
+        matches = [j for j in range(len(batch.labels)) if torch.allclose(residual, batch.inputs[j], atol=1e-4)]
+        assert matches and batch.labels[matches[0]] == partner_labels[i]
+    assert torch.allclose(module.teacher_targets(mixed), module.teacher(mixed.inputs)[:, 0], atol=1e-5)
+    out = distill(config, STUDENT, settings(teachers=[str(teacher)], teacher_outputs="online", mixup=1.0),
+                  tmp_path / "run", show_progress=False)
+    assert json.loads((out / "model.json").read_text())["distillation"]["teacher_outputs"] == "online"
 
 
 def test_cached_teacher_targets_follow_their_images_onto_the_device(generated, tmp_path):

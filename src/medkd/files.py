@@ -31,6 +31,7 @@ SIDECAR = "model.json"  # what rebuilds the model: architecture, classes, prepro
 BEST = "model.safetensors"  # weights of the epoch chosen on validation
 LAST = "last.safetensors"  # weights of the last epoch
 PROBE = "probe"  # an lp-ft run's linear-probe step: a run folder inside the run folder
+WISE_FT_CURVE = "wise_ft_curve.csv"  # a wise-ft run: validation and test scores along the interpolation path
 OOD_GUARD = "ood_guard.safetensors"  # the out-of-distribution guard: class means and shared precision matrix
 RESULTS = "evaluation"  # RESULTS/{split}.json and RESULTS/{split}_predictions.csv
 TEACHER_LOGITS = "teacher_logits.safetensors"  # a distilled run's cached teacher outputs

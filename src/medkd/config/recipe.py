@@ -42,7 +42,7 @@ class Recipe(StrictModel):
 
     @model_validator(mode="after")
     def _distillation_trains_the_whole_student(self) -> Recipe:
-        if self.distill is not None and self.train.transfer == "linear":
+        if self.distill is not None and self.train.transfer in ("linear", "wise-ft"):
             raise ValueError("distillation trains the whole student: train.transfer must be scratch or finetune")
         return self
 

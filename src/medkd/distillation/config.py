@@ -38,7 +38,8 @@ class DistillConfig(StrictModel):
 
     teachers: list[str] = Field(min_length=1, description="run folders of trained teachers; several: an ensemble")
     loss: str = Field("kd", description="a registered logit loss (kd: Hinton; dkd: decoupled; lskd: "
-                                        "logit-standardised; see LOGIT_LOSSES), or hint: feature hint only")
+                                        "logit-standardised; dist: Pearson correlation, DIST; see LOGIT_LOSSES), "
+                                        "or hint: feature hint only")
     loss_params: dict = Field(default_factory=dict, description="the loss's own settings, e.g. dkd: tckd_weight, "
                                                                 "nckd_weight")
     temperature: float = Field(4.0, gt=0)
@@ -55,6 +56,11 @@ class DistillConfig(StrictModel):
                               "augmented batch the student sees. A teacher trained at another resolution always "
                               "sees its own view of the same (augmented) sample")
     views: int = Field(4, ge=1, le=64, description="cached_views: augmented views per train image")
+    mixup: float = Field(0.0, ge=0, description="function matching (Beyer et al., CVPR 2022): each train batch "
+                                                "mixed with a shuffled copy of itself, weight lambda ~ "
+                                                "Beta(mixup, mixup), and teacher and student both read the mixed "
+                                                "images (teacher_outputs: online); the hard-label loss mixes the "
+                                                "two labels alike. 0: off; the paper's 1 with alpha 1 (no labels)")
 
     @model_validator(mode="after")
     def _a_registered_loss_with_its_own_params(self) -> DistillConfig:
@@ -77,6 +83,9 @@ class DistillConfig(StrictModel):
         if self.hint is not None and self.teacher_outputs != "online":
             raise ValueError("a feature hint needs the teacher's feature maps of every batch: "
                              "set teacher_outputs: online")
+        if self.mixup and self.teacher_outputs != "online":
+            raise ValueError("mixup (function matching) needs the teacher's outputs on each mixed batch: set "
+                             "teacher_outputs: online (cached and cached_views targets belong to unmixed images)")
         if self.hint is not None and len(self.teachers) > 1:
             raise ValueError("a feature hint is taken from one teacher: give exactly one teacher")
         return self

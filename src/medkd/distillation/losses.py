@@ -1,4 +1,4 @@
-"""Distillation losses on logits, in a registry: Hinton KD, decoupled KD, logit-standardised KD.
+"""Distillation losses on logits, in a registry: Hinton KD, decoupled KD, logit-standardised KD, DIST.
 
 A loss is one registered class (as in torchdistill): built with the temperature and its own settings
 (`Params`, from the recipe's `distill.loss_params`). Its `per_sample(student, teacher, labels)` takes student
@@ -202,6 +202,47 @@ class StandardisedKD(HintonKD):
                 "temperature keeps the teacher's confidence), or dkd's target term (tckd_weight)")
     def per_sample(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         return super().per_sample(standardise(student), standardise(teacher), labels)
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Tensor:
+    """Pearson correlation of `a` and `b` along `dim`: the cosine of the centred vectors (0 where one is
+    constant)."""
+    return F.cosine_similarity(a - a.mean(dim=dim, keepdim=True), b - b.mean(dim=dim, keepdim=True), dim=dim,
+                               eps=1e-12)
+
+
+class DistParams(StrictModel):
+    inter_weight: float = Field(1.0, ge=0, description="weight of the inter-class term (the paper's beta): each "
+                                                       "sample's class probabilities correlated with the teacher's")
+    intra_weight: float = Field(1.0, ge=0, description="weight of the intra-class term (the paper's gamma): each "
+                                                       "class's probabilities over the batch correlated with the "
+                                                       "teacher's, so the student ranks the batch as it does")
+
+
+@register_logit_loss("dist")
+class DIST(LogitLoss):
+    """DIST (Huang et al., NeurIPS 2022): 1 - Pearson correlation between student and teacher probabilities at
+    temperature T, across classes within each sample (inter) and across the batch within each class (intra),
+    times T^2. The intra-class term is a property of the batch: `per_sample` gives each sample its own inter-class
+    term plus the batch's intra-class term, so the batch mean is the paper's loss (class weights weigh the
+    inter-class part; the batch term is shared)."""
+
+    Params = DistParams
+    params: DistParams
+
+    @classmethod
+    def check_task(cls, classes: list[str]) -> None:
+        if len(classes) == 2:  # (p, 1 - p) centred is (p - 1/2)(1, -1): any two such vectors correlate at +-1
+            log.warning("dist on two classes: its inter-class term is 1 - (+-1), a constant without gradient, so "
+                        "inter_weight does nothing; dist is its intra-class term (the batch's P(positive) "
+                        "correlated with the teacher's) here")
+
+    def per_sample(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        p_student = (student.float() / self.temperature).softmax(dim=1)
+        p_teacher = (teacher.float() / self.temperature).softmax(dim=1)
+        inter = 1 - pearson(p_student, p_teacher, dim=1)  # (N,)
+        intra = 1 - pearson(p_student, p_teacher, dim=0).mean()  # () over classes, each across the batch
+        return self.temperature**2 * (self.params.inter_weight * inter + self.params.intra_weight * intra)
 
 
 def ensemble_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:

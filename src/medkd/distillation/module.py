@@ -94,13 +94,32 @@ class DistillationModule(ClassifierModule):
             return ensemble_logits(named.teacher_logits, self.distill.temperature)
         return ensemble_logits(self.teacher(named.inputs, named.teacher_views), self.distill.temperature)
 
+    def mixed(self, named: StudentBatch) -> tuple[StudentBatch, torch.Tensor | None, float]:
+        """Function matching's mixup (distill.mixup > 0): the batch, its own views too, mixed with a shuffled copy
+        of itself at lambda ~ Beta(mixup, mixup), with the partners' labels and lambda; else the batch unchanged,
+        None and 1."""
+        if not self.distill.mixup:
+            return named, None, 1.0
+        concentration = torch.tensor(float(self.distill.mixup))
+        weight = float(torch.distributions.Beta(concentration, concentration).sample())
+        partner = torch.randperm(len(named.labels), device=named.labels.device)
+
+        def mix(images: torch.Tensor) -> torch.Tensor:  # uint8 own views become float pixels, normalised alike
+            return torch.lerp(images[partner].float(), images.float(), weight)
+
+        mixed = named._replace(inputs=mix(named.inputs), teacher_views=tuple(mix(v) for v in named.teacher_views))
+        return mixed, named.labels[partner], weight
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         """The distillation loss (scalar) of a train batch (see StudentBatch)."""
-        named = self.named(batch)
+        named, partner_labels, weight = self.mixed(self.named(batch))
         inputs, labels = named.inputs, named.labels
         logits = self(inputs).float()
         teacher = self.teacher_targets(named)
         hard = classification_loss(logits, labels, self.settings.loss, self.class_weight)
+        if partner_labels is not None:  # mixup's hard-label loss: both labels, weighted as their images are
+            hard = weight * hard + (1 - weight) * classification_loss(logits, partner_labels, self.settings.loss,
+                                                                      self.class_weight)
         loss = hard
         if self.logit_loss is not None:
             distilled = self.logit_loss(logits, teacher, labels,

@@ -9,6 +9,7 @@ from .config import LossConfig as LossConfig
 from .config import OptimiserConfig as OptimiserConfig
 from .config import ScheduleConfig as ScheduleConfig
 from .config import TrainConfig as TrainConfig
+from .config import WiseFTConfig as WiseFTConfig
 from .datamodule import TensorDataModule as TensorDataModule
 from .datamodule import ViewPlan as ViewPlan
 from .datamodule import augment_seeded as augment_seeded
@@ -32,6 +33,7 @@ __all__ = [
     "TensorDataModule",
     "TrainConfig",
     "ViewPlan",
+    "WiseFTConfig",
     "augment_seeded",
     "augmented_view",
     "build_augmentation",

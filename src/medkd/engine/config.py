@@ -66,6 +66,26 @@ class ProbeConfig(StrictModel):
     weight_decay: float = Field(1e-4, ge=0)
 
 
+class WiseFTConfig(StrictModel):
+    """wise-ft: the weights interpolated between an lp-ft run's probe-initialised model and its fine-tuned one
+    (Wortsman et al., CVPR 2022); nothing trains."""
+
+    alpha: float = Field(0.5, ge=0, le=1, description="0: the probe-initialised model, 1: the fine-tuned one; "
+                                                       "fixed before any test score is seen (0.5: the paper's)")
+    batchnorm: Literal["re-estimate", "interpolate"] = Field(
+        "re-estimate", description="re-estimate: batch-norm statistics measured again on the training images after "
+                                   "mixing; interpolate: mixed like the weights")
+    curve: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0],
+                               description="alphas whose validation and test scores the run folder records "
+                                           "(wise_ft_curve.csv, both batch-norm modes): a study, not a choice")
+
+    @model_validator(mode="after")
+    def _alphas_in_range(self) -> WiseFTConfig:
+        if any(not 0 <= alpha <= 1 for alpha in self.curve):
+            raise ValueError(f"curve alphas must lie in [0, 1], not {self.curve}")
+        return self
+
+
 class TrainConfig(WithRuntime):
     """One training run; where it computes is `runtime` (medkd.device.RuntimeConfig)."""
 
@@ -73,10 +93,12 @@ class TrainConfig(WithRuntime):
     model_args: dict = Field(default_factory=dict, description="extra keyword arguments of the model builder")
     weights: str = Field("none", description="none, a weight tag of the model (imagenet, or one registered with "
                                              "models.register_weights), or a checkpoint path")
-    transfer: Literal["scratch", "linear", "finetune", "lp-ft"] = Field(
+    transfer: Literal["scratch", "linear", "finetune", "lp-ft", "wise-ft"] = Field(
         "scratch", description="scratch; linear: frozen backbone, head on cached features; finetune: all layers; "
-        "lp-ft: the linear head first (probe), then all layers from it (Kumar et al., ICLR 2022)")
+        "lp-ft: the linear head first (probe), then all layers from it (Kumar et al., ICLR 2022); wise-ft: an "
+        "lp-ft run (weights: its model file, or weights_from in a recipe) interpolated towards its probe")
     probe: ProbeConfig = Field(default_factory=ProbeConfig, description="lp-ft: the linear-probe step")
+    wise_ft: WiseFTConfig = Field(default_factory=WiseFTConfig, description="wise-ft: the interpolation")
     epochs: int = Field(10, ge=1)
     min_steps: int | None = Field(None, ge=1, description="at least this many optimiser steps: more epochs for a "
                                   "small training set (label-efficiency studies)")
@@ -91,7 +113,10 @@ class TrainConfig(WithRuntime):
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig,
                                            description="how probabilities are calibrated on val (before the threshold)")
     guard: GuardConfig = Field(default_factory=GuardConfig, description="the out-of-distribution guard")
-    early_stopping_patience: int | None = Field(None, ge=1, description="epochs without val improvement")
+    select_on: Literal["val_auc", "val_loss"] = Field(
+        "val_auc", description="the validation score that chooses the best epoch and stops early: val_auc, or "
+        "val_loss (the hard-label loss; still informative where validation AUC saturates near 1)")
+    early_stopping_patience: int | None = Field(None, ge=1, description="epochs without improvement of select_on")
     seed: int = 0
 
     @model_validator(mode="before")
@@ -116,4 +141,13 @@ class TrainConfig(WithRuntime):
             check_model_settings(self.model, self.weights, self.model_args)
         except ModelError as err:
             raise ValueError(str(err)) from None
+        return self
+
+    @model_validator(mode="after")
+    def _wise_ft_starts_from_a_run(self) -> TrainConfig:
+        from medkd.models import weight_tags  # the registry needs torch: not on import
+
+        if self.transfer == "wise-ft" and (self.weights == "none" or self.weights in weight_tags(self.model)):
+            raise ValueError(f"transfer wise-ft interpolates a finished lp-ft run, not weights {self.weights!r}: "
+                             "set weights to that run's model.safetensors (in a recipe: weights_from: STAGE)")
         return self

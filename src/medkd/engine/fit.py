@@ -9,6 +9,7 @@ from typing import Protocol
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torchvision.transforms import v2
@@ -20,8 +21,9 @@ from medkd.engine.callbacks import EpochMetricsCSV
 from medkd.engine.config import TrainConfig
 from medkd.engine.datamodule import TensorDataModule, ViewPlan, augmented_view, split_tensors
 from medkd.engine.losses import class_weights
-from medkd.engine.module import ClassifierModule
+from medkd.engine.module import ClassifierModule, auroc
 from medkd.engine.trainer import build_trainer, lightning_notices_silenced
+from medkd.engine.wise_ft import Endpoints, WiseFTError, alpha_curve
 from medkd.evaluation import (
     CalibrationConfig,
     EvaluationConfig,
@@ -48,6 +50,7 @@ from medkd.files import (
     PROBE,
     RESUME_CHECKPOINT,
     SKIPPED_FILES,
+    WISE_FT_CURVE,
     write_yaml,
 )
 from medkd.models import (
@@ -58,6 +61,7 @@ from medkd.models import (
     ProbeRecord,
     RunCard,
     SourceRecord,
+    WiseFTRecord,
     classifier_name,
     create_model,
     normalisation,
@@ -68,7 +72,7 @@ from medkd.models import (
 )
 
 log = logging.getLogger(__name__)
-MONITOR = "val_auc"  # checkpoints are chosen on validation AUC, never on test
+SELECTION_MODE = {"val_auc": "max", "val_loss": "min"}  # the best checkpoint: chosen on validation, never on test
 CALIBRATION_BINS = EvaluationConfig().calibration_bins  # the card's ECE is binned as evaluation bins it
 
 
@@ -130,8 +134,9 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
         When the model or its starting weights cannot be built or loaded.
     """
     out = Path(out)
-    if extension is not None and settings.transfer == "linear":
-        raise ValueError(f"{extension.section} trains the whole student: use transfer scratch or finetune, not linear")
+    if extension is not None and settings.transfer in ("linear", "wise-ft"):
+        raise ValueError(f"{extension.section} trains the whole student: use transfer scratch or finetune, not "
+                         f"{settings.transfer}")
     primary = is_primary_process()  # of a distributed run, only global rank 0 writes the run folder
     show_progress = show_progress and primary
     data_config = resolve_preprocessing(data_config)  # config.yaml and model.json record the size the run works at
@@ -140,6 +145,10 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
     if settings.runtime.threads:
         torch.set_num_threads(settings.runtime.threads)
     data = prepare_run_data(data_config, out, primary=primary, show_progress=show_progress)
+    if settings.transfer == "wise-ft":  # nothing trains: the weights are mixed
+        if primary:
+            write_wise_ft_model(out, settings, data_config, data, device=Placement.of(settings.runtime).device)
+        return out
     # before seeding: a resumed run whose probe is finished draws the same random numbers as an unbroken one
     probe = (linear_probe(data_config, settings, out, show_progress=show_progress)
              if settings.transfer == "lp-ft" else None)
@@ -229,11 +238,12 @@ def train(module: ClassifierModule, splits: dict, settings: TrainConfig, extensi
                                   images_on_device=images_on_device(runtime.images_on_device, runtime.accelerator))
     checkpoints = out / CHECKPOINTS
     # Lightning's save_last only refreshes last.ckpt when a best checkpoint is saved: keep "last" separately.
-    callbacks = [ModelCheckpoint(dirpath=checkpoints, filename=BEST_CHECKPOINT, monitor=MONITOR, mode="max"),
+    monitor, mode = settings.select_on, SELECTION_MODE[settings.select_on]
+    callbacks = [ModelCheckpoint(dirpath=checkpoints, filename=BEST_CHECKPOINT, monitor=monitor, mode=mode),
                  ModelCheckpoint(dirpath=checkpoints, filename=LAST_CHECKPOINT, enable_version_counter=False),
                  EpochMetricsCSV(out / METRICS, extension.metric_columns if extension else ())]
     if settings.early_stopping_patience:
-        callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=settings.early_stopping_patience))
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=settings.early_stopping_patience))
     # the per-epoch table: metrics.csv
     trainer = build_trainer(runtime, settings.epochs, out, callbacks, show_progress=show_progress)
     resume = out / RESUME_CHECKPOINT
@@ -256,8 +266,7 @@ def write_final_model(out: Path, trainer: L.Trainer, module: ClassifierModule, m
     card = run_card(settings, data_config, data.classes, model, out, extension,
                     source=SourceRecord(name=data.source.source, settings=data.source.source_settings),
                     epochs_trained=trainer.current_epoch, best_checkpoint=best_path.name,
-                    best_val_auc=(float(best.best_model_score)
-                                  if best is not None and best.best_model_score is not None else None))
+                    selected_on=settings.select_on, best_val_auc=best_epoch_val_auc(out, best_path))
     trained = module.model
     whole = model if settings.transfer == "linear" else trained  # a linear probe trained only the head of `model`
     for filename, checkpoint in ((LAST, resume), (BEST, best_path)):
@@ -271,6 +280,50 @@ def write_final_model(out: Path, trainer: L.Trainer, module: ClassifierModule, m
         save_model(out, whole, card, filename)
     if extension is not None:
         extension.finish(out, whole, data)
+
+
+def best_epoch_val_auc(out: Path, checkpoint: Path) -> float | None:
+    """Validation AUC of the epoch `checkpoint` holds, from the run's metrics.csv (whatever chose the epoch);
+    None when it is not there (a run killed before its first validation)."""
+    if not checkpoint.exists() or not (out / METRICS).exists():
+        return None
+    epoch = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["epoch"]
+    rows = pd.read_csv(out / METRICS)
+    auc = rows.loc[rows["epoch"] == epoch, "val_auc"].dropna()
+    return float(auc.iloc[-1]) if len(auc) else None
+
+
+def write_wise_ft_model(out: Path, settings: TrainConfig, data_config: DataConfig, data: PreparedData, *,
+                        device: torch.device) -> None:
+    """A wise-ft run: the lp-ft run `settings.weights` interpolated towards its probe at wise_ft.alpha, calibrated
+    and thresholded on validation like a trained model, into run folder `out` (best and last the same weights);
+    beside it the scores along the path (WISE_FT_CURVE), for study only."""
+    wise = settings.wise_ft
+    ends = Endpoints(settings.weights)
+    if ends.card.preprocessing != data_config.preprocessing:
+        raise WiseFTError(f"{ends.folder} was trained at {ends.card.preprocessing}, this run's data is prepared at "
+                          f"{data_config.preprocessing}: give the wise-ft stage the lp-ft stage's data settings")
+    log.info("wise-ft: %s between its probe (alpha 0) and fine-tuned model (alpha 1); scores along the path at "
+             "alphas %s (validation and test, recorded, not used)", ends.folder, wise.curve)
+    alpha_curve(ends, data, wise.curve, batch_size=settings.batch_size, device=device).to_csv(
+        out / WISE_FT_CURVE, index=False)
+    model = ends.at(wise.alpha, wise.batchnorm, data.split("train")[0], batch_size=settings.batch_size,
+                    device=device)
+    record = WiseFTRecord(fine_tuned=str(ends.folder), alpha=wise.alpha, batchnorm=wise.batchnorm)
+    card = ends.card.model_copy(update={
+        "weights": settings.weights, "transfer": settings.transfer, "epochs_trained": 0, "best_checkpoint": None,
+        "probe": None, "wise_ft": record, "ood": None, "calibration": None, "threshold": None,
+        "source": SourceRecord(name=data.source.source, settings=data.source.source_settings)})
+    card = calibrate_on_validation(model, data, card, settings.calibration, settings.threshold, device)
+    val_images, val_labels = data.split("val")
+    val_logits = predict_run_logits(model, val_images, card, device=device)
+    val_auc = float(auroc(val_logits.softmax(dim=1), torch.as_tensor(val_labels)))
+    card = card.model_copy(update={"best_val_auc": val_auc})
+    guard = feature_guard(model, data, card, settings.guard, build_augmentation(settings.augment), settings.seed,
+                          device, out)
+    card = card.model_copy(update={"ood": guard})
+    for filename in (LAST, BEST):
+        save_model(out, model, card, filename)
 
 
 def run_card(settings: TrainConfig, data_config: DataConfig, classes: list[str], model: torch.nn.Module, out: Path,

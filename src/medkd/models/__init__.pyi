@@ -10,6 +10,7 @@ from .card import PretrainedRecord as PretrainedRecord
 from .card import ProbeRecord as ProbeRecord
 from .card import RunCard as RunCard
 from .card import SourceRecord as SourceRecord
+from .card import WiseFTRecord as WiseFTRecord
 from .errors import ModelError as ModelError
 from .features import WithFeatures as WithFeatures
 from .inputs import channel_statistics as channel_statistics
@@ -53,6 +54,7 @@ __all__ = [
     "ProbeRecord",
     "RunCard",
     "SourceRecord",
+    "WiseFTRecord",
     "FEATURE_KINDS",
     "FeatureKind",
     "IMAGENET_TAG",

@@ -94,6 +94,14 @@ class DistillationRecord(Record):
     views: int | None = None
 
 
+class WiseFTRecord(Record):
+    """A wise-ft run: the lp-ft run it interpolates towards its probe, where on the path, and its batch norm."""
+
+    fine_tuned: str
+    alpha: float
+    batchnorm: str
+
+
 class SourceRecord(Record):
     """The data source the model was trained on and its settings (all of them, defaults included): what reads
     an input at prediction as it was read in training (an HDF5 slice's dataset, a NIfTI volume's modalities)."""
@@ -120,12 +128,14 @@ class RunCard(Record):
     transfer: str = "scratch"
     epochs_trained: int | None = None
     best_checkpoint: str | None = None
-    best_val_auc: float | None = None
+    selected_on: str = "val_auc"  # the validation score that chose the best epoch (TrainConfig.select_on)
+    best_val_auc: float | None = None  # validation AUC of that epoch
     calibration: CalibrationRecord | None = None
     ood: GuardRecord | None = None
     pretrained: PretrainedRecord | None = None
     probe: ProbeRecord | None = None
     distillation: DistillationRecord | None = None
+    wise_ft: WiseFTRecord | None = None
     # written by the site tools into a new run folder (the trained one is never changed)
     adapted_from: str | None = None
     adaptation: dict[str, Any] | None = None

@@ -1,0 +1,108 @@
+"""How pretrained networks are adapted (issue 31): the epoch chosen on validation loss, WiSE-FT along the path
+between an lp-ft run's probe and its fine-tuned model."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from pydantic import ValidationError
+
+from conftest import kermany_like_config
+from medkd.engine import TrainConfig, fit
+from medkd.engine.wise_ft import WiseFTError, interpolated_state, reestimate_batchnorm
+from medkd.evaluation import EvaluationConfig, evaluate_run, predict_run_logits
+from medkd.files import METRICS, WISE_FT_CURVE
+from medkd.models import load_model
+
+
+def test_the_best_epoch_can_be_chosen_on_validation_loss(tmp_path):
+    config = kermany_like_config(tmp_path, patients_per_class=8)
+    settings = TrainConfig(model="compact_cnn", epochs=4, batch_size=8, select_on="val_loss",
+                           optimiser={"lr": 3e-3}, augment=None)
+    out = fit(config, settings, tmp_path / "run", show_progress=False)
+    metrics = pd.read_csv(out / METRICS)
+    best = metrics.loc[metrics["val_loss"].idxmin()]
+    card = load_model(out)[1]
+    assert card.selected_on == "val_loss"
+    assert card.best_val_auc == pytest.approx(best["val_auc"])
+    checkpoint = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["epoch"] == best["epoch"]
+
+
+@pytest.fixture(scope="module")
+def lp_ft_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wise")
+    config = kermany_like_config(root, patients_per_class=6)
+    settings = TrainConfig(model="efficientnet_lite0", weights="imagenet", transfer="lp-ft", epochs=1, batch_size=8,
+                           optimiser={"lr": 3e-3}, probe={"epochs": 3, "lr": 1e-2}, guard={"method": "none"})
+    return config, settings, fit(config, settings, root / "lpft", show_progress=False)
+
+
+def test_wise_ft_interpolates_between_the_probe_and_the_fine_tuned_model(lp_ft_run, tmp_path):
+    config, settings, lpft = lp_ft_run
+    wise = TrainConfig.model_validate({**settings.model_dump(), "transfer": "wise-ft",
+                                       "weights": str(lpft / "model.safetensors"),
+                                       "wise_ft": {"alpha": 0.5, "curve": [0.0, 0.5, 1.0]}})
+    out = fit(config, wise, tmp_path / "wise", show_progress=False)
+    probe, _ = load_model(lpft / "probe")
+    tuned, tuned_card = load_model(lpft)
+    mixed, card = load_model(out)
+    assert card.transfer == "wise-ft" and card.wise_ft.alpha == 0.5 and card.wise_ft.batchnorm == "re-estimate"
+    assert card.threshold is not None and card.calibration.fitted_on == "val" and card.epochs_trained == 0
+    name = "blocks.2.0.conv_pw.weight"
+    expected = (probe.state_dict()[name] + tuned.state_dict()[name]) / 2
+    torch.testing.assert_close(mixed.state_dict()[name], expected)
+    assert (probe.state_dict()[name] - tuned.state_dict()[name]).abs().max() > 1e-4  # the ends differ
+
+    # the re-estimated statistics are the training images' own, not a mixture of the ends'
+    bn = "bn1.running_mean"
+    assert not torch.allclose(mixed.state_dict()[bn], (probe.state_dict()[bn] + tuned.state_dict()[bn]) / 2)
+
+    # the curve: both batch-norm modes at every alpha on val and test; its ends without re-estimation are the
+    # probe and the fine-tuned model themselves
+    curve = pd.read_csv(out / WISE_FT_CURVE)
+    assert len(curve) == 3 * 2 * 2 and set(curve["split"]) == {"val", "test"}
+    from medkd.data import prepare
+
+    data = prepare(config, show_progress=False)
+    images, labels = data.split("test")
+    for alpha, model in ((0.0, probe), (1.0, tuned)):
+        logits = predict_run_logits(model, images, tuned_card)
+        row = curve[(curve.alpha == alpha) & (curve.batchnorm == "interpolate") & (curve.split == "test")].iloc[0]
+        loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(labels))
+        assert row["log_loss"] == pytest.approx(float(loss), abs=1e-5)
+
+    # a wise-ft run evaluates as any run does
+    evaluation = evaluate_run(out, settings=EvaluationConfig(bootstrap_resamples=0), show_progress=False)
+    mixed_logits = predict_run_logits(mixed, images, card)
+    assert evaluation.threshold == card.threshold and evaluation.images == len(labels)
+    row = curve[(curve.alpha == 0.5) & (curve.batchnorm == "re-estimate") & (curve.split == "test")].iloc[0]
+    assert evaluation.at_argmax["auc"] == pytest.approx(row["auc"], abs=1e-6)  # the saved model is the curve's
+    assert float(torch.nn.functional.cross_entropy(mixed_logits, torch.as_tensor(labels))) == pytest.approx(
+        row["log_loss"], abs=1e-5)
+
+
+def test_batchnorm_statistics_are_measured_on_the_images(lp_ft_run):
+    _, _, lpft = lp_ft_run
+    model, card = load_model(lpft)
+    images = torch.randint(0, 256, (16, 1, 32, 32), dtype=torch.uint8)
+    seen = {}
+    model.bn1.register_forward_pre_hook(lambda module, args: seen.setdefault("input", args[0].detach().clone()))
+    reestimate_batchnorm(model, images, card, batch_size=16, device=torch.device("cpu"))
+    torch.testing.assert_close(model.bn1.running_mean, seen["input"].mean(dim=(0, 2, 3)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.bn1.running_var, seen["input"].var(dim=(0, 2, 3)), atol=1e-4, rtol=1e-4)
+    assert not model.training
+
+
+def test_wise_ft_needs_an_lp_ft_run(lp_ft_run, tmp_path):
+    config, settings, lpft = lp_ft_run
+    with pytest.raises(ValidationError, match="wise-ft interpolates a finished lp-ft run"):
+        TrainConfig(model="efficientnet_lite0", weights="imagenet", transfer="wise-ft")
+    not_lpft = TrainConfig(model="efficientnet_lite0", transfer="wise-ft",
+                           weights=str(lpft / "probe" / "model.safetensors"))
+    with pytest.raises(WiseFTError, match="is a linear run"):
+        fit(config, not_lpft, tmp_path / "wise", show_progress=False)
+    start = {"w": torch.zeros(2), "n": torch.tensor(3)}
+    mixed = interpolated_state(start, {"w": torch.ones(2), "n": torch.tensor(7)}, 0.25)
+    assert mixed["w"].tolist() == [0.25, 0.25] and mixed["n"].item() == 7
