@@ -143,3 +143,38 @@ def test_prior_shift_em_recovers_a_sites_class_mix_from_calibrated_probabilities
     assert abs(probabilities[:, 1].mean() - labels.mean()) > 0.15  # as trained, it was not
     with pytest.raises(ValueError, match="empty class"):
         estimate_site_prior(probabilities, np.array([0.0, 1.0]))
+
+
+def test_adapt_prior_shift_reweights_to_the_site_class_mix_and_keeps_the_threshold(trained_run, tmp_path):
+    """EM on the site's unlabelled images (24 NORMAL, 6 PNEUMONIA) re-estimates the class mix (how well depends on
+    the model's calibration: EM itself is tested on known probabilities above); the adapted run's probabilities are
+    the original's re-weighted by site / training prior (site.prior.reweighted), through every consumer of the
+    model, since the ratio sits in the classifier's bias."""
+    test = Path(trained_run.config.path) / "test"
+    site = tmp_path / "site"
+    site.mkdir()
+    chosen = sorted((test / "NORMAL").glob("*.jpeg"))[:24] + sorted((test / "PNEUMONIA").glob("*.jpeg"))[:6]
+    for index, file in enumerate(chosen):
+        Image.open(file).save(site / f"{index}.png")
+    result = CliRunner().invoke(app, ["adapt", str(trained_run.folder), str(site), "--out", str(tmp_path / "shifted"),
+                                      "--method", "prior-shift", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "PNEUMONIA" in result.output and "the validation threshold is kept" in result.output
+    original, card = load_model(trained_run.folder)
+    shifted, shifted_card = load_model(tmp_path / "shifted")
+    record = shifted_card.adaptation
+    assert record["method"] == "prior-shift" and record["images"] == 30 and record["em_converged"]
+    data = prepare(trained_run.config, show_progress=False)
+    train_labels = data.samples.loc[data.samples["split"] == "train", "label"].to_numpy()
+    assert record["train_prior"][1] == pytest.approx(train_labels.mean(), abs=1e-6)
+    assert shifted_card.threshold == card.threshold and shifted_card.temperature == card.temperature
+    images, _ = site_images([site], card.preprocessing)
+    before = calibrated(predict_run_logits(original, images, card), card.temperature)
+    estimate = estimate_site_prior(before, np.array(record["train_prior"]))
+    np.testing.assert_allclose(record["site_prior"], estimate.site_prior, atol=1e-5)
+    after = calibrated(predict_run_logits(shifted, images, shifted_card), shifted_card.temperature)
+    expected = reweighted(before, np.array(record["train_prior"]), np.array(record["site_prior"]))
+    np.testing.assert_allclose(after, expected, atol=1e-5)
+    refused = CliRunner().invoke(app, ["adapt", str(trained_run.folder), str(site), "--out", str(tmp_path / "x"),
+                                       "--method", "tent"])
+    assert refused.exit_code == 2 and "use adabn or prior-shift" in refused.output

@@ -43,15 +43,37 @@ def adapt(
     run: Annotated[Path, typer.Argument(help="trained run folder")],
     paths: Annotated[list[Path], typer.Argument(help="the site's unlabelled images (files or folders)")],
     out: Annotated[Path, typer.Option(help="the adapted run folder to write (the original is kept)")],
+    method: Annotated[str, typer.Option(
+        help="adabn: batch-norm statistics of the site's images; prior-shift: the site's class mix estimated by EM, "
+             "probabilities re-weighted")] = "adabn",
+    data: Annotated[Optional[str], typer.Option(help="prior-shift: the run's training data, where it is not where "
+                                                     "the run found it")] = None,
+    progress: ProgressOpt = True,
 ) -> None:
-    """AdaBN: re-estimate batch-norm statistics on a site's unlabelled images. It may not help, e.g. when the site's
-    class mix differs: measure it (medkd site-study) before relying on it."""
-    from medkd.site import adapt_run
+    """Adapt a model to a site's unlabelled images: AdaBN, or a prior-shift correction (Saerens et al., 2002). Either
+    may not help, e.g. AdaBN when the site's class mix differs, the prior shift when the images themselves differ:
+    measure it (medkd site-study) before relying on it."""
+    from medkd.config import ConfigError
+    from medkd.site import adapt_run, prior_shift_run
 
     with user_errors():
-        folder, record = adapt_run(run, paths, out)
-    console.print(f"{folder}: {record['layers']} batch-norm layers adapted on {record['images']} images"
-                  + (f" ({record['unreadable']} unreadable files skipped)" if record["unreadable"] else ""))
+        if method not in ("adabn", "prior-shift"):
+            raise ConfigError(f"--method {method}: use adabn or prior-shift")
+        if method == "prior-shift":
+            folder, record = prior_shift_run(run, paths, out, data_path=data, show_progress=progress)
+        else:
+            folder, record = adapt_run(run, paths, out)
+    unreadable = f" ({record['unreadable']} unreadable files skipped)" if record["unreadable"] else ""
+    if method == "adabn":
+        console.print(f"{folder}: {record['layers']} batch-norm layers adapted on {record['images']} images"
+                      f"{unreadable}")
+        return
+    mix = ", ".join(f"{name} {train:.3f} -> {site:.3f}" for name, train, site in
+                    zip(record["classes"], record["train_prior"], record["site_prior"]))
+    console.print(f"{folder}: class mix re-estimated on {record['images']} images{unreadable}: {mix} (training -> "
+                  f"site, EM {record['em_iterations']} iterations); the validation threshold is kept")
+    if not record["em_converged"]:
+        console.print("  EM did not converge: the estimate is its last iterate")
 
 
 @app.command("site-study")

@@ -5,7 +5,7 @@ Here the start is an lp-ft run's probe-initialised model (the pretrained backbon
 its own model, in the run's probe folder), the end the same run's fine-tuned model. Batch-norm networks fall off
 the path when their running statistics are averaged with the weights (issue 31: Lite0 at alpha 0.5 and 0.75 lost
 validation AUC), so by default the statistics are measured again on the training images after mixing
-(`reestimate_batchnorm`, torch's update_bn).
+(models.reestimate_batchnorm, torch's update_bn).
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import update_bn
 
 from medkd.data import PreparedData
 from medkd.engine.module import auroc
 from medkd.errors import MedkdError
 from medkd.evaluation import predict_run_logits
 from medkd.files import BEST, PROBE
-from medkd.models import RunCard, channel_statistics, load_model, normalise
+from medkd.models import RunCard, load_model, reestimate_batchnorm
 
 BATCHNORM_MODES = ("re-estimate", "interpolate")
 
@@ -59,22 +58,6 @@ def interpolated_state(start: dict[str, torch.Tensor], end: dict[str, torch.Tens
             if end[name].is_floating_point() else end[name].clone() for name in end}
 
 
-def reestimate_batchnorm(model: nn.Module, images: np.ndarray | torch.Tensor, card: RunCard, *, batch_size: int,
-                         device: torch.device) -> nn.Module:
-    """Reset every batch-norm layer's running statistics and measure them again on uint8 `images` (N, C, H, W)
-    normalised as `card` says, in batches of `batch_size` (the training batch size: the batch statistics the
-    layers saw in training), as a cumulative average (torch.optim.swa_utils.update_bn); back in eval mode."""
-    images = torch.as_tensor(images)
-    mean = channel_statistics(card.normalisation.mean, device)
-    std = channel_statistics(card.normalisation.std, device)
-    model.to(device)
-    with torch.no_grad():
-        batches = (normalise(images[i:i + batch_size].to(device), mean, std)
-                   for i in range(0, len(images), batch_size))
-        update_bn(batches, model, device=device)
-    return model.eval()
-
-
 class Endpoints:
     """The two ends of a WiSE-FT path, loaded once; `at(alpha, batchnorm)` gives the model between them."""
 
@@ -95,8 +78,9 @@ class Endpoints:
         if batchnorm not in BATCHNORM_MODES:
             raise ValueError(f"batchnorm must be one of {BATCHNORM_MODES}, not {batchnorm!r}")
         self.model.load_state_dict(interpolated_state(self.start, self.end, alpha))
-        if batchnorm == "re-estimate":
-            reestimate_batchnorm(self.model, train_images, self.card, batch_size=batch_size, device=device)
+        if batchnorm == "re-estimate":  # at the training batch size: the batch statistics the layers saw
+            reestimate_batchnorm(self.model, train_images, self.card.normalisation, batch_size=batch_size,
+                                 device=device)
         return self.model.eval()
 
 

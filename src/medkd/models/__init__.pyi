@@ -1,5 +1,7 @@
 # The public API: type checkers read it, and lazy_loader (in __init__.py) imports each name from its module on
 # first use.
+from .batchnorm import batchnorm_layers as batchnorm_layers
+from .batchnorm import reestimate_batchnorm as reestimate_batchnorm
 from .card import CARD_FORMAT as CARD_FORMAT
 from .card import CalibrationRecord as CalibrationRecord
 from .card import CardError as CardError
@@ -44,6 +46,8 @@ from .weights import load_checkpoint as load_checkpoint
 from .weights import read_state_dict as read_state_dict
 
 __all__ = [
+    "batchnorm_layers",
+    "reestimate_batchnorm",
     "CARD_FORMAT",
     "CalibrationRecord",
     "CardError",

@@ -3,6 +3,8 @@
 from .adapt import adapt_batch_norm as adapt_batch_norm
 from .adapt import adapt_run as adapt_run
 from .adapt import calibrate_run as calibrate_run
+from .adapt import fold_prior_shift as fold_prior_shift
+from .adapt import prior_shift_run as prior_shift_run
 from .adapt import site_calibration as site_calibration
 from .adapt import site_images as site_images
 from .prior import PriorEstimate as PriorEstimate
@@ -23,6 +25,8 @@ __all__ = [
     "adapt_run",
     "calibrate_run",
     "estimate_site_prior",
+    "fold_prior_shift",
+    "prior_shift_run",
     "reweighted",
     "site_calibration",
     "site_images",

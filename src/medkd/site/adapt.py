@@ -1,7 +1,7 @@
 """Adapting a trained model to a site: re-fit its calibration temperature and decision threshold on the site's
-labelled images, or re-estimate its batch-norm statistics on the site's unlabelled images (AdaBN: Li et al.,
-2016, "Revisiting Batch Normalization For Practical Domain Adaptation"). Each writes a new run folder; the
-original run is never changed."""
+labelled images; or, from the site's unlabelled images, re-estimate its batch-norm statistics (AdaBN: Li et al.,
+2016, "Revisiting Batch Normalization For Practical Domain Adaptation") or its class prior (site.prior: Saerens et
+al., 2002). Each writes a new run folder; the original run is never changed."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from medkd.data import (
     decode_file,
     is_image_candidate,
     labelled_images,
+    prepare,
     preprocess,
+    run_data_config,
 )
 from medkd.evaluation import (
     CalibrationConfig,
@@ -33,7 +35,16 @@ from medkd.evaluation import (
     predict_run_logits,
 )
 from medkd.files import CONFIG, DATA_LOCATION, OOD_GUARD
-from medkd.models import CalibrationRecord, ModelError, RunCard, load_model, normalise, save_model
+from medkd.models import (
+    CalibrationRecord,
+    ModelError,
+    RunCard,
+    classifier_name,
+    load_model,
+    reestimate_batchnorm,
+    save_model,
+)
+from medkd.site.prior import estimate_site_prior
 
 CALIBRATION_BINS = 15  # as EvaluationConfig's default: the ECE in the record is comparable to the report's
 
@@ -54,22 +65,10 @@ def site_calibration(model: nn.Module, card: RunCard, images: np.ndarray, labels
     return update
 
 
-@torch.no_grad()
 def adapt_batch_norm(model: nn.Module, images: np.ndarray, card: RunCard, batch_size: int = 64) -> int:
     """AdaBN: replace every batch-norm layer's running mean and variance by those of `images` (N, C, H, W) uint8,
-    a cumulative average over batches; returns how many layers were adapted (0: the model has no batch norm)."""
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not layers:
-        return 0
-    norm = card.normalisation
-    for layer in layers:
-        layer.reset_running_stats()
-        layer.momentum = None  # None: the running statistics are the plain average over the batches seen
-    model.train()
-    for start in range(0, len(images), batch_size):
-        model(normalise(images[start:start + batch_size], norm.mean, norm.std))
-    model.eval()
-    return len(layers)
+    an average over batches; returns how many layers were adapted (0: the model has no batch norm)."""
+    return reestimate_batchnorm(model, images, card.normalisation, batch_size=batch_size)
 
 
 def write_adapted_run(source: Path, out: Path, model: nn.Module, card: RunCard) -> Path:
@@ -118,6 +117,43 @@ def calibrate_run(run: Path, site: DataConfig, out: Path, *, show_progress: bool
     adapted = write_adapted_run(run, out, model, card.model_copy(update=update))
     return adapted, {key: value.model_dump() if hasattr(value, "model_dump") else value
                      for key, value in update.items()}
+
+
+def fold_prior_shift(model: nn.Module, card: RunCard, train_prior: np.ndarray, site_prior: np.ndarray) -> None:
+    """Put the re-weighting by site prior / training prior into the classifier's bias, so every consumer of the
+    model (evaluate, predict, serve, the exported ONNX graph) gives the site's posteriors: with logits z and
+    calibration temperature T, softmax((z + T log(site / train)) / T) is softmax(z / T) re-weighted by the ratio
+    and renormalised (site.prior.reweighted)."""
+    head = model.get_submodule(classifier_name(model))
+    bias = getattr(head, "bias", None)
+    if not isinstance(bias, torch.Tensor) or bias.shape != (len(card.classes),):
+        raise ModelError(f"{card.architecture}'s classifier ({classifier_name(model)}) has no bias of one value per "
+                         "class to carry the prior shift")
+    with torch.no_grad():
+        bias += card.temperature * torch.as_tensor(np.log(site_prior / train_prior), dtype=bias.dtype)
+
+
+def prior_shift_run(run: Path, paths: list[Path], out: Path, *, data_path: str | None = None,
+                    show_progress: bool = True) -> tuple[Path, dict]:
+    """`medkd adapt --method prior-shift`: a new run folder OUT whose probabilities are re-weighted to the class mix
+    EM estimates from the site's unlabelled images (`paths`), the training mix read from the run's training split
+    (its data where the run found it, or `data_path`). The validation threshold is kept: on the re-weighted
+    probabilities it means what it meant in validation, if the shift is in the class mix alone. Returns (OUT, the
+    adaptation record)."""
+    model, card = load_model(run)
+    images, problems = site_images(paths, card.preprocessing)
+    data = prepare(run_data_config(Path(run), data_path), show_progress=show_progress)
+    train_labels = data.samples.loc[data.samples["split"] == "train", "label"].to_numpy()
+    train_prior = np.bincount(train_labels, minlength=len(card.classes)) / len(train_labels)
+    probabilities = calibrated(predict_run_logits(model, images, card), card.temperature)
+    estimate = estimate_site_prior(probabilities, train_prior)
+    fold_prior_shift(model, card, estimate.train_prior, estimate.site_prior)
+    record = {"method": "prior-shift", "images": int(len(images)), "unreadable": len(problems),
+              "paths": [str(Path(p).resolve()) for p in paths], "classes": card.classes,
+              "train_prior": estimate.train_prior.round(6).tolist(),
+              "site_prior": estimate.site_prior.round(6).tolist(),
+              "em_iterations": estimate.iterations, "em_converged": estimate.converged}
+    return write_adapted_run(run, out, model, card.model_copy(update={"adaptation": record})), record
 
 
 def adapt_run(run: Path, paths: list[Path], out: Path) -> tuple[Path, dict]:
