@@ -9,11 +9,13 @@ import torch
 from pydantic import ValidationError
 
 from conftest import kermany_like_config
+from medkd.config import load_recipe
 from medkd.engine import TrainConfig, fit
 from medkd.engine.wise_ft import WiseFTError, interpolated_state
 from medkd.evaluation import EvaluationConfig, evaluate_run, predict_run_logits
 from medkd.files import METRICS, WISE_FT_CURVE
 from medkd.models import load_model, reestimate_batchnorm
+from medkd.runner import run_study
 
 
 def test_the_best_epoch_can_be_chosen_on_validation_loss(tmp_path):
@@ -31,20 +33,26 @@ def test_the_best_epoch_can_be_chosen_on_validation_loss(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def lp_ft_run(tmp_path_factory):
+def wise_study(tmp_path_factory):
+    """A study of an lp-ft Lite0 stage (ImageNet weights, 32 px) and its WiSE-FT stage (weights_from it)."""
     root = tmp_path_factory.mktemp("wise")
     config = kermany_like_config(root, patients_per_class=6)
-    settings = TrainConfig(model="efficientnet_lite0", weights="imagenet", transfer="lp-ft", epochs=1, batch_size=8,
-                           optimiser={"lr": 3e-3}, probe={"epochs": 3, "lr": 1e-2}, guard={"method": "none"})
-    return config, settings, fit(config, settings, root / "lpft", show_progress=False)
+    recipe = load_recipe(None, {
+        "name": "wise", "data": config.model_dump(mode="json"),
+        "train": {"model": "efficientnet_lite0", "weights": "imagenet", "epochs": 1, "batch_size": 8,
+                  "optimiser": {"lr": 3e-3}, "probe": {"epochs": 3, "lr": 1e-2}, "guard": {"method": "none"}},
+        "evaluation": {"bootstrap_resamples": 0},
+        "stages": [{"name": "lpft", "train": {"transfer": "lp-ft"}},
+                   {"name": "wise", "train": {"transfer": "wise-ft", "wise_ft": {"alpha": 0.5, "curve": [0, 0.5, 1]}},
+                    "weights_from": "lpft"}]})
+    out = root / "study"
+    run_study(recipe, out, show_progress=False)
+    return config, out
 
 
-def test_wise_ft_interpolates_between_the_probe_and_the_fine_tuned_model(lp_ft_run, tmp_path):
-    config, settings, lpft = lp_ft_run
-    wise = TrainConfig.model_validate({**settings.model_dump(), "transfer": "wise-ft",
-                                       "weights": str(lpft / "model.safetensors"),
-                                       "wise_ft": {"alpha": 0.5, "curve": [0.0, 0.5, 1.0]}})
-    out = fit(config, wise, tmp_path / "wise", show_progress=False)
+def test_wise_ft_interpolates_between_the_probe_and_the_fine_tuned_model(wise_study):
+    config, study = wise_study
+    lpft, out = study / "lpft" / "seed0", study / "wise" / "seed0"
     probe, _ = load_model(lpft / "probe")
     tuned, tuned_card = load_model(lpft)
     mixed, card = load_model(out)
@@ -73,8 +81,10 @@ def test_wise_ft_interpolates_between_the_probe_and_the_fine_tuned_model(lp_ft_r
         loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(labels))
         assert row["log_loss"] == pytest.approx(float(loss), abs=1e-5)
 
-    # a wise-ft run evaluates as any run does
+    # a wise-ft run evaluates as any run does; the report tests it against its fine-tuned run and shows the path
     evaluation = evaluate_run(out, settings=EvaluationConfig(bootstrap_resamples=0), show_progress=False)
+    report = (study / "report.md").read_text()
+    assert "**wise** vs **lpft**" in report and "WiSE-FT path of wise (study only)" in report
     mixed_logits = predict_run_logits(mixed, images, card)
     assert evaluation.threshold == card.threshold and evaluation.images == len(labels)
     row = curve[(curve.alpha == 0.5) & (curve.batchnorm == "re-estimate") & (curve.split == "test")].iloc[0]
@@ -83,9 +93,8 @@ def test_wise_ft_interpolates_between_the_probe_and_the_fine_tuned_model(lp_ft_r
         row["log_loss"], abs=1e-5)
 
 
-def test_batchnorm_statistics_are_measured_on_the_images(lp_ft_run):
-    _, _, lpft = lp_ft_run
-    model, card = load_model(lpft)
+def test_batchnorm_statistics_are_measured_on_the_images(wise_study):
+    model, card = load_model(wise_study[1] / "lpft" / "seed0")
     images = torch.randint(0, 256, (16, 1, 32, 32), dtype=torch.uint8)
     seen = {}
     model.bn1.register_forward_pre_hook(lambda module, args: seen.setdefault("input", args[0].detach().clone()))
@@ -95,8 +104,9 @@ def test_batchnorm_statistics_are_measured_on_the_images(lp_ft_run):
     assert not model.training
 
 
-def test_wise_ft_needs_an_lp_ft_run(lp_ft_run, tmp_path):
-    config, settings, lpft = lp_ft_run
+def test_wise_ft_needs_an_lp_ft_run(wise_study, tmp_path):
+    config, study = wise_study
+    lpft = study / "lpft" / "seed0"
     with pytest.raises(ValidationError, match="wise-ft interpolates a finished lp-ft run"):
         TrainConfig(model="efficientnet_lite0", weights="imagenet", transfer="wise-ft")
     not_lpft = TrainConfig(model="efficientnet_lite0", transfer="wise-ft",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -17,10 +18,10 @@ from torchvision.transforms import v2
 from medkd.data import DataConfig, PreparedData, prepare, record_data_location, resolve_preprocessing
 from medkd.device import Placement, images_on_device, is_primary_process, loader_workers
 from medkd.engine.augment import build_augmentation
-from medkd.engine.callbacks import EpochMetricsCSV
+from medkd.engine.callbacks import EPOCH_COLUMNS, EpochMetricsCSV
 from medkd.engine.config import TrainConfig
 from medkd.engine.datamodule import TensorDataModule, ViewPlan, augmented_view, split_tensors
-from medkd.engine.losses import class_weights
+from medkd.engine.losses import class_weights, classification_loss
 from medkd.engine.module import ClassifierModule, auroc
 from medkd.engine.trainer import build_trainer, lightning_notices_silenced
 from medkd.engine.wise_ft import Endpoints, WiseFTError, alpha_curve
@@ -298,6 +299,7 @@ def write_wise_ft_model(out: Path, settings: TrainConfig, data_config: DataConfi
     """A wise-ft run: the lp-ft run `settings.weights` interpolated towards its probe at wise_ft.alpha, calibrated
     and thresholded on validation like a trained model, into run folder `out` (best and last the same weights);
     beside it the scores along the path (WISE_FT_CURVE), for study only."""
+    started = time.perf_counter()
     wise = settings.wise_ft
     ends = Endpoints(settings.weights)
     if ends.card.preprocessing != data_config.preprocessing:
@@ -317,13 +319,19 @@ def write_wise_ft_model(out: Path, settings: TrainConfig, data_config: DataConfi
     card = calibrate_on_validation(model, data, card, settings.calibration, settings.threshold, device)
     val_images, val_labels = data.split("val")
     val_logits = predict_run_logits(model, val_images, card, device=device)
-    val_auc = float(auroc(val_logits.softmax(dim=1), torch.as_tensor(val_labels)))
+    val_labels = torch.as_tensor(val_labels)
+    val_auc = float(auroc(val_logits.softmax(dim=1), val_labels))
     card = card.model_copy(update={"best_val_auc": val_auc})
     guard = feature_guard(model, data, card, settings.guard, build_augmentation(settings.augment), settings.seed,
                           device, out)
     card = card.model_copy(update={"ood": guard})
     for filename in (LAST, BEST):
         save_model(out, model, card, filename)
+    # metrics.csv's one row: the mixed model's validation scores, and what the step cost (curve included)
+    row = {"epoch": 0, "val_loss": float(classification_loss(val_logits, val_labels, settings.loss)),
+           "val_auc": val_auc, "val_acc": float((val_logits.argmax(dim=1) == val_labels).float().mean()),
+           "seconds": round(time.perf_counter() - started, 3)}
+    pd.DataFrame([row], columns=EPOCH_COLUMNS).to_csv(out / METRICS, index=False)
 
 
 def run_card(settings: TrainConfig, data_config: DataConfig, classes: list[str], model: torch.nn.Module, out: Path,

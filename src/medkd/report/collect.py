@@ -12,7 +12,7 @@ import yaml
 
 from medkd.config import Recipe
 from medkd.errors import MedkdError
-from medkd.files import DATA_CHECK, METRICS, RECIPE, evaluation_file, predictions_file
+from medkd.files import DATA_CHECK, METRICS, RECIPE, WISE_FT_CURVE, evaluation_file, predictions_file
 from medkd.models import RunCard
 from medkd.study import (
     Recommendation,
@@ -68,6 +68,11 @@ class StudyResults:
     def card(self, stage: str, seed: int) -> RunCard:
         """The run's card (model.json): architecture, preprocessing, where its starting weights came from, ..."""
         return self._read(self.run(stage, seed), RunCard.read)
+
+    def wise_ft_curve(self, stage: str, seed: int) -> pd.DataFrame | None:
+        """A wise-ft run's scores along its interpolation path (WISE_FT_CURVE); None for other runs."""
+        path = self.run(stage, seed) / WISE_FT_CURVE
+        return self._read(path, pd.read_csv) if path.exists() else None
 
     def evaluation(self, stage: str, seed: int, split: str = "test") -> dict:
         return self._read(self.run(stage, seed) / evaluation_file(split), lambda p: json.loads(p.read_text()))

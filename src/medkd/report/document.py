@@ -237,6 +237,7 @@ def paired_tests(results: StudyResults) -> list[str]:
     else:
         lines += ["No distilled stage of this study has a matched no-KD control (a stage with the same training "
                   "settings and no teacher), so no KD gain can be measured.", ""]
+    lines += adaptation_tests(results)
     seed = results.seeds[0]
     others = [stage for stage in results.stages if stage != results.recommended and seed in results.seeds_of(stage)]
     if others:
@@ -246,6 +247,46 @@ def paired_tests(results: StudyResults) -> list[str]:
             rows.append({"other": other, **{k: v for k, v in row.items() if k != "seed"}})
         lines += [f"### The recommended model ({results.recommended}) against each other stage, seed {seed}", "",
                   markdown_table(pd.DataFrame(rows).set_index("other"), "other stage"), ""]
+    return lines
+
+
+def adaptation_tests(results: StudyResults) -> list[str]:
+    """Each WiSE-FT stage against the fine-tuned stage it interpolates (its matched control: the same run)."""
+    lines = []
+    for stage in results.recipe.stages:
+        if stage.name not in results.stages or stage.weights_from not in results.stages:
+            continue
+        if results.recipe.stage_train(stage, seed=0).transfer != "wise-ft":
+            continue
+        seeds = sorted(set(results.seeds_of(stage.name)) & set(results.seeds_of(stage.weights_from)))
+        table = pd.DataFrame(paired_rows(results, stage.name, stage.weights_from, seeds)).set_index("seed")
+        lines += ["### WiSE-FT against the fine-tuned model it interpolates", "",
+                  f"**{stage.name}** vs **{stage.weights_from}** (the same run, alpha fixed in the recipe):", "",
+                  markdown_table(table, "seed"), ""]
+    return lines
+
+
+def wise_ft_curves(results: StudyResults) -> list[str]:
+    """The scores along each WiSE-FT stage's interpolation path (its runs' WISE_FT_CURVE), mean over seeds: a
+    study of the path, recorded beside the run; nothing is chosen on it."""
+    lines = []
+    for stage in results.stages:
+        curves = [results.wise_ft_curve(stage, seed) for seed in results.seeds_of(stage)]
+        curves = [curve for curve in curves if curve is not None]
+        if not curves:
+            continue
+        table = (pd.concat(curves).groupby(["batchnorm", "alpha", "split"])[["auc", "log_loss"]].mean()
+                 .unstack("split"))
+        table.columns = [f"{split} {metric}" for metric, split in table.columns]
+        table.index = [f"{batchnorm}, {alpha:g}" for batchnorm, alpha in table.index]
+        table = table.round(4).astype(str)
+        lines += [f"### WiSE-FT path of {stage} (study only)", "",
+                  f"Uncalibrated AUC and log-loss at each alpha (0: the probe-initialised model, 1: the fine-tuned "
+                  f"one), batch-norm statistics interpolated with the weights or re-estimated on the training images, "
+                  f"mean over {len(curves)} seed(s). The stage's own alpha was fixed in the recipe before any of "
+                  "these scores was seen; the test columns are reported, never used to choose.", "",
+                  markdown_table(table, "batch norm, alpha"),
+                  ""]
     return lines
 
 
@@ -267,8 +308,11 @@ def students_and_teachers(results: StudyResults) -> list[str]:
             continue
         teacher, student = np.array(pairs).T
         gap = student - teacher
+        members = [np.mean([results.evaluation(t, seed)["at_argmax"]["auc"] for seed in seeds])
+                   for t in distill.teachers]
         rows.append({"student": stage.name, "teachers": " + ".join(distill.teachers), "T": distill.temperature,
-                     "seeds": len(pairs), "teachers' AUC": f"{teacher.mean():.4f}",
+                     "seeds": len(pairs), "each teacher's AUC": ", ".join(f"{auc:.4f}" for auc in members),
+                     "teachers' AUC": f"{teacher.mean():.4f}",
                      "student AUC": f"{student.mean():.4f}",
                      "student - teachers": f"{gap.mean():+.4f} ± {gap.std(ddof=1) if len(gap) > 1 else 0:.4f}"})
     if not rows:
@@ -276,7 +320,8 @@ def students_and_teachers(results: StudyResults) -> list[str]:
     return ["### Students and what they were taught", "",
             "Test AUC of each distilled stage beside the test AUC of its teachers' targets (their probabilities "
             "softened at the student's temperature and averaged over the teachers, from the teachers' own test "
-            "predictions), same seeds: the ceiling the teachers set, and how close the student came to it.", "",
+            "predictions), same seeds: the ceiling the teachers set, and how close the student came to it. Each "
+            "teacher's own test AUC (calibrated, mean over the same seeds) shows what the ensemble adds.", "",
             markdown_table(pd.DataFrame(rows).set_index("student"), "student"), ""]
 
 
@@ -392,7 +437,7 @@ def write_report(folder: str | Path) -> tuple[Path, Path]:
     results = load_study(folder)
     lines = [*header(results), *answer(results), *budget(results), *stage_table(results), *comparison(results),
              *label_efficiency(results),
-             *paired_tests(results), *students_and_teachers(results),
+             *paired_tests(results), *students_and_teachers(results), *wise_ft_curves(results),
              *figures(results, results.folder / FIGURE_FOLDER), *data_summary(results), *provenance(results)]
     text = "\n".join(lines)
     markdown_path = results.folder / REPORT_MARKDOWN
