@@ -317,9 +317,9 @@ def write_wise_ft_model(out: Path, settings: TrainConfig, data_config: DataConfi
         "probe": None, "wise_ft": record, "ood": None, "calibration": None, "threshold": None,
         "source": SourceRecord(name=data.source.source, settings=data.source.source_settings)})
     card = calibrate_on_validation(model, data, card, settings.calibration, settings.threshold, device)
-    val_images, val_labels = data.split("val")
+    val_images, val_label_array = data.split("val")
     val_logits = predict_run_logits(model, val_images, card, device=device)
-    val_labels = torch.as_tensor(val_labels)
+    val_labels = torch.as_tensor(val_label_array)
     val_auc = float(auroc(val_logits.softmax(dim=1), val_labels))
     card = card.model_copy(update={"best_val_auc": val_auc})
     guard = feature_guard(model, data, card, settings.guard, build_augmentation(settings.augment), settings.seed,
