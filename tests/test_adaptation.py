@@ -9,7 +9,7 @@ import torch
 from pydantic import ValidationError
 
 from conftest import kermany_like_config
-from medkd.config import load_recipe
+from medkd.config import ConfigError, load_recipe
 from medkd.engine import TrainConfig, fit
 from medkd.engine.wise_ft import WiseFTError, interpolated_state
 from medkd.evaluation import EvaluationConfig, evaluate_run, predict_run_logits
@@ -44,7 +44,8 @@ def wise_study(tmp_path_factory):
         "evaluation": {"bootstrap_resamples": 0},
         "stages": [{"name": "lpft", "train": {"transfer": "lp-ft"}},
                    {"name": "wise", "train": {"transfer": "wise-ft", "wise_ft": {"alpha": 0.5, "curve": [0, 0.5, 1]}},
-                    "weights_from": "lpft"}]})
+                    "weights_from": "lpft"}],
+        "comparisons": [["wise", "lpft"]]})
     out = root / "study"
     run_study(recipe, out, show_progress=False)
     return config, out
@@ -85,6 +86,7 @@ def test_wise_ft_interpolates_between_the_probe_and_the_fine_tuned_model(wise_st
     evaluation = evaluate_run(out, settings=EvaluationConfig(bootstrap_resamples=0), show_progress=False)
     report = (study / "report.md").read_text()
     assert "**wise** vs **lpft**" in report and "WiSE-FT path of wise (study only)" in report
+    assert "### Comparisons the recipe asks for" in report
     mixed_logits = predict_run_logits(mixed, images, card)
     assert evaluation.threshold == card.threshold and evaluation.images == len(labels)
     row = curve[(curve.alpha == 0.5) & (curve.batchnorm == "re-estimate") & (curve.split == "test")].iloc[0]
@@ -102,6 +104,11 @@ def test_batchnorm_statistics_are_measured_on_the_images(wise_study):
     torch.testing.assert_close(model.bn1.running_mean, seen["input"].mean(dim=(0, 2, 3)), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(model.bn1.running_var, seen["input"].var(dim=(0, 2, 3)), atol=1e-4, rtol=1e-4)
     assert not model.training
+
+
+def test_comparisons_name_stages_of_the_recipe():
+    with pytest.raises(ConfigError, match=r"comparisons: \['nope'\] are not stages"):
+        load_recipe(None, {"data": {"path": "x"}, "stages": [{"name": "a"}], "comparisons": [["a", "nope"]]})
 
 
 def test_wise_ft_needs_an_lp_ft_run(wise_study, tmp_path):

@@ -39,6 +39,10 @@ class Recipe(StrictModel):
     export: StudyExportConfig | None = Field(None, description="export runs after their evaluation (medkd run), "
                                                                "e.g. the students in int8 with their CPU latency")
     presets: dict[str, dict] = Field(default_factory=dict, description="named overrides, chosen with --preset")
+    comparisons: list[tuple[str, str]] = Field(
+        default_factory=list, description="pairs of stages [a, b] the report tests against each other per seed "
+                                          "(DeLong, McNemar), beside the matched controls it finds itself, e.g. two "
+                                          "KD losses on the same teachers")
 
     @model_validator(mode="after")
     def _distillation_trains_the_whole_student(self) -> Recipe:
@@ -52,6 +56,14 @@ class Recipe(StrictModel):
         if unknown:
             raise ValueError(f"export.stages: {unknown} are not stages of this recipe "
                              f"(its stages: {[stage.name for stage in self.stages]})")
+        return self
+
+    @model_validator(mode="after")
+    def _compared_stages_exist(self) -> Recipe:
+        names = {stage.name for stage in self.stages}
+        unknown = sorted({name for pair in self.comparisons for name in pair} - names)
+        if unknown:
+            raise ValueError(f"comparisons: {unknown} are not stages of this recipe (its stages: {sorted(names)})")
         return self
 
     @model_validator(mode="after")

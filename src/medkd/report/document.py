@@ -237,7 +237,7 @@ def paired_tests(results: StudyResults) -> list[str]:
     else:
         lines += ["No distilled stage of this study has a matched no-KD control (a stage with the same training "
                   "settings and no teacher), so no KD gain can be measured.", ""]
-    lines += adaptation_tests(results)
+    lines += adaptation_tests(results) + requested_comparisons(results)
     seed = results.seeds[0]
     others = [stage for stage in results.stages if stage != results.recommended and seed in results.seeds_of(stage)]
     if others:
@@ -263,6 +263,20 @@ def adaptation_tests(results: StudyResults) -> list[str]:
         lines += ["### WiSE-FT against the fine-tuned model it interpolates", "",
                   f"**{stage.name}** vs **{stage.weights_from}** (the same run, alpha fixed in the recipe):", "",
                   markdown_table(table, "seed"), ""]
+    return lines
+
+
+def requested_comparisons(results: StudyResults) -> list[str]:
+    """The pairs of stages the recipe's `comparisons` names, per seed."""
+    lines = []
+    for first, second in results.recipe.comparisons:
+        seeds = sorted(set(results.seeds_of(first)) & set(results.seeds_of(second)))
+        if not seeds:
+            continue
+        if not lines:
+            lines = ["### Comparisons the recipe asks for", ""]
+        table = pd.DataFrame(paired_rows(results, first, second, seeds)).set_index("seed")
+        lines += [f"**{first}** vs **{second}**:", "", markdown_table(table, "seed"), ""]
     return lines
 
 
