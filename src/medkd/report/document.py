@@ -268,7 +268,7 @@ def adaptation_tests(results: StudyResults) -> list[str]:
 
 def requested_comparisons(results: StudyResults) -> list[str]:
     """The pairs of stages the recipe's `comparisons` names, per seed."""
-    lines = []
+    lines: list[str] = []
     for first, second in results.recipe.comparisons:
         seeds = sorted(set(results.seeds_of(first)) & set(results.seeds_of(second)))
         if not seeds:
