@@ -65,7 +65,8 @@ ChannelsOpt = Annotated[Optional[int], typer.Option(
     help="1 (grey), 3 (RGB) or the data's own (e.g. 4 MRI modalities); default: the data's own where neither, else 3")]
 WeightsOpt = Annotated[Optional[str], typer.Option(help="none, imagenet, or a checkpoint path")]
 TransferOpt = Annotated[Optional[str], typer.Option(
-    help="scratch, linear, finetune, or lp-ft (linear probe, then all layers)")]
+    help="scratch, linear, finetune, lp-ft (linear probe, then all layers), or wise-ft (an lp-ft run, --weights "
+         "its model.safetensors, interpolated towards its probe)")]
 IntOpt = Annotated[Optional[int], typer.Option()]
 LrOpt = Annotated[Optional[float], typer.Option(help="learning rate")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="training seed")]
