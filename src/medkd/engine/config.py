@@ -66,13 +66,16 @@ class ProbeConfig(StrictModel):
     weight_decay: float = Field(1e-4, ge=0)
 
 
+BatchnormMode = Literal["re-estimate", "interpolate"]  # WiSE-FT: batch-norm statistics after mixing
+
+
 class WiseFTConfig(StrictModel):
     """wise-ft: the weights interpolated between an lp-ft run's probe-initialised model and its fine-tuned one
     (Wortsman et al., CVPR 2022); nothing trains."""
 
     alpha: float = Field(0.5, ge=0, le=1, description="0: the probe-initialised model, 1: the fine-tuned one; "
                                                        "fixed before any test score is seen (0.5: the paper's)")
-    batchnorm: Literal["re-estimate", "interpolate"] = Field(
+    batchnorm: BatchnormMode = Field(
         "re-estimate", description="re-estimate: batch-norm statistics measured again on the training images after "
                                    "mixing; interpolate: mixed like the weights")
     curve: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0],

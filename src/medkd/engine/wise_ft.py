@@ -11,6 +11,7 @@ validation AUC), so by default the statistics are measured again on the training
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
@@ -19,13 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from medkd.data import PreparedData
+from medkd.engine.config import BatchnormMode
 from medkd.engine.module import auroc
 from medkd.errors import MedkdError
 from medkd.evaluation import predict_run_logits
 from medkd.files import BEST, PROBE
 from medkd.models import RunCard, load_model, reestimate_batchnorm
 
-BATCHNORM_MODES = ("re-estimate", "interpolate")
+BATCHNORM_MODES = get_args(BatchnormMode)  # the settings' choices, in the curve's order
 
 
 class WiseFTError(MedkdError):

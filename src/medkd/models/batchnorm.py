@@ -24,7 +24,8 @@ def reestimate_batchnorm(model: nn.Module, images: np.ndarray | torch.Tensor, no
     training), as a plain average over the batches (torch.optim.swa_utils.update_bn); the model is left on
     `device` in eval mode. Returns how many layers were re-estimated (0: none to re-estimate; the model is
     unchanged)."""
-    if not batchnorm_layers(model):
+    layers = batchnorm_layers(model)
+    if not layers:
         return 0
     images, device = torch.as_tensor(images), torch.device(device)
     mean = channel_statistics(normalisation.mean, device)
@@ -35,4 +36,4 @@ def reestimate_batchnorm(model: nn.Module, images: np.ndarray | torch.Tensor, no
                    for i in range(0, len(images), batch_size))
         update_bn(batches, model, device=device)
     model.eval()
-    return len(batchnorm_layers(model))
+    return len(layers)

@@ -225,10 +225,9 @@ def paired_tests(results: StudyResults) -> list[str]:
                   "without a teacher).", ""]
         for student, controls in results.controls.items():
             for control in controls:
-                seeds = sorted(set(results.seeds_of(student)) & set(results.seeds_of(control)))
-                if not seeds:
+                table = paired_table(results, student, control)
+                if table is None:
                     continue
-                table = pd.DataFrame(paired_rows(results, student, control, seeds)).set_index("seed")
                 lines += [f"**{student}** vs **{control}**:", "", markdown_table(table, "seed"), ""]
                 if len(table) > 1:
                     deltas = {c: table[c].astype(float) for c in table.columns if c.startswith("Δ")}
@@ -250,6 +249,13 @@ def paired_tests(results: StudyResults) -> list[str]:
     return lines
 
 
+def paired_table(results: StudyResults, first: str, second: str) -> pd.DataFrame | None:
+    """Stage `first` against stage `second` on every seed both have (paired_rows), indexed by seed; None when they
+    share no seed."""
+    seeds = sorted(set(results.seeds_of(first)) & set(results.seeds_of(second)))
+    return pd.DataFrame(paired_rows(results, first, second, seeds)).set_index("seed") if seeds else None
+
+
 def adaptation_tests(results: StudyResults) -> list[str]:
     """Each WiSE-FT stage against the fine-tuned stage it interpolates (its matched control: the same run)."""
     lines = []
@@ -258,8 +264,9 @@ def adaptation_tests(results: StudyResults) -> list[str]:
             continue
         if results.recipe.stage_train(stage, seed=0).transfer != "wise-ft":
             continue
-        seeds = sorted(set(results.seeds_of(stage.name)) & set(results.seeds_of(stage.weights_from)))
-        table = pd.DataFrame(paired_rows(results, stage.name, stage.weights_from, seeds)).set_index("seed")
+        table = paired_table(results, stage.name, stage.weights_from)
+        if table is None:
+            continue
         lines += ["### WiSE-FT against the fine-tuned model it interpolates", "",
                   f"**{stage.name}** vs **{stage.weights_from}** (the same run, alpha fixed in the recipe):", "",
                   markdown_table(table, "seed"), ""]
@@ -270,12 +277,11 @@ def requested_comparisons(results: StudyResults) -> list[str]:
     """The pairs of stages the recipe's `comparisons` names, per seed."""
     lines: list[str] = []
     for first, second in results.recipe.comparisons:
-        seeds = sorted(set(results.seeds_of(first)) & set(results.seeds_of(second)))
-        if not seeds:
+        table = paired_table(results, first, second)
+        if table is None:
             continue
         if not lines:
             lines = ["### Comparisons the recipe asks for", ""]
-        table = pd.DataFrame(paired_rows(results, first, second, seeds)).set_index("seed")
         lines += [f"**{first}** vs **{second}**:", "", markdown_table(table, "seed"), ""]
     return lines
 

@@ -44,7 +44,7 @@ from medkd.models import (
     reestimate_batchnorm,
     save_model,
 )
-from medkd.site.prior import estimate_site_prior
+from medkd.site.prior import estimate_site_prior, training_prior
 
 CALIBRATION_BINS = 15  # as EvaluationConfig's default: the ECE in the record is comparable to the report's
 
@@ -143,8 +143,7 @@ def prior_shift_run(run: Path, paths: list[Path], out: Path, *, data_path: str |
     model, card = load_model(run)
     images, problems = site_images(paths, card.preprocessing)
     data = prepare(run_data_config(Path(run), data_path), show_progress=show_progress)
-    train_labels = data.samples.loc[data.samples["split"] == "train", "label"].to_numpy()
-    train_prior = np.bincount(train_labels, minlength=len(card.classes)) / len(train_labels)
+    train_prior = training_prior(data.samples, len(card.classes))
     probabilities = calibrated(predict_run_logits(model, images, card), card.temperature)
     estimate = estimate_site_prior(probabilities, train_prior)
     fold_prior_shift(model, card, estimate.train_prior, estimate.site_prior)

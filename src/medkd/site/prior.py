@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 EM_TOLERANCE = 1e-6  # stop when no class's prior moves by more than this
 EM_MAX_ITERATIONS = 1000
@@ -23,6 +24,13 @@ class PriorEstimate:
     train_prior: np.ndarray  # (K,)
     iterations: int
     converged: bool
+
+
+def training_prior(samples: pd.DataFrame, classes: int) -> np.ndarray:
+    """(classes,) share of each class among the train split's samples (a PreparedData's sample table: its labels,
+    no images)."""
+    labels = samples.loc[samples["split"] == "train", "label"].to_numpy()
+    return np.bincount(labels, minlength=classes) / len(labels)
 
 
 def reweighted(probabilities: np.ndarray, train_prior: np.ndarray, site_prior: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from medkd.evaluation import ThresholdConfig, calibrated, choose_threshold, clas
 from medkd.files import SITE_STUDY_MARKDOWN, SITE_STUDY_TABLE, write_text_atomically
 from medkd.models import load_model
 from medkd.site.adapt import adapt_batch_norm, site_calibration
-from medkd.site.prior import estimate_site_prior, reweighted
+from medkd.site.prior import estimate_site_prior, reweighted, training_prior
 
 PRIOR_SHIFT = "prior shift (EM, no site labels)"  # the calibration part's images without their labels
 VARIANTS = ("as trained", "site threshold", "site temperature + threshold", "AdaBN",
@@ -73,8 +73,7 @@ def run_variants(folder: Path, data: PreparedData, calibration: np.ndarray, eval
     rows["AdaBN + site temperature + threshold"] = scores(labels[evaluation], adapted_logits[evaluation],
                                                           site["calibration"].temperature, site.get("threshold"))
     # the site's class mix by EM on the calibration part's probabilities (no labels), against training's
-    train_labels = data.samples.loc[data.samples["split"] == "train", "label"].to_numpy()  # no images needed
-    train_prior = np.bincount(train_labels, minlength=len(card.classes)) / len(train_labels)
+    train_prior = training_prior(data.samples, len(card.classes))
     estimate = estimate_site_prior(calibrated(logits[calibration], temperature), train_prior)
     shifted = reweighted(calibrated(logits[evaluation], temperature), train_prior, estimate.site_prior)
     rows[PRIOR_SHIFT] = probability_scores(labels[evaluation], shifted, threshold)
