@@ -1,10 +1,10 @@
 """Seconds per training epoch of a student alone and with KD from each kind of teacher output: cached logits,
-cached logits of K augmented views replayed, and an online teacher; the teacher at the student's resolution or at
-its own (cross-resolution). Default: resnet50 -> resnet18 at 128 px, grey input; precision as
-`train.runtime.precision: auto` picks it.
+cached logits of K augmented views replayed, and an online teacher, then function matching (mixup) on K replayed
+mixed views and online; the teacher at the student's resolution or at its own (cross-resolution). Default:
+resnet50 -> resnet18 at 128 px, grey input; precision as `train.runtime.precision: auto` picks it.
 
     python benchmarks/distill_throughput.py [--data PATH] [--size 128] [--teacher-size 224] [--views 4]
-                                            [--batches 20] [--batch-size 32]
+                                            [--mixup 1.0] [--batches 20] [--batch-size 32]
 
 Each mode trains `--batches` batches (after 2 warm-up batches) through the same Lightning modules and data
 loader `medkd train` and `medkd distill` use; seconds per epoch = seconds per batch x batches in an epoch of the
@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--teacher-size", type=int, default=None, help="the teacher's resolution (default: --size)")
     parser.add_argument("--views", type=int, default=4, help="cached views: augmented views per image")
+    parser.add_argument("--mixup", type=float, default=1.0, help="function matching: Beta concentration")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--batches", type=int, default=20)
     args = parser.parse_args()
@@ -91,6 +92,11 @@ def main() -> None:
                                         mean=mean, std=std, batch_size=args.batch_size, bf16=bf16)[:, None]
                          for k in range(args.views)], dim=1)
     views_seconds = (time.perf_counter() - started) / used * len(images)
+    started = time.perf_counter()
+    mixed = torch.stack([predict_logits(model, augmented_view(augmentation, teacher_images[:used], 0, k, args.mixup),
+                                        mean=mean, std=std, batch_size=args.batch_size, bf16=bf16)[:, None]
+                         for k in range(args.views)], dim=1)
+    mixed_seconds = (time.perf_counter() - started) / used * len(images)
     epoch_batches = math.ceil(len(images) / args.batch_size)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {'bf16' if bf16 else 'fp32'}, "
           f"{args.teacher} at {teacher_size} px -> {args.student} at {args.size} px, batch {args.batch_size}, "
@@ -103,13 +109,18 @@ def main() -> None:
                                                    ViewPlan(replay=args.views), "cached_views"),
              "KD, online teacher": ((images[:used], labels[:used], *([teacher_images[:used]] if cross else [])),
                                     ViewPlan(paired=int(cross)), "online")}
-    for mode, (train, plan, outputs) in plans.items():
+    mixups = {f"FM, cached mixed views (K={args.views})": ((images[:used], labels[:used], mixed),
+                                                          ViewPlan(replay=args.views, mixup=args.mixup),
+                                                          "cached_views"),
+              "FM, online teacher": (plans["KD, online teacher"][0], ViewPlan(paired=int(cross)), "online")}
+    for mode, (train, plan, outputs) in {**plans, **mixups}.items():
         student = create_model(args.student, num_classes=2, in_chans=1).to(memory_format=torch.channels_last)
         if outputs is None:
             module = ClassifierModule(student, settings, mean=mean, std=std)
         else:
             module = DistillationModule(student, teacher, settings, DistillConfig(
-                teachers=["benchmark"], teacher_outputs=outputs, views=args.views), mean=mean, std=std)
+                teachers=["benchmark"], teacher_outputs=outputs, views=args.views,
+                mixup=args.mixup if mode in mixups else 0.0), mean=mean, std=std)
         module.log = lambda *a, **k: None  # no trainer attached: logging is not part of the cost measured
         loader = TensorDataModule({"train": train}, args.batch_size, augment=settings.augment,
                                   train_views=plan).train_dataloader()
@@ -117,7 +128,8 @@ def main() -> None:
         print(f"{mode:<28}{rows[mode]:>9.1f} s/epoch  ({rows[mode] / rows['student alone']:.2f}x the student alone)",
               flush=True)
     print(f"one-off teacher logits over the train split: cached {logits_seconds:.1f} s, "
-          f"cached views (K={args.views}, augmented) {views_seconds:.1f} s")
+          f"cached views (K={args.views}, augmented) {views_seconds:.1f} s, "
+          f"cached mixed views (K={args.views}, augmented and mixed) {mixed_seconds:.1f} s")
 
 
 if __name__ == "__main__":

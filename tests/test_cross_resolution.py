@@ -19,7 +19,16 @@ from medkd.data import prepare
 from medkd.distillation import Distillation, DistillationError, DistillConfig, distill
 from medkd.distillation.views import same_samples, teacher_logits
 from medkd.engine import AugmentConfig, TrainConfig, ViewPlan, build_augmentation, fit
-from medkd.engine.datamodule import CachedImages, TensorDataModule, split_tensors
+from medkd.engine.datamodule import (
+    CachedImages,
+    TensorDataModule,
+    augment_seeded,
+    augmented_view,
+    mix_pixels,
+    split_tensors,
+    view_partner,
+    view_seed,
+)
 from medkd.evaluation import predict_run_logits
 from medkd.models import create_model, load_model, normalisation
 
@@ -133,6 +142,60 @@ def test_replayed_views_carry_the_teacher_outputs_of_that_very_view(trained_run)
         image, _, target = dataset[index]
         assert not torch.equal(image, images[index])
         torch.testing.assert_close(predict_run_logits(model, image[None], card), target, atol=1e-5, rtol=1e-5)
+
+
+def test_replayed_mixed_views_carry_the_teacher_outputs_of_that_very_mixture(trained_run):
+    """cached_views with mixup (function matching at a cached teacher's cost): the item the loader draws is view k
+    of its image mixed with view k of its partner at the drawn weight, followed by the partner's label and that
+    weight, and its target is the teacher's output on exactly that mixed image."""
+    model, card = load_model(trained_run.folder)
+    data = prepare(trained_run.config, show_progress=False)
+    transform = build_augmentation(GEOMETRY)
+    logits = teacher_logits(torch.nn.ModuleList([model]), [card], [data], "val", device=torch.device("cpu"),
+                            augmentation=transform, replay=3, replay_seed=7, mixup=1.0)
+    images, labels = split_tensors(data, "val")
+    unmixed = teacher_logits(torch.nn.ModuleList([model]), [card], [data], "val", device=torch.device("cpu"),
+                             augmentation=transform, replay=3, replay_seed=7)
+    assert logits.shape == unmixed.shape == (len(labels), 3, 1, 2) and not torch.allclose(logits, unmixed)
+    plan = ViewPlan(replay=3, replay_seed=7, mixup=1.0)
+    dataset = CachedImages(images, labels, logits, transform=transform, views=plan)
+    torch.manual_seed(0)
+    weights = []
+    for index in range(0, len(labels), max(1, len(labels) // 12)):
+        image, label, target, partner_label, weight = dataset[index]
+        views = [(view, *view_partner(7, index, view, len(labels), 1.0)) for view in range(3)]
+        drawn = [(view, partner, w) for view, partner, w in views
+                 if torch.equal(image, mix_pixels(augment_seeded(transform, images[index], view_seed(7, index, view)),
+                                                  augment_seeded(transform, images[partner],
+                                                                 view_seed(7, partner, view)), w))]
+        assert len(drawn) == 1, "the item is one of its image's three mixed views"
+        view, partner, w = drawn[0]
+        assert partner != index and partner_label == labels[partner] and label == labels[index]
+        assert weight.dtype == torch.float32 and float(weight) == pytest.approx(w)
+        torch.testing.assert_close(predict_run_logits(model, image[None], card), target, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(target, logits[index, view])
+        weights.append(w)
+    assert 0 < min(weights) < max(weights) < 1
+    with pytest.raises(ValueError, match="replay > 0"):
+        ViewPlan(mixup=1.0)
+
+
+def test_mixed_views_are_the_same_mixture_at_every_resolution():
+    """Real photographs at 96 px (a teacher's view) and at 48 px (the student's): view k of image i, mixed, at
+    48 px is the 96 px mixture downsampled (same partner, weight and augmentation draw), not another mixture."""
+    photos = [samples.camera(), samples.moon(), samples.coins(), samples.page(), samples.text()]
+    large = torch.stack([torch.from_numpy(resize(photo, (96, 96), anti_aliasing=True, preserve_range=True)
+                                          .astype(np.uint8))[None] for photo in photos])
+    small = F.interpolate(large.float(), size=48, mode="area").round().to(torch.uint8)
+    transform = build_augmentation(GEOMETRY)
+    gaps = {"same": [], "other": []}
+    for view in range(3):
+        shrunk = F.interpolate(augmented_view(transform, large, 11, view, mixup=1.0).float(), size=48, mode="area")
+        for name, seed in (("same", 11), ("other", 12)):
+            gaps[name].append((shrunk - augmented_view(transform, small, seed, view, mixup=1.0).float())
+                              .abs().mean().item())
+    same, other = np.mean(gaps["same"]), np.mean(gaps["other"])  # grey levels of 255
+    assert same < 12 and other > 3 * same, gaps
 
 
 def test_cached_views_distil_and_resume(trained_run, tmp_path):

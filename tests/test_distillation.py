@@ -237,7 +237,8 @@ def test_function_matching_mixes_the_batch_that_teacher_and_student_both_read(ge
         {"val": (images[both_classes], labels[both_classes])}, 16, augment=None).val_dataloader())), 0))
     assert len(set(batch.labels.tolist())) == 2
     torch.manual_seed(3)
-    mixed, partner_labels, weight = module.mixed(batch)
+    mixed = module.mixed(batch)
+    partner_labels, weight = mixed.partner_labels, float(mixed.own_weight)
     assert 0 < weight < 1 and not torch.equal(partner_labels, batch.labels)
     # every mixed image is weight * its image + (1 - weight) * one other image of the batch with its label
     for i in range(len(batch.labels)):
@@ -248,6 +249,62 @@ def test_function_matching_mixes_the_batch_that_teacher_and_student_both_read(ge
     out = distill(config, STUDENT, settings(teachers=[str(teacher)], teacher_outputs="online", mixup=1.0),
                   tmp_path / "run", show_progress=False)
     assert json.loads((out / "model.json").read_text())["distillation"]["teacher_outputs"] == "online"
+
+
+def test_the_mixed_hard_label_loss_weighs_each_label_as_its_pixels():
+    """mixup's hard-label loss: one weight for the batch gives lambda CE(own) + (1 - lambda) CE(partner), class
+    weights included; per-sample weights weigh each sample's two labels by its own share; lambda 1 is the plain
+    loss."""
+    from medkd.engine import LossConfig, classification_loss, mixed_classification_loss
+
+    generator = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(12, 3, generator=generator), torch.randint(3, (12,), generator=generator)
+    partners = labels[torch.randperm(12, generator=generator)]
+    plain, weight = LossConfig(), torch.tensor([0.5, 1.0, 2.0])
+    for class_weight in (None, weight):
+        expected = (0.3 * F.cross_entropy(logits, labels, weight=class_weight)
+                    + 0.7 * F.cross_entropy(logits, partners, weight=class_weight))
+        torch.testing.assert_close(mixed_classification_loss(logits, labels, partners, torch.tensor(0.3), plain,
+                                                             class_weight), expected)
+    own = torch.rand(12, generator=generator)
+    per_sample = (own * F.cross_entropy(logits, labels, reduction="none")
+                  + (1 - own) * F.cross_entropy(logits, partners, reduction="none")).mean()
+    torch.testing.assert_close(mixed_classification_loss(logits, labels, partners, own, plain), per_sample)
+    focal = LossConfig(name="focal", focal_gamma=2.0)
+    torch.testing.assert_close(mixed_classification_loss(logits, labels, partners, torch.ones(12), focal, weight),
+                               classification_loss(logits, labels, focal, weight))
+
+
+def test_function_matching_on_replayed_mixed_views_trains_from_cached_targets(generated, tmp_path):
+    """cached_views + mixup: the teachers' outputs on K mixed views per image are computed once; the loader's
+    batches carry the partners' labels and weights (mixed once, in the loader), a run of `medkd distill` trains
+    and evaluates with them, and the card records the mixup."""
+    config, teacher = generated
+    fm = settings(teachers=[str(teacher)], teacher_outputs="cached_views", views=2, mixup=1.0)
+    data = prepare(config, show_progress=False)
+    mean, std = normalisation(1)
+    splits = {s: split_tensors(data, s) for s in ("train", "val")}
+    extension = Distillation(fm, show_progress=False)
+    module = extension.build_module(create_model("compact_cnn", num_classes=2, in_chans=1, width=8), STUDENT, data,
+                                    splits, mean=mean, std=std, class_weight=None, out=tmp_path / "parts")
+    assert extension.train_views.mixup == 1.0 and splits["train"][2].shape[1:] == (2, 1, 2)
+    loader = TensorDataModule(splits, 16, augment=STUDENT.augment, train_views=extension.train_views)
+    batch = module.named(module.on_after_batch_transfer(next(iter(loader.train_dataloader())), 0))
+    assert batch.partner_labels is not None and batch.own_weight is not None
+    assert batch.own_weight.shape == (16,) and len(set(batch.own_weight.tolist())) > 1  # a weight per image
+    assert module.mixed(batch) is batch  # mixed in the loader: not mixed again
+    out = tmp_path / "run"  # from the command line
+    result = CliRunner().invoke(app, [
+        "distill", "--teacher", str(teacher), "--data", config.path, "--cache-dir", config.cache_dir, "--size", "32",
+        "--channels", "1", "--student", "compact_cnn", "--epochs", str(STUDENT.epochs), "--batch-size", "16",
+        "--teacher-outputs", "cached_views", "--views", "2", "--mixup", "1", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "model.json").read_text())["distillation"]
+    assert record["teacher_outputs"] == "cached_views" and record["mixup"] == 1.0 and record["views"] == 2
+    student, _ = load_model(out)
+    test_images, _ = data.split("test")
+    assert len(pd.read_csv(out / "metrics.csv")["epoch"].unique()) == STUDENT.epochs
+    assert torch.isfinite(predict_logits(student, test_images, mean=mean, std=std)).all()
 
 
 def test_cached_teacher_targets_follow_their_images_onto_the_device(generated, tmp_path):

@@ -157,6 +157,10 @@ def distill(
     temperature: Annotated[Optional[float], typer.Option(help="softening temperature T")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="weight of the distillation term (1 - alpha: labels)")] = None,
     teacher_outputs: Annotated[Optional[str], typer.Option(help="cached, cached_views or online")] = None,
+    views: Annotated[Optional[int], typer.Option(help="cached_views: augmented views per train image")] = None,
+    mixup: Annotated[Optional[float], typer.Option(
+        help="function matching: Beta concentration of mixup seen by teacher and student (online or cached_views)")
+    ] = None,
     weight_by_class: Annotated[Optional[bool], typer.Option(
         help="weigh the distillation term by the class weights too (train.loss.class_weights)")] = None,
     hint_student_layer: Annotated[Optional[str], typer.Option(help="feature hint: student module name")] = None,
@@ -179,7 +183,8 @@ def distill(
                                    accelerator=accelerator, devices=devices, num_nodes=num_nodes, tracking=tracking)
     hint = {"student_layer": hint_student_layer, "teacher_layer": hint_teacher_layer}
     overrides["distill"] = {"teachers": teacher or None, "loss": loss, "temperature": temperature, "alpha": alpha,
-                            "teacher_outputs": teacher_outputs, "weight_by_class": weight_by_class,
+                            "teacher_outputs": teacher_outputs, "views": views, "mixup": mixup,
+                            "weight_by_class": weight_by_class,
                             "hint": hint if any(hint.values()) else None}
     with user_errors():
         config = load_recipe(recipe, overrides)

@@ -56,11 +56,13 @@ class DistillConfig(StrictModel):
                               "augmented batch the student sees. A teacher trained at another resolution always "
                               "sees its own view of the same (augmented) sample")
     views: int = Field(4, ge=1, le=64, description="cached_views: augmented views per train image")
-    mixup: float = Field(0.0, ge=0, description="function matching (Beyer et al., CVPR 2022): each train batch "
-                                                "mixed with a shuffled copy of itself, weight lambda ~ "
-                                                "Beta(mixup, mixup), and teacher and student both read the mixed "
-                                                "images (teacher_outputs: online); the hard-label loss mixes the "
-                                                "two labels alike. 0: off; the paper's 1 with alpha 1 (no labels)")
+    mixup: float = Field(0.0, ge=0, description="function matching (Beyer et al., CVPR 2022): teacher and student "
+                                                "read the same mixed images, weight lambda ~ Beta(mixup, mixup); "
+                                                "online: each train batch mixed with a shuffled copy of itself; "
+                                                "cached_views: each of the `views` replayed views mixed with "
+                                                "another image's, partner and lambda drawn once with the view. "
+                                                "The hard-label loss mixes the two labels alike. 0: off; the "
+                                                "paper's 1 with alpha 1 (no labels)")
 
     @model_validator(mode="after")
     def _a_registered_loss_with_its_own_params(self) -> DistillConfig:
@@ -83,9 +85,10 @@ class DistillConfig(StrictModel):
         if self.hint is not None and self.teacher_outputs != "online":
             raise ValueError("a feature hint needs the teacher's feature maps of every batch: "
                              "set teacher_outputs: online")
-        if self.mixup and self.teacher_outputs != "online":
-            raise ValueError("mixup (function matching) needs the teacher's outputs on each mixed batch: set "
-                             "teacher_outputs: online (cached and cached_views targets belong to unmixed images)")
+        if self.mixup and self.teacher_outputs == "cached":
+            raise ValueError("mixup (function matching) needs the teacher's outputs on the mixed images, but "
+                             "teacher_outputs: cached holds them on unmixed ones: set teacher_outputs: online (the "
+                             "teachers read every batch) or cached_views (K mixed views per image, drawn once)")
         if self.hint is not None and len(self.teachers) > 1:
             raise ValueError("a feature hint is taken from one teacher: give exactly one teacher")
         return self

@@ -12,7 +12,7 @@ from medkd.distillation.config import HINT_ONLY, DistillConfig
 from medkd.distillation.hint import FeatureHint
 from medkd.distillation.losses import build_logit_loss, ensemble_logits, soft_kl
 from medkd.distillation.teacher import FrozenTeacher
-from medkd.engine import ClassifierModule, TrainConfig, classification_loss
+from medkd.engine import ClassifierModule, TrainConfig, classification_loss, mixed_classification_loss
 
 TEACHER = "teacher."
 
@@ -21,23 +21,28 @@ class StudentBatch(NamedTuple):
     """A distilled run's train batch by field (the loader's tuple is positional, and its tail means one thing or
     the other by `teacher_outputs`): the student's inputs (B, C, H, W), normalised; labels (B,); the cached teacher
     logits (B, teachers, classes), or online (None) each teacher's own uint8 view (B, C', H', W') where it reads
-    another preprocessing than the student's."""
+    another preprocessing than the student's; replayed mixed views (cached_views with mixup) also carry each
+    image's partner label (B,) and the share of its own image (B,), float32."""
 
     inputs: torch.Tensor
     labels: torch.Tensor
     teacher_logits: torch.Tensor | None
     teacher_views: tuple[torch.Tensor, ...]
+    partner_labels: torch.Tensor | None = None
+    own_weight: torch.Tensor | None = None
 
     @classmethod
     def of(cls, batch: Sequence[torch.Tensor], *, online: bool) -> StudentBatch:
         inputs, labels, *rest = batch
-        return cls(inputs, labels, None, tuple(rest)) if online else cls(inputs, labels, rest[0], ())
+        if online:
+            return cls(inputs, labels, None, tuple(rest))
+        return cls(inputs, labels, rest[0], (), *rest[1:3])  # mixed in the loader: partner labels and weights
 
 
 class DistillationModule(ClassifierModule):
     """Student `model` + frozen `teacher`. Train batches are (images, labels, *the teacher's own views) with online
-    teacher outputs, or (images, labels, teacher logits) with cached ones; val batches always carry cached teacher
-    logits.
+    teacher outputs, or (images, labels, teacher logits) with cached ones, then (partner labels, own-image weights)
+    with replayed mixed views; val batches always carry cached teacher logits.
 
     The loss is (1 - alpha) x the hard-label loss + alpha x the logit loss (the hard-label loss alone for loss:
     hint), plus the weighted feature hint when there is one. Besides ClassifierModule's metrics it logs
@@ -94,32 +99,34 @@ class DistillationModule(ClassifierModule):
             return ensemble_logits(named.teacher_logits, self.distill.temperature)
         return ensemble_logits(self.teacher(named.inputs, named.teacher_views), self.distill.temperature)
 
-    def mixed(self, named: StudentBatch) -> tuple[StudentBatch, torch.Tensor | None, float]:
-        """Function matching's mixup (distill.mixup > 0): the batch, its own views too, mixed with a shuffled copy
-        of itself at lambda ~ Beta(mixup, mixup), with the partners' labels and lambda; else the batch unchanged,
-        None and 1."""
-        if not self.distill.mixup:
-            return named, None, 1.0
+    def mixed(self, named: StudentBatch) -> StudentBatch:
+        """Function matching's mixup (distill.mixup > 0) with online teachers: the batch, its own views too, mixed
+        with a shuffled copy of itself at lambda ~ Beta(mixup, mixup), with the partners' labels and lambda; a
+        batch mixed in the loader (replayed mixed views), or without mixup, unchanged."""
+        if not self.distill.mixup or named.partner_labels is not None:
+            return named
         concentration = torch.tensor(float(self.distill.mixup))
-        weight = float(torch.distributions.Beta(concentration, concentration).sample())
+        weight = torch.distributions.Beta(concentration, concentration).sample().to(named.labels.device)
         partner = torch.randperm(len(named.labels), device=named.labels.device)
 
         def mix(images: torch.Tensor) -> torch.Tensor:  # uint8 own views become float pixels, normalised alike
             return torch.lerp(images[partner].float(), images.float(), weight)
 
-        mixed = named._replace(inputs=mix(named.inputs), teacher_views=tuple(mix(v) for v in named.teacher_views))
-        return mixed, named.labels[partner], weight
+        return named._replace(inputs=mix(named.inputs), teacher_views=tuple(mix(v) for v in named.teacher_views),
+                              partner_labels=named.labels[partner], own_weight=weight)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         """The distillation loss (scalar) of a train batch (see StudentBatch)."""
-        named, partner_labels, weight = self.mixed(self.named(batch))
+        named = self.mixed(self.named(batch))
         inputs, labels = named.inputs, named.labels
         logits = self(inputs).float()
         teacher = self.teacher_targets(named)
-        hard = classification_loss(logits, labels, self.settings.loss, self.class_weight)
-        if partner_labels is not None:  # mixup's hard-label loss: both labels, weighted as their images are
-            hard = weight * hard + (1 - weight) * classification_loss(logits, partner_labels, self.settings.loss,
-                                                                      self.class_weight)
+        if named.partner_labels is None:
+            hard = classification_loss(logits, labels, self.settings.loss, self.class_weight)
+        else:  # mixup's hard-label loss: both labels, weighted as their images are
+            assert named.own_weight is not None  # a mixed batch carries its weights with its partners' labels
+            hard = mixed_classification_loss(logits, labels, named.partner_labels, named.own_weight,
+                                             self.settings.loss, self.class_weight)
         loss = hard
         if self.logit_loss is not None:
             distilled = self.logit_loss(logits, teacher, labels,

@@ -40,8 +40,8 @@ def cached_teacher_logits(teacher: FrozenTeacher, cards: list[RunCard], folders:
                           splits: dict[str, dict], out: Path, *, device: torch.device,
                           augmentation: v2.Transform | None, bf16: bool) -> dict[str, torch.Tensor]:
     """Teacher logits of each split in `splits` ({split: {}} un-augmented, or {split: {"replay": K, "replay_seed": s,
-    "augment": settings}} on K augmented views), each teacher on its own view, computed once on `device` and kept
-    in the run folder (see teacher_logits)."""
+    "augment": settings[, "mixup": concentration]}} on K augmented (mixed) views), each teacher on its own view,
+    computed once on `device` and kept in the run folder (see teacher_logits)."""
     path = out / TEACHER_LOGITS
     identities = {split: teacher_identity(folders, views, split, {**targets, "bf16": bf16})
                   for split, targets in splits.items()}
@@ -57,7 +57,8 @@ def cached_teacher_logits(teacher: FrozenTeacher, cards: list[RunCard], folders:
         for split, targets in splits.items():
             logits[split] = teacher_logits(teacher.models, cards, views, split,
                                            device=device, augmentation=augmentation, replay=targets.get("replay", 0),
-                                           replay_seed=targets.get("replay_seed", 0), bf16=bf16, probes=probes)
+                                           replay_seed=targets.get("replay_seed", 0),
+                                           mixup=targets.get("mixup", 0.0), bf16=bf16, probes=probes)
             log.info("teacher logits of %s computed: %s", split, tuple(logits[split].shape))
         with staged(path) as staging:
             save_file(logits, staging, metadata=identities)
@@ -157,6 +158,8 @@ class Distillation:
             assert settings.augment is not None  # checked above: cached_views needs augmentation
             needed["train"] = {"replay": self.settings.views, "replay_seed": settings.seed,
                                "augment": settings.augment.model_dump(mode="json")}
+            if self.settings.mixup:  # only then: unmixed replayed views keep the cache they had
+                needed["train"]["mixup"] = self.settings.mixup
         augmentation = build_augmentation(settings.augment)
         logits = cached_teacher_logits(self.teacher, self.cards, self.settings.teachers, self.views,
                                        needed, out,
@@ -169,8 +172,9 @@ class Distillation:
             self.train_views = ViewPlan(paired=len(own))
         else:
             splits["train"] = (*splits["train"], logits["train"])
-            self.train_views = ViewPlan(replay=self.settings.views if mode == "cached_views" else 0,
-                                        replay_seed=settings.seed)
+            replayed = mode == "cached_views"
+            self.train_views = ViewPlan(replay=self.settings.views if replayed else 0, replay_seed=settings.seed,
+                                        mixup=self.settings.mixup if replayed else 0.0)
         self.val_logits = logits["val"]
         example = normalise(splits["train"][0][:2], mean, std)
         return DistillationModule(model, self.teacher, settings, self.settings, mean=mean, std=std,
@@ -184,7 +188,8 @@ class Distillation:
             teachers=[os.path.abspath(t) for t in settings.teachers],
             teacher_preprocessing=[card.preprocessing for card in self.cards], loss=settings.loss,
             temperature=settings.temperature, alpha=settings.alpha, teacher_outputs=settings.teacher_outputs,
-            views=settings.views if settings.teacher_outputs == "cached_views" else None)}
+            views=settings.views if settings.teacher_outputs == "cached_views" else None,
+            mixup=settings.mixup or None)}
 
     def finish(self, out: Path, model: nn.Module, data: PreparedData) -> None:
         """Teacher-student agreement (share of equal decisions) and KL(teacher || student) on val and test.

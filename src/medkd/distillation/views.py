@@ -51,11 +51,12 @@ def same_samples(student: PreparedData, teacher: PreparedData, preprocessing: Pr
 
 def teacher_logits(models: nn.ModuleList, cards: list[RunCard], views: list[PreparedData], split: str, *,
                    device: torch.device, augmentation: v2.Transform | None = None,
-                   replay: int = 0, replay_seed: int = 0, bf16: bool = False,
+                   replay: int = 0, replay_seed: int = 0, mixup: float = 0.0, bf16: bool = False,
                    probes: list[dict | None] | None = None) -> torch.Tensor:
     """Logits of every teacher on its own view of `split`: (N, teachers, C); with `replay` = K > 0, on the K
     augmented views of each image that the student's data loader replays (view k of image i drawn from seed
-    (replay_seed, i, k) at each teacher's resolution): (N, K, teachers, C). `bf16`: in bf16 autocast, as the run
+    (replay_seed, i, k) at each teacher's resolution, mixed with its partner's view k where `mixup` > 0, see
+    engine.augmented_view): (N, K, teachers, C). `bf16`: in bf16 autocast, as the run
     trains (soft targets need no more; where the CPU has native bf16 it is several times faster).
     `probes`: per teacher, the backbone identity of a linear-probe teacher (engine.backbone_identity) or None;
     un-augmented logits of a probe are its head on the backbone features its own run cached (no network pass)."""
@@ -71,7 +72,7 @@ def teacher_logits(models: nn.ModuleList, cards: list[RunCard], views: list[Prep
             per_teacher.append(predict_run_logits(model, images, card, device=device,
                                                   bf16=bf16))
             continue
-        per_view = [predict_run_logits(model, augmented_view(augmentation, images, replay_seed, k), card,
+        per_view = [predict_run_logits(model, augmented_view(augmentation, images, replay_seed, k, mixup), card,
                                        device=device, bf16=bf16) for k in range(replay)]
         per_teacher.append(torch.stack(per_view, dim=1))
     return torch.stack(per_teacher, dim=-2).contiguous()

@@ -14,10 +14,12 @@ from .datamodule import TensorDataModule as TensorDataModule
 from .datamodule import ViewPlan as ViewPlan
 from .datamodule import augment_seeded as augment_seeded
 from .datamodule import augmented_view as augmented_view
+from .datamodule import view_partner as view_partner
 from .datamodule import view_seed as view_seed
 from .fit import fit as fit
 from .losses import class_weighted_mean as class_weighted_mean
 from .losses import classification_loss as classification_loss
+from .losses import mixed_classification_loss as mixed_classification_loss
 from .module import ClassifierModule as ClassifierModule
 from .trainer import build_trainer as build_trainer
 from .trainer import lightning_notices_silenced as lightning_notices_silenced
@@ -43,5 +45,7 @@ __all__ = [
     "classification_loss",
     "fit",
     "lightning_notices_silenced",
+    "mixed_classification_loss",
+    "view_partner",
     "view_seed",
 ]

@@ -37,11 +37,20 @@ class ViewPlan:
         student.
     replay_seed : int, default 0
         The seed the replayed views are drawn from (see `view_seed`).
+    mixup : float, default 0.0
+        With `replay`: > 0 mixes view k of image i with view k of a partner image, both drawn from
+        (replay_seed, i, k) with the weight (see `view_partner`): replayed function matching. The item then also
+        carries the partner's label and the weight of its own image (float32).
     """
 
     paired: int = 0
     replay: int = 0
     replay_seed: int = 0
+    mixup: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mixup and not self.replay:
+            raise ValueError("ViewPlan.mixup mixes replayed views: give replay > 0 (online mixup mixes the batch)")
 
     @property
     def seeded(self) -> bool:
@@ -69,6 +78,45 @@ def view_seed(replay_seed: int, index: int, view: int) -> int:
     return int(np.random.SeedSequence([replay_seed, index, view]).generate_state(1)[0])
 
 
+def view_partner(replay_seed: int, index: int, view: int, images: int, concentration: float) -> tuple[int, float]:
+    """The partner of view `view` of image `index` in replayed mixup, and the weight of the image's own pixels:
+    the same at every resolution and in every run with `replay_seed`.
+
+    Parameters
+    ----------
+    replay_seed, index, view : int
+        As for `view_seed`.
+    images : int
+        The split's size N (>= 2): the partner is another image of it, uniformly.
+    concentration : float
+        The weight is drawn from Beta(concentration, concentration).
+
+    Returns
+    -------
+    tuple of (int, float)
+        The partner's index in [0, N) other than `index`, and the weight in [0, 1].
+    """
+    generator = np.random.default_rng(np.random.SeedSequence([replay_seed, index, view, images]))
+    partner = int(generator.integers(images - 1))
+    return partner + (partner >= index), float(generator.beta(concentration, concentration))
+
+
+def mix_pixels(own: torch.Tensor, partner: torch.Tensor, weight: float | torch.Tensor) -> torch.Tensor:
+    """weight x own + (1 - weight) x partner for uint8 images of one shape, rounded back to uint8 (a mixed view is
+    an image like any other: every resolution and the cache see the same pixels).
+
+    Parameters
+    ----------
+    own, partner : torch.Tensor of shape (..., C, H, W), uint8
+    weight : float, or torch.Tensor broadcastable to the images (e.g. (N, 1, 1, 1))
+
+    Returns
+    -------
+    torch.Tensor of the images' shape, uint8
+    """
+    return torch.lerp(partner.float(), own.float(), weight).round_().to(torch.uint8)
+
+
 def augment_seeded(transform: v2.Transform, image: torch.Tensor, seed: int) -> torch.Tensor:
     """`transform(image)` with its random parameters drawn from `seed` (torchvision v2 draws from torch's global
     generator, forked here so that the caller's stream is untouched).
@@ -92,9 +140,10 @@ def augment_seeded(transform: v2.Transform, image: torch.Tensor, seed: int) -> t
 
 
 def augmented_view(transform: v2.Transform, images: np.ndarray | torch.Tensor, replay_seed: int,
-                   view: int) -> torch.Tensor:
+                   view: int, mixup: float = 0.0) -> torch.Tensor:
     """View `view` of every uint8 image (N, C, H, W): image i drawn from seed view_seed(replay_seed, i, view), so
-    it is the same view at every resolution and in every run with `replay_seed`.
+    it is the same view at every resolution and in every run with `replay_seed`; with `mixup` > 0 mixed with its
+    partner's view `view` (see `view_partner`), as the loader of a ViewPlan with that mixup gives it.
 
     Parameters
     ----------
@@ -105,6 +154,8 @@ def augmented_view(transform: v2.Transform, images: np.ndarray | torch.Tensor, r
     replay_seed : int
     view : int
         The view's number.
+    mixup : float, default 0.0
+        The Beta concentration of replayed mixup; 0: unmixed.
 
     Returns
     -------
@@ -112,12 +163,18 @@ def augmented_view(transform: v2.Transform, images: np.ndarray | torch.Tensor, r
         On the CPU for a NumPy array, else on the images' device.
     """
     pixels = torch.as_tensor(np.asarray(images))
-    return torch.stack([augment_seeded(transform, image, view_seed(replay_seed, i, view))
-                        for i, image in enumerate(pixels)])
+    views = torch.stack([augment_seeded(transform, image, view_seed(replay_seed, i, view))
+                         for i, image in enumerate(pixels)])
+    if not mixup:
+        return views
+    partners, weights = zip(*(view_partner(replay_seed, i, view, len(views), mixup) for i in range(len(views))))
+    weight = torch.tensor(weights, dtype=torch.float32, device=views.device).view(-1, *[1] * (views.ndim - 1))
+    return mix_pixels(views, views[list(partners)], weight)
 
 
 class CachedImages(Dataset):
-    """(image uint8 (C, H, W), label, *per-sample targets such as cached teacher logits) from tensors in memory."""
+    """(image uint8 (C, H, W), label, *per-sample targets such as cached teacher logits) from tensors in memory;
+    with replayed mixup (ViewPlan.mixup) followed by the partner's label and the image's weight (float32 ())."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *targets: torch.Tensor,
                  transform: v2.Transform | None = None, views: ViewPlan = ViewPlan()) -> None:
@@ -131,6 +188,8 @@ class CachedImages(Dataset):
         if self.views.replay:
             view = int(torch.randint(self.views.replay, ()))
             targets = [target[view] for target in targets]
+            if self.views.mixup:
+                return self.mixed_view(index, view, targets)
             seed = view_seed(self.views.replay_seed, index, view)
         elif self.views.paired:
             seed = int(torch.randint(2**62, ()))  # from the worker's seeded stream: runs stay reproducible
@@ -141,6 +200,16 @@ class CachedImages(Dataset):
         paired = [augment_seeded(self.transform, view, seed) for view in targets[:self.views.paired]]
         return (augment_seeded(self.transform, image, seed), self.labels[index], *paired,
                 *targets[self.views.paired:])
+
+    def mixed_view(self, index: int, view: int, targets: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Replayed mixup's item: view `view` of image `index` mixed with its partner's (as `augmented_view`)."""
+        assert self.transform is not None  # replayed views are augmented views
+        seed = self.views.replay_seed
+        partner, weight = view_partner(seed, index, view, len(self), self.views.mixup)
+        own = augment_seeded(self.transform, self.images[index], view_seed(seed, index, view))
+        other = augment_seeded(self.transform, self.images[partner], view_seed(seed, partner, view))
+        return (mix_pixels(own, other, weight), self.labels[index], *targets, self.labels[partner],
+                torch.tensor(weight, dtype=torch.float32))
 
 
 class WholeSplit(DistributedSampler):

@@ -63,6 +63,40 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, settings: Lo
     logits = logits.float()
     if settings.name == "cross_entropy":
         return F.cross_entropy(logits, labels, weight=weight, label_smoothing=settings.label_smoothing)
+    return class_weighted_mean(per_example_loss(logits, labels, settings), labels, weight)
+
+
+def per_example_loss(logits: torch.Tensor, labels: torch.Tensor, settings: LossConfig) -> torch.Tensor:
+    """Each sample's unweighted loss (N,) in float32: cross-entropy with label smoothing, focal's factor too."""
+    logits = logits.float()
     per_example = F.cross_entropy(logits, labels, reduction="none", label_smoothing=settings.label_smoothing)
+    if settings.name == "cross_entropy":
+        return per_example
     p_true = logits.softmax(dim=1).gather(1, labels[:, None])[:, 0]
-    return class_weighted_mean((1 - p_true) ** settings.focal_gamma * per_example, labels, weight)
+    return (1 - p_true) ** settings.focal_gamma * per_example
+
+
+def mixed_classification_loss(logits: torch.Tensor, labels: torch.Tensor, partner_labels: torch.Tensor,
+                              own_weight: torch.Tensor, settings: LossConfig,
+                              weight: torch.Tensor | None = None) -> torch.Tensor:
+    """The hard-label loss of mixed images (mixup): each sample's loss on its own label weighted as its own image,
+    plus on its partner's label weighted as the partner's pixels; each term's mean class-weighted by its labels.
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (N, C)
+    labels, partner_labels : torch.Tensor of shape (N,), int64
+    own_weight : torch.Tensor of shape (N,) or (), float
+        The share of each mixed image that is its own image, in [0, 1].
+    settings : LossConfig
+    weight : torch.Tensor of shape (C,), float32, optional
+        Class weights (see `class_weighted_mean`).
+
+    Returns
+    -------
+    torch.Tensor of shape (), float32
+    """
+    own = own_weight.float().expand(len(labels))
+    return (class_weighted_mean(own * per_example_loss(logits, labels, settings), labels, weight)
+            + class_weighted_mean((1 - own) * per_example_loss(logits, partner_labels, settings), partner_labels,
+                                  weight))

@@ -92,6 +92,7 @@ class DistillationRecord(Record):
     alpha: float
     teacher_outputs: str
     views: int | None = None
+    mixup: float | None = None  # function matching's Beta concentration; None: unmixed
 
 
 class WiseFTRecord(Record):
