@@ -123,3 +123,40 @@ def test_wise_ft_needs_an_lp_ft_run(wise_study, tmp_path):
     start = {"w": torch.zeros(2), "n": torch.tensor(3)}
     mixed = interpolated_state(start, {"w": torch.ones(2), "n": torch.tensor(7)}, 0.25)
     assert mixed["w"].tolist() == [0.25, 0.25] and mixed["n"].item() == 7
+
+
+def test_a_probes_weight_decay_is_chosen_on_validation_and_kept(tmp_path):
+    """probe_search: one head per weight decay on the frozen ImageNet Lite0's cached features, each at the epoch
+    its run kept on validation AUC; the one with the lowest validation loss is kept, the run folder's model is that
+    candidate trained again, a strong decay shrinks the head, finished candidates are not trained again, and an
+    lp-ft probe searches too."""
+    config = kermany_like_config(tmp_path, patients_per_class=8)
+    settings = TrainConfig(model="efficientnet_lite0", weights="imagenet", transfer="linear", epochs=4, batch_size=16,
+                           guard={"method": "none"},
+                           probe_search={"weight_decay": [1e-4, 100.0]})
+    out = fit(config, settings, tmp_path / "run", show_progress=False)
+    scores = pd.read_csv(out / "probe_search.csv")
+    assert list(scores["weight_decay"]) == [1e-4, 100.0] and scores["chosen"].sum() == 1
+    chosen = scores.loc[scores["val_loss"].idxmin()]
+    assert bool(chosen["chosen"])
+    model, card = load_model(out)
+    assert card.probe_search.weight_decay == chosen["weight_decay"] and card.probe_search.selected_on == "val_loss"
+    assert card.probe_search.scores == pytest.approx({"0.0001": scores["val_loss"][0], "100": scores["val_loss"][1]})
+    for row in scores.itertuples():  # each candidate scored at the epoch its own run kept (on validation AUC)
+        epochs = pd.read_csv(out / "probe_search" / f"weight_decay_{row.weight_decay:g}" / METRICS)
+        assert row.epoch == epochs.loc[epochs["val_auc"].idxmax(), "epoch"]
+    heads = {wd: load_model(out / "probe_search" / f"weight_decay_{wd:g}")[0].classifier.weight for wd in (1e-4, 100.0)}
+    assert heads[100.0].norm() < 0.9 * heads[1e-4].norm()  # the decay is applied
+    torch.testing.assert_close(model.classifier.weight, heads[chosen["weight_decay"]])
+    finished = (out / "probe_search" / "weight_decay_100" / "model.safetensors").stat().st_mtime_ns
+    fit(config, settings, out, show_progress=False)
+    assert (out / "probe_search" / "weight_decay_100" / "model.safetensors").stat().st_mtime_ns == finished
+    with pytest.raises(ValidationError, match="probe_search chooses a linear probe's weight decay"):
+        TrainConfig(transfer="finetune", probe_search={"weight_decay": [0.0, 1.0]})
+    with pytest.raises(ValidationError, match="distinct values"):
+        TrainConfig(transfer="linear", probe_search={"weight_decay": [1.0, 1.0]})
+    short_probe = settings.probe.model_copy(update={"epochs": 2})
+    lpft = fit(config, settings.model_copy(update={"transfer": "lp-ft", "epochs": 1, "probe": short_probe}),
+               tmp_path / "lpft", show_progress=False)
+    assert pd.read_csv(lpft / "probe" / "probe_search.csv")["chosen"].sum() == 1
+    assert load_model(lpft / "probe")[1].probe_search is not None

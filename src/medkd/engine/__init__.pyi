@@ -7,6 +7,7 @@ from .callbacks import EpochMetricsCSV as EpochMetricsCSV
 from .config import AugmentConfig as AugmentConfig
 from .config import LossConfig as LossConfig
 from .config import OptimiserConfig as OptimiserConfig
+from .config import ProbeSearchConfig as ProbeSearchConfig
 from .config import ScheduleConfig as ScheduleConfig
 from .config import TrainConfig as TrainConfig
 from .config import WiseFTConfig as WiseFTConfig
@@ -31,6 +32,7 @@ __all__ = [
     "EpochMetricsCSV",
     "LossConfig",
     "OptimiserConfig",
+    "ProbeSearchConfig",
     "ScheduleConfig",
     "TensorDataModule",
     "TrainConfig",

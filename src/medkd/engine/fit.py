@@ -49,6 +49,8 @@ from medkd.files import (
     LAST_CHECKPOINT,
     METRICS,
     PROBE,
+    PROBE_SEARCH,
+    PROBE_SEARCH_SCORES,
     RESUME_CHECKPOINT,
     SKIPPED_FILES,
     WISE_FT_CURVE,
@@ -60,6 +62,7 @@ from medkd.models import (
     Normalisation,
     PretrainedRecord,
     ProbeRecord,
+    ProbeSearchRecord,
     RunCard,
     SourceRecord,
     WiseFTRecord,
@@ -153,6 +156,8 @@ def fit(data_config: DataConfig, settings: TrainConfig, out: str | Path, *, exte
     # before seeding: a resumed run whose probe is finished draws the same random numbers as an unbroken one
     probe = (linear_probe(data_config, settings, out, show_progress=show_progress)
              if settings.transfer == "lp-ft" else None)
+    if settings.transfer == "linear" and settings.probe_search is not None:
+        settings = searched_weight_decay(data_config, settings, out, primary=primary, show_progress=show_progress)
     L.seed_everything(settings.seed, workers=True, verbose=False)
     model = build_model(settings, data_config.preprocessing.input_channels, data.classes, probe)
     splits = {split: split_tensors(data, split) for split in ("train", "val")}
@@ -283,6 +288,11 @@ def write_final_model(out: Path, trainer: L.Trainer, module: ClassifierModule, m
         extension.finish(out, whole, data)
 
 
+def best_position(scores: pd.Series, select_on: str):
+    """The index of the best of `scores` by `select_on`'s direction (SELECTION_MODE), the first of equals."""
+    return scores.idxmin() if SELECTION_MODE[select_on] == "min" else scores.idxmax()
+
+
 def best_epoch_val_auc(out: Path, checkpoint: Path) -> float | None:
     """Validation AUC of the epoch `checkpoint` holds, from the run's metrics.csv (whatever chose the epoch);
     None when it is not there (a run killed before its first validation)."""
@@ -353,7 +363,45 @@ def run_card(settings: TrainConfig, data_config: DataConfig, classes: list[str],
                      data_config.preprocessing.size, settings.weights, config.input_size)
     if settings.transfer == "lp-ft":
         card["probe"] = ProbeRecord(folder=PROBE, best_val_auc=RunCard.read(out / PROBE).best_val_auc)
+    if settings.transfer == "linear" and settings.probe_search is not None:
+        scores = pd.read_csv(out / PROBE_SEARCH_SCORES)
+        on = settings.probe_search.on
+        card["probe_search"] = ProbeSearchRecord(
+            selected_on=on, weight_decay=settings.optimiser.weight_decay, folder=PROBE_SEARCH,
+            scores={f"{row.weight_decay:g}": getattr(row, on) for row in scores.itertuples()})
     return RunCard.model_validate(card)
+
+
+def searched_weight_decay(data_config: DataConfig, settings: TrainConfig, out: Path, *, primary: bool,
+                          show_progress: bool) -> TrainConfig:
+    """probe_search: one linear head per candidate weight decay on the cached features (run folders in
+    OUT/probe_search, skipped when finished), scored on validation by probe_search.on at the epoch its run kept
+    (select_on); OUT's probe_search.csv holds every candidate's validation scores. Returns `settings` with the
+    best candidate's weight decay (the first of equals), which the run then trains again in OUT, so that OUT is an
+    ordinary run."""
+    assert settings.probe_search is not None  # called for a search only
+    candidates = settings.model_copy(update={"probe_search": None, "guard": settings.guard.model_copy(
+        update={"method": "none"})})  # a candidate is scored, not deployed: no guard to fit
+    rows = []
+    for weight_decay in settings.probe_search.weight_decay:
+        folder = out / PROBE_SEARCH / f"weight_decay_{weight_decay:g}"
+        if not (folder / BEST).exists():
+            fit(data_config, candidates.model_copy(update={"optimiser": settings.optimiser.model_copy(
+                update={"weight_decay": weight_decay})}), folder, show_progress=show_progress)
+        epochs = pd.read_csv(folder / METRICS).dropna(subset=[settings.select_on])
+        chosen = epochs.loc[best_position(epochs[settings.select_on], settings.select_on)]  # its checkpoint's
+        rows.append({"weight_decay": weight_decay, "epoch": int(chosen["epoch"]), "val_auc": chosen["val_auc"],
+                     "val_loss": chosen["val_loss"]})
+    table = pd.DataFrame(rows)
+    on = settings.probe_search.on
+    weight_decay = float(table.loc[best_position(table[on], on), "weight_decay"])
+    table["chosen"] = table["weight_decay"] == weight_decay
+    if primary:
+        table.to_csv(out / PROBE_SEARCH_SCORES, index=False)
+    log.info("probe_search: weight decay %g chosen on %s among %s", weight_decay, on,
+             settings.probe_search.weight_decay)
+    return settings.model_copy(update={"optimiser": settings.optimiser.model_copy(
+        update={"weight_decay": weight_decay})})
 
 
 def linear_probe(data_config: DataConfig, settings: TrainConfig, out: Path, *, show_progress: bool) -> Path:

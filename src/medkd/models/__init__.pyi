@@ -10,6 +10,7 @@ from .card import GuardRecord as GuardRecord
 from .card import Normalisation as Normalisation
 from .card import PretrainedRecord as PretrainedRecord
 from .card import ProbeRecord as ProbeRecord
+from .card import ProbeSearchRecord as ProbeSearchRecord
 from .card import RunCard as RunCard
 from .card import SourceRecord as SourceRecord
 from .card import WiseFTRecord as WiseFTRecord
@@ -56,6 +57,7 @@ __all__ = [
     "Normalisation",
     "PretrainedRecord",
     "ProbeRecord",
+    "ProbeSearchRecord",
     "RunCard",
     "SourceRecord",
     "WiseFTRecord",

@@ -54,6 +54,16 @@ class ProbeRecord(Record):
     best_val_auc: float | None = None
 
 
+class ProbeSearchRecord(Record):
+    """A linear run's weight decay chosen on validation (probe_search): the candidates' validation scores (the
+    score that compared them, `selected_on`), and the one kept."""
+
+    selected_on: str
+    weight_decay: float
+    scores: dict[str, float]  # str(weight decay) -> its kept epoch's selected_on score
+    folder: str  # the candidates' run folders, inside the run folder
+
+
 class CalibrationRecord(Record):
     """The softmax temperature and where it was fitted; the measured ECE and NLL before and after it are kept under
     their own names (val_ece_before, ..., or site_... for a site's re-calibration)."""
@@ -135,6 +145,7 @@ class RunCard(Record):
     ood: GuardRecord | None = None
     pretrained: PretrainedRecord | None = None
     probe: ProbeRecord | None = None
+    probe_search: ProbeSearchRecord | None = None
     distillation: DistillationRecord | None = None
     wise_ft: WiseFTRecord | None = None
     # written by the site tools into a new run folder (the trained one is never changed)
