@@ -68,11 +68,11 @@ class ProbeConfig(StrictModel):
 
 class ProbeSearchConfig(StrictModel):
     """A linear probe's regularisation chosen on validation: one head per candidate on the cached features, the
-    best by `on` kept; every candidate's validation scores recorded, test never read."""
+    best by `choose_on` kept; every candidate's validation scores recorded, test never read."""
 
     weight_decay: list[float] = Field(min_length=2, description="AdamW weight decays to choose from (with lr 1e-3 "
                                                                 "over ~1,000 steps, 1 shrinks the head by ~e^-1)")
-    on: Literal["val_loss", "val_auc"] = Field(
+    choose_on: Literal["val_loss", "val_auc"] = Field(
         "val_loss", description="the validation score that compares candidates, each at the epoch its own run "
                                 "kept (select_on); val_loss: validation AUC saturates near 1 for every probe here")
 

@@ -365,7 +365,7 @@ def run_card(settings: TrainConfig, data_config: DataConfig, classes: list[str],
         card["probe"] = ProbeRecord(folder=PROBE, best_val_auc=RunCard.read(out / PROBE).best_val_auc)
     if settings.transfer == "linear" and settings.probe_search is not None:
         scores = pd.read_csv(out / PROBE_SEARCH_SCORES)
-        on = settings.probe_search.on
+        on = settings.probe_search.choose_on
         card["probe_search"] = ProbeSearchRecord(
             selected_on=on, weight_decay=settings.optimiser.weight_decay, folder=PROBE_SEARCH,
             scores={f"{row.weight_decay:g}": getattr(row, on) for row in scores.itertuples()})
@@ -375,7 +375,7 @@ def run_card(settings: TrainConfig, data_config: DataConfig, classes: list[str],
 def searched_weight_decay(data_config: DataConfig, settings: TrainConfig, out: Path, *, primary: bool,
                           show_progress: bool) -> TrainConfig:
     """probe_search: one linear head per candidate weight decay on the cached features (run folders in
-    OUT/probe_search, skipped when finished), scored on validation by probe_search.on at the epoch its run kept
+    OUT/probe_search, skipped when finished), scored on validation by probe_search.choose_on at the epoch its run kept
     (select_on); OUT's probe_search.csv holds every candidate's validation scores. Returns `settings` with the
     best candidate's weight decay (the first of equals), which the run then trains again in OUT, so that OUT is an
     ordinary run."""
@@ -393,7 +393,7 @@ def searched_weight_decay(data_config: DataConfig, settings: TrainConfig, out: P
         rows.append({"weight_decay": weight_decay, "epoch": int(chosen["epoch"]), "val_auc": chosen["val_auc"],
                      "val_loss": chosen["val_loss"]})
     table = pd.DataFrame(rows)
-    on = settings.probe_search.on
+    on = settings.probe_search.choose_on
     weight_decay = float(table.loc[best_position(table[on], on), "weight_decay"])
     table["chosen"] = table["weight_decay"] == weight_decay
     if primary:
