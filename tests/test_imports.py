@@ -63,7 +63,7 @@ def test_medkd_help_answers_quickly():
 # modules), never a higher one or one of its own layer.
 LAYERS = [{"errors", "settings", "files", "device", "environment", "registry", "tracking"}, {"data"}, {"models"},
           {"evaluation"}, {"engine"}, {"distillation", "pretrain"}, {"deploy", "site"}, {"config"}, {"study"},
-          {"report"}, {"runner"}, {"cli"}]
+          {"report"}, {"runner"}, {"cli"}, {"__main__"}]  # __main__: python -m medkd
 
 
 def test_no_package_imports_a_higher_one():
