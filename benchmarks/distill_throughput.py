@@ -87,16 +87,17 @@ def main() -> None:
                             bf16=bf16)[:, None]
     logits_seconds = (time.perf_counter() - started) / used * len(images)
     augmentation = build_augmentation(settings.augment)
-    started = time.perf_counter()
-    views = torch.stack([predict_logits(model, augmented_view(augmentation, teacher_images[:used], 0, k),
-                                        mean=mean, std=std, batch_size=args.batch_size, bf16=bf16)[:, None]
-                         for k in range(args.views)], dim=1)
-    views_seconds = (time.perf_counter() - started) / used * len(images)
-    started = time.perf_counter()
-    mixed = torch.stack([predict_logits(model, augmented_view(augmentation, teacher_images[:used], 0, k, args.mixup),
-                                        mean=mean, std=std, batch_size=args.batch_size, bf16=bf16)[:, None]
-                         for k in range(args.views)], dim=1)
-    mixed_seconds = (time.perf_counter() - started) / used * len(images)
+
+    def replayed_logits(mixup: float) -> tuple[torch.Tensor, float]:
+        """The teacher's logits on K augmented (mixed) views (N, K, 1, 2), and their one-off cost over the split."""
+        started = time.perf_counter()
+        logits = torch.stack([predict_logits(model, augmented_view(augmentation, teacher_images[:used], 0, k, mixup),
+                                             mean=mean, std=std, batch_size=args.batch_size, bf16=bf16)[:, None]
+                              for k in range(args.views)], dim=1)
+        return logits, (time.perf_counter() - started) / used * len(images)
+
+    views, views_seconds = replayed_logits(0.0)
+    mixed, mixed_seconds = replayed_logits(args.mixup)
     epoch_batches = math.ceil(len(images) / args.batch_size)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {'bf16' if bf16 else 'fp32'}, "
           f"{args.teacher} at {teacher_size} px -> {args.student} at {args.size} px, batch {args.batch_size}, "

@@ -293,15 +293,21 @@ def best_position(scores: pd.Series, select_on: str):
     return scores.idxmin() if SELECTION_MODE[select_on] == "min" else scores.idxmax()
 
 
-def best_epoch_val_auc(out: Path, checkpoint: Path) -> float | None:
-    """Validation AUC of the epoch `checkpoint` holds, from the run's metrics.csv (whatever chose the epoch);
-    None when it is not there (a run killed before its first validation)."""
+def best_epoch_metrics(out: Path, checkpoint: Path) -> pd.Series | None:
+    """The run's metrics.csv row (val_auc, val_loss, ...) of the epoch `checkpoint` holds (whatever chose the
+    epoch); None when it is not there (a run killed before its first validation)."""
     if not checkpoint.exists() or not (out / METRICS).exists():
         return None
     epoch = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["epoch"]
     rows = pd.read_csv(out / METRICS)
-    auc = rows.loc[rows["epoch"] == epoch, "val_auc"].dropna()
-    return float(auc.iloc[-1]) if len(auc) else None
+    validated = rows.loc[rows["epoch"] == epoch].dropna(subset=["val_auc"])
+    return validated.iloc[-1] if len(validated) else None
+
+
+def best_epoch_val_auc(out: Path, checkpoint: Path) -> float | None:
+    """Validation AUC of the epoch `checkpoint` holds (see `best_epoch_metrics`); None when it is not there."""
+    row = best_epoch_metrics(out, checkpoint)
+    return None if row is None else float(row["val_auc"])
 
 
 def write_wise_ft_model(out: Path, settings: TrainConfig, data_config: DataConfig, data: PreparedData, *,
@@ -388,8 +394,8 @@ def searched_weight_decay(data_config: DataConfig, settings: TrainConfig, out: P
         if not (folder / BEST).exists():
             fit(data_config, candidates.model_copy(update={"optimiser": settings.optimiser.model_copy(
                 update={"weight_decay": weight_decay})}), folder, show_progress=show_progress)
-        epochs = pd.read_csv(folder / METRICS).dropna(subset=[settings.select_on])
-        chosen = epochs.loc[best_position(epochs[settings.select_on], settings.select_on)]  # its checkpoint's
+        chosen = best_epoch_metrics(folder, folder / CHECKPOINTS / str(RunCard.read(folder).best_checkpoint))
+        assert chosen is not None  # a finished candidate validated the epoch its checkpoint holds
         rows.append({"weight_decay": weight_decay, "epoch": int(chosen["epoch"]), "val_auc": chosen["val_auc"],
                      "val_loss": chosen["val_loss"]})
     table = pd.DataFrame(rows)
