@@ -1,4 +1,5 @@
-# `make run`: set up and run the main job.  `make test`: set up and run the tests.  `make lint`: ruff and mypy.
+# `make run`: set up and run the main job.  `make test`: set up and run the tests (the slow ones apart: `make
+# test-slow`; CI runs both).  `make lint`: ruff and mypy.
 # Both create .venv and install into it when missing or when pyproject.toml changed.
 
 PYTHON ?= python3
@@ -19,7 +20,7 @@ RUN_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test test-slow lint clean
 
 setup: $(STAMP)
 
@@ -38,8 +39,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/medkd run $(RECIPE) $(RUN_ARGS)
 
+# The tests but those marked slow (minutes each: several processes, or a whole real split trained on).
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
 
 # ruff (pyflakes, pycodestyle, import order, bugbear) and mypy (with pydantic's plugin) on src: both clean.
 lint: $(STAMP)

@@ -94,7 +94,9 @@ def teacher(tmp_path: Path) -> Path:
                show_progress=False)
 
 
-@pytest.mark.parametrize("kind", ["train", "train_images_on_device", "linear", "distill_cached", "distill_online"])
+# one 2-process run in `make test`; the other kinds, pre-training, resuming and torchrun in `make test-slow`
+@pytest.mark.parametrize("kind", ["train", *(pytest.param(kind, marks=pytest.mark.slow) for kind in (
+    "train_images_on_device", "linear", "distill_cached", "distill_online"))])
 def test_two_process_ddp_run_is_one_run(tmp_path: Path, kind: str, request) -> None:
     train = {"linear": {"transfer": "linear", "model": "resnet18", "model_args": {}},
              "train_images_on_device": {"images_on_device": True}}.get(kind, {})  # each process holds its own copy
@@ -122,6 +124,7 @@ def test_two_process_ddp_run_is_one_run(tmp_path: Path, kind: str, request) -> N
     check_as_one_process(tmp_path / "run", recipe, reference)
 
 
+@pytest.mark.slow
 def test_two_process_ddp_pretraining(tmp_path: Path) -> None:
     """SimCLR on 2 processes (negatives gathered from both): one loss row per epoch, one backbone, which loads
     into a classifier."""
@@ -137,6 +140,7 @@ def test_two_process_ddp_pretraining(tmp_path: Path) -> None:
     create_model("compact_cnn", num_classes=2, in_chans=1, weights=str(tmp_path / "ssl" / BACKBONE), width=8)
 
 
+@pytest.mark.slow
 def test_killed_ddp_run_resumes(tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path, epochs=40)
     run = tmp_path / "run"
@@ -164,6 +168,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_torchrun_two_nodes_on_loopback(tmp_path: Path) -> None:
     """Two torchrun 'nodes' of one process each, as two machines would start them (Lightning reads torchrun's
     environment): the same run folder as a 1-process run."""

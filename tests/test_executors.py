@@ -52,6 +52,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_a_study_on_local_ray_matches_the_sequential_one_and_reports_a_failed_run(tmp_path, local_ray):
     ray_out, plain_out = tmp_path / "on_ray", tmp_path / "here"
     result = CliRunner().invoke(app, ["run", str(study_recipe(tmp_path, broken=True)), "--out", str(ray_out),

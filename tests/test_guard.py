@@ -18,7 +18,7 @@ from medkd.data import DataConfig
 from medkd.deploy import ExportConfig, export_run, load_predictor, predict_files
 from medkd.engine import TrainConfig, fit
 
-pytestmark = pytest.mark.real_data
+pytestmark = [pytest.mark.real_data, pytest.mark.slow]  # each trains on the whole train split
 
 SAMPLE_PHOTOS = ("astronaut", "camera", "cat", "coffee", "coins", "horse", "moon", "page", "text", "clock",
                  "hubble_deep_field", "immunohistochemistry", "rocket", "retina", "brick", "grass", "gravel", "logo",
