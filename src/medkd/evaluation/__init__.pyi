@@ -1,6 +1,7 @@
 # The public API: type checkers read it, and lazy_loader (in __init__.py) imports each name from its module on
 # first use.
 from .bootstrap import bootstrap_intervals as bootstrap_intervals
+from .bootstrap import resampled_scalars as resampled_scalars
 from .calibration import calibrated as calibrated
 from .calibration import calibration_record as calibration_record
 from .calibration import fit_temperature as fit_temperature
@@ -77,6 +78,7 @@ __all__ = [
     "print_evaluation",
     "probe_logits",
     "ranking_scores",
+    "resampled_scalars",
     "run_backbone_identity",
     "time_inference",
     "weights_identity",
