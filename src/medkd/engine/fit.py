@@ -332,9 +332,10 @@ def write_wise_ft_model(out: Path, settings: TrainConfig, data_config: DataConfi
         "weights": settings.weights, "transfer": settings.transfer, "epochs_trained": 0, "best_checkpoint": None,
         "probe": None, "wise_ft": record, "ood": None, "calibration": None, "threshold": None,
         "source": SourceRecord(name=data.source.source, settings=data.source.source_settings)})
-    card = calibrate_on_validation(model, data, card, settings.calibration, settings.threshold, device)
     val_images, val_label_array = data.split("val")
-    val_logits = predict_run_logits(model, val_images, card, device=device)
+    val_logits = predict_run_logits(model, val_images, card, device=device)  # once: calibration and the row below
+    card = calibrate_on_validation(model, data, card, settings.calibration, settings.threshold, device,
+                                   val_logits=val_logits)
     val_labels = torch.as_tensor(val_label_array)
     val_auc = float(auroc(val_logits.softmax(dim=1), val_labels))
     card = card.model_copy(update={"best_val_auc": val_auc})
@@ -454,11 +455,12 @@ def feature_guard(model: torch.nn.Module, data: PreparedData, card: RunCard, gua
 
 def calibrate_on_validation(model: torch.nn.Module, data: PreparedData, card: RunCard,
                             calibration: CalibrationConfig, threshold_rule: ThresholdConfig,
-                            device: torch.device) -> RunCard:
+                            device: torch.device, val_logits: torch.Tensor | None = None) -> RunCard:
     """`card` with, from the validation split (never test), the calibration temperature, then (binary tasks) the
-    decision threshold on the calibrated P(positive)."""
+    decision threshold on the calibrated P(positive). `val_logits` (N_val, classes): the model's uncalibrated
+    validation logits where the caller has them already."""
     images, labels = data.split("val")
-    logits = predict_run_logits(model, images, card, device=device)
+    logits = predict_run_logits(model, images, card, device=device) if val_logits is None else val_logits
     temperature = fit_temperature(logits, labels, calibration)
     record = calibration_record(logits, labels, temperature, calibration, CALIBRATION_BINS)
     log.info("temperature %.3f fitted on validation: ECE %.4f -> %.4f", temperature, record["val_ece_before"],
