@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from medkd.evaluation.metrics import SCALARS, decisions
+from medkd.evaluation.metrics import SCALARS, case_brier_scores, case_log_losses, decisions
 
 CELLS_PER_CHUNK = 4_000_000  # resamples x cases scored at once: bounds the count matrices' memory (~32 MB each)
 
@@ -97,16 +97,14 @@ def resampled_scalars(labels: np.ndarray, probabilities: np.ndarray, threshold: 
     present = support > 0
     pick = (lambda values: values[:, 1]) if num_classes == 2 else (lambda values: values.mean(axis=1))
     auc, average_precision = resampled_ranking(labels, probabilities, weights)
-    onehot = np.eye(num_classes)[labels]
-    picked = probabilities[np.arange(len(labels)), labels]
     return {
         "accuracy": tp.sum(axis=1) / total,
         "balanced_accuracy": np.where(present, recall, 0).sum(axis=1) / present.sum(axis=1),
         "precision": pick(precision), "recall": pick(recall), "specificity": pick(specificity), "f1": pick(f1),
         "auc": auc, "average_precision": average_precision,
         "ece": resampled_ece(labels, probabilities, weights, calibration_bins),
-        "log_loss": weights @ -np.log(np.clip(picked, 1e-12, 1.0)) / total,
-        "brier": weights @ np.sum((probabilities - onehot) ** 2, axis=1) / total,
+        "log_loss": weights @ case_log_losses(labels, probabilities) / total,
+        "brier": weights @ case_brier_scores(labels, probabilities) / total,
     }
 
 

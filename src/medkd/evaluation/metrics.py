@@ -114,8 +114,13 @@ def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bi
 def log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
     """Mean negative log-probability (N, C) of each image's true class (N,), probabilities clipped at 1e-12.
     scikit-learn's log_loss in a line: its input checks cost more than the bootstrap's thousand draws can afford."""
+    return float(np.mean(case_log_losses(labels, probabilities)))
+
+
+def case_log_losses(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Each image's negative log-probability (N,) of its true class, clipped at 1e-12 (log_loss is their mean)."""
     picked = probabilities[np.arange(len(labels)), np.asarray(labels, dtype=np.int64)]
-    return float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
+    return -np.log(np.clip(picked, 1e-12, 1.0))
 
 
 def brier_score(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -132,8 +137,14 @@ def brier_score(labels: np.ndarray, probabilities: np.ndarray) -> float:
     float
         In [0, 2].
     """
+    return float(np.mean(case_brier_scores(labels, probabilities)))
+
+
+def case_brier_scores(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Each image's squared distance (N,) between its class probabilities and its one-hot label (brier_score is
+    their mean)."""
     onehot = np.eye(probabilities.shape[1])[np.asarray(labels, dtype=np.int64)]
-    return float(np.mean(np.sum((probabilities - onehot) ** 2, axis=1)))
+    return np.sum((probabilities - onehot) ** 2, axis=1)
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float | None = None, *,
