@@ -65,12 +65,35 @@ def test_the_older_flat_spelling_of_runtime_settings_still_reads(tmp_path):
     assert config.train.runtime.precision == "32" and config.stage_train(teacher, 0).runtime.accelerator == "cpu"
 
 
-def test_the_optimiser_section_keeps_reading_its_earlier_spelling():
-    """`optimizer` (recipes and run folders' config.yaml from before one spelling) is read as `optimiser`; a stage's
-    override in either spelling wins over the recipe's section, key by key."""
+def test_one_spelling_of_each_key_and_a_stage_overrides_key_by_key():
+    """`optimiser` is the one spelling (a misspelt key is named, not read); a stage's override wins over the
+    recipe's section key by key."""
     recipe = load_recipe(None, {"data": {"path": "x"}, "train": {"optimiser": {"lr": 0.01, "weight_decay": 0.5}},
-                                "stages": [{"name": "old", "train": {"optimizer": {"lr": 0.2}}},
-                                           {"name": "new", "train": {"optimiser": {"lr": 0.3}}}]})
-    old, new = (recipe.stage_train(stage, 0).optimiser for stage in recipe.stages)
-    assert (old.lr, old.weight_decay, new.lr, new.weight_decay) == (0.2, 0.5, 0.3, 0.5)
-    assert "optimiser" in recipe.train.model_dump() and "optimizer" not in recipe.train.model_dump()
+                                "stages": [{"name": "new", "train": {"optimiser": {"lr": 0.3}}}]})
+    new = recipe.stage_train(recipe.stages[0], 0).optimiser
+    assert (new.lr, new.weight_decay) == (0.3, 0.5)
+    with pytest.raises(ConfigError, match=r"(?s)stages\.old\.train.*optimizer: unknown key"):
+        load_recipe(None, {"data": {"path": "x"}, "stages": [{"name": "old", "train": {"optimizer": {"lr": 0.2}}}]})
+
+
+def test_set_reaches_any_recipe_key_through_the_recipes_own_validation(tmp_path):
+    """`--set dotted.key=value` (YAML values) merges into the recipe like its own keys; a wrong key or value is
+    named as a recipe's would be, and a malformed pair says how to write it."""
+    from typer.testing import CliRunner
+
+    from medkd.cli import app
+    from medkd.cli.common import dotted_overrides
+
+    overrides = dotted_overrides(["train.transfer={name: lp-ft, probe: {epochs: 5}}", "train.epochs=3",
+                                  "train.optimiser.lr=2e-4", "seeds=2"])
+    recipe = load_recipe("recipes/pneumonia_lite.yaml", overrides)
+    assert recipe.train.transfer.probe.epochs == 5 and recipe.train.epochs == 3 and recipe.seeds == 2
+    assert recipe.train.optimiser.lr == 2e-4 and recipe.train.optimiser.backbone_lr_scale == 0.1  # key by key
+    with pytest.raises(ConfigError, match=r"train\.transfer\.probe\.epoch: unknown key"):
+        load_recipe("recipes/pneumonia_lite.yaml", dotted_overrides(["train.transfer.probe.epoch=5"]))
+    with pytest.raises(ConfigError, match="write it as dotted.key=value"):
+        dotted_overrides(["train.epochs"])
+    result = CliRunner().invoke(app, ["run", "recipes/pneumonia_student.yaml", "--out", str(tmp_path / "s"),
+                                      "--set", "seeds=many"])
+    assert result.exit_code == 2 and "seeds" in result.output and "integer" in result.output
+    assert not (tmp_path / "s").exists()

@@ -130,18 +130,31 @@ def test_a_guard_on_every_block_with_augmented_views_is_one_pass_in_pytorch_eval
     assert evaluation.ood["flagged"] == int((~table["in_distribution"]).sum()) and table["ood_score"].notna().all()
 
 
-def test_int8_model_is_reevaluated_on_test_against_fp32(exported):
-    scores = exported["test_scores"]
-    assert set(scores) == {"pytorch", "onnx_fp32", "onnx_int8"}
+def test_int8_model_is_checked_on_validation_against_fp32(exported):
+    scores = exported["val_scores"]
+    assert set(scores) == {"pytorch", "onnx_fp32", "onnx_int8"} and "test_scores" not in exported
     assert scores["pytorch"]["auc"] == pytest.approx(scores["onnx_fp32"]["auc"], abs=1e-6)
     assert exported["int8_auc_drop"] == pytest.approx(scores["onnx_fp32"]["auc"] - scores["onnx_int8"]["auc"])
     assert exported["int8_auc_drop"] <= 0.01  # the generated task is easy: int8 must keep it
+    assert 0.9 <= exported["int8_same_decisions"] <= 1
     int8 = load_predictor(exported["int8_path"])
     assert int8.card["precision"] == "int8" and "int8" in int8.engine
     assert any(node.op_type == "QuantizeLinear" for node in onnx.load(exported["int8_path"]).graph.node)
     # batch-1 CPU latency of both exported engines, with the thread count the run's PyTorch latency used
     assert set(exported["latency_ms"]) == {"onnx_fp32", "onnx_int8"} and exported["threads"] == torch.get_num_threads()
     assert all(0 < timing["median"] <= timing["p95"] for timing in exported["latency_ms"].values())
+
+
+def test_export_never_reads_the_test_split(trained_run, tmp_path, monkeypatch):
+    """Whether an int8 model is kept is decided on validation: export reads train (calibration) and val only."""
+    from medkd.data import PreparedData
+
+    asked: list[str] = []
+    original = PreparedData.split
+    monkeypatch.setattr(PreparedData, "split", lambda self, name: asked.append(name) or original(self, name))
+    export_run(trained_run.folder, ExportConfig(int8=True, calibration_images=32, latency_repeats=0), out=tmp_path,
+               show_progress=False)
+    assert asked and "test" not in asked and {"train", "val"} <= set(asked)
 
 
 def test_int8_over_the_allowed_drop_is_refused_or_warned(trained_run, tmp_path, monkeypatch):

@@ -42,10 +42,12 @@ def settings(**changes) -> DistillConfig:
 
 @pytest.mark.parametrize("name", sorted(LOGIT_LOSSES))
 def test_loss_is_zero_when_the_student_matches_the_teacher(name):
+    torch.manual_seed(0)  # its own draws, whatever ran before
     logits = torch.randn(16, 5)
     labels = torch.randint(0, 5, (16,))
     loss = build_logit_loss(name, 4.0, {})
-    assert loss(logits, logits.clone(), labels).item() == pytest.approx(0, abs=1e-6)
+    # float32 rounding: DIST's 1 - Pearson correlation of a vector with itself is a few 1e-7, times T^2
+    assert loss(logits, logits.clone(), labels).item() == pytest.approx(0, abs=1e-5)
     assert loss(torch.randn(16, 5), logits, labels).item() > 0.01
 
 

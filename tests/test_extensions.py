@@ -1,8 +1,10 @@
 """Each extension point costs one registration, made here from outside the package: a model (with its stem and
-head), a weight set by tag, a data source with its own settings, a logit loss and a feature loss. A run that uses
-all of them trains, and its run card says so."""
+head), a weight set by tag, a data source with its own settings, a logit loss, a feature loss, a transfer mode and a
+derived-run method. Runs that use them train (or are derived), and their run cards say so."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,7 @@ from conftest import class_image
 from medkd.config import ConfigError, load_recipe
 from medkd.data import ArrayReader, DataConfig, SampleTable, prepare, register_source
 from medkd.data.sources import AUTO
+from medkd.derive import DerivedRunMethod, DeriveSettings
 from medkd.distillation import (
     FEATURE_LOSSES,
     LOGIT_LOSSES,
@@ -25,7 +28,7 @@ from medkd.distillation import (
     register_feature_loss,
     register_logit_loss,
 )
-from medkd.engine import TrainConfig, fit
+from medkd.engine import TrainConfig, TransferMode, TransferSettings, fit
 from medkd.models import (
     CheckpointFile,
     PretrainedConfig,
@@ -145,3 +148,80 @@ def test_model_weights_and_model_args_are_checked_when_the_recipe_is_read(regist
             "student_layer": "a", "teacher_layer": "b", "loss": "mean_match"}}})
     recipe = load_recipe(None, {**base, "train": {"model": "test_tiny_cnn", "weights": "runs/x/model.safetensors"}})
     assert recipe.train.weights == "runs/x/model.safetensors"  # a path: its file is looked for when the run starts
+
+
+class FrozenLayerSettings(TransferSettings):
+    name: Literal["test_frozen_layer"] = "test_frozen_layer"
+    layer: str = "0"
+
+
+class FrozenLayer(TransferMode):
+    """A transfer mode of its own: one named layer kept as it started, every other one trained."""
+
+    Settings = FrozenLayerSettings
+    settings: FrozenLayerSettings
+
+    def trained_part(self, model, data, splits, *, mean, std, placement):
+        model.get_submodule(self.settings.layer).requires_grad_(False)
+        return model
+
+
+class HeadScaleSettings(DeriveSettings):
+    name: Literal["test_head_scale"] = "test_head_scale"
+    factor: float = 2.0
+
+
+class HeadScale(DerivedRunMethod):
+    """A derived-run method of its own: the classifier's weights and bias multiplied by `factor`."""
+
+    Settings = HeadScaleSettings
+    settings: HeadScaleSettings
+
+    def derive(self, source, inputs, out):
+        from medkd.models import load_model
+
+        model, card = load_model(source)
+        head = model.get_submodule(classifier_name(model))
+        with torch.no_grad():
+            head.weight *= self.settings.factor
+            head.bias *= self.settings.factor
+        return model, card, {"factor": self.settings.factor}
+
+
+def test_a_transfer_mode_and_a_derived_run_method_registered_from_outside(registered, tmp_path):
+    from medkd.derive import DERIVED_RUNS, DeriveInputs, derive_run, register_derived_run
+    from medkd.engine import TRANSFER_MODES, register_transfer
+    from medkd.evaluation import predict_run_logits
+    from medkd.models import load_model
+
+    register_transfer("test_frozen_layer")(FrozenLayer)
+    register_derived_run("test_head_scale")(HeadScale)
+    try:
+        data = DataConfig.model_validate({"path": "bands:", "source": "test_bands", "cache_dir": str(tmp_path / "c"),
+                                          "preprocessing": {"channels": 1}, "split": {"min_val_size": 1}})
+        settings = TrainConfig(model="test_tiny_cnn", weights="test_set", epochs=2, batch_size=16, augment=None,
+                               transfer={"name": "test_frozen_layer", "layer": "0"}, optimiser={"lr": 1e-2})
+        run = fit(data, settings, tmp_path / "run", show_progress=False)
+        model, card = load_model(run)
+        start = create_model("test_tiny_cnn", num_classes=2, in_chans=1, weights="test_set")
+        assert card.transfer == "test_frozen_layer"
+        torch.testing.assert_close(model[0].weight, start[0].weight)  # the mode's frozen layer
+        assert (model[2].weight - start[2].weight).abs().max() > 1e-4  # the others trained
+        with pytest.raises(ConfigError, match=r"(?s)stages\.s\.train.*transfer\.layers: unknown key"):
+            load_recipe(None, {"data": {"path": "x"}, "stages": [{"name": "s", "train": {
+                "model": "test_tiny_cnn", "transfer": {"name": "test_frozen_layer", "layers": "0"}}}]})
+
+        derived, record = derive_run(run, tmp_path / "scaled", {"name": "test_head_scale", "factor": 3.0},
+                                     DeriveInputs(lambda: prepare(data, show_progress=False)))
+        scaled, scaled_card = load_model(derived)
+        images = prepare(data, show_progress=False).split("val")[0]
+        torch.testing.assert_close(predict_run_logits(scaled, images, scaled_card),
+                                   3.0 * predict_run_logits(model, images, card), atol=1e-4, rtol=1e-4)
+        assert scaled_card.adaptation == record == {"method": "test_head_scale", "factor": 3.0}
+        assert scaled_card.adapted_from == str(run.resolve())
+        recipe = load_recipe(None, {"data": {"path": "x"}, "train": {"model": "test_tiny_cnn"}, "stages": [
+            {"name": "a"}, {"name": "b", "weights_from": "a", "derive": {"name": "test_head_scale", "factor": 2}}]})
+        assert recipe.stages[1].derive.factor == 2.0
+    finally:
+        TRANSFER_MODES.pop("test_frozen_layer", None)
+        DERIVED_RUNS.pop("test_head_scale", None)

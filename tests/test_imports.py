@@ -62,7 +62,7 @@ def test_medkd_help_answers_quickly():
 # The layers, lowest first (docs/architecture.md): a package imports only packages of lower layers (and the base
 # modules), never a higher one or one of its own layer.
 LAYERS = [{"errors", "settings", "files", "device", "environment", "registry", "tracking"}, {"data"}, {"models"},
-          {"evaluation"}, {"engine"}, {"distillation", "pretrain"}, {"deploy", "site"}, {"config"}, {"study"},
+          {"evaluation"}, {"engine"}, {"distillation", "pretrain", "derive"}, {"deploy", "site"}, {"config"}, {"study"},
           {"report"}, {"runner"}, {"cli"}, {"__main__"}]  # __main__: python -m medkd
 
 

@@ -165,8 +165,8 @@ def test_cli_linear_probe_on_lite0_features_equal_the_wheels_checkpoint(real_dat
 def test_lp_ft_fine_tunes_from_the_probes_head_and_resumes_after_it(tmp_path):
     config = kermany_like_config(tmp_path, patients_per_class=10)
     # a negligible fine-tuning lr: what the run ends with is where it started
-    settings = TrainConfig(model="efficientnet_lite0", weights="imagenet", transfer="lp-ft", epochs=1, batch_size=8,
-                           optimiser={"lr": 1e-9}, probe={"epochs": 3, "lr": 1e-2})
+    settings = TrainConfig(model="efficientnet_lite0", weights="imagenet", epochs=1, batch_size=8,
+                           transfer={"name": "lp-ft", "probe": {"epochs": 3, "lr": 1e-2}}, optimiser={"lr": 1e-9})
     out = fit(config, settings, tmp_path / "run", show_progress=False)
     probe, probe_card = load_model(out / "probe")
     tuned, card = load_model(out)

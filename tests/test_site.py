@@ -17,6 +17,7 @@ from conftest import tiny_recipe, write_kermany_like
 from medkd.cli import app
 from medkd.config import load_recipe
 from medkd.data import DataConfig, labelled_images, prepare
+from medkd.derive import estimate_site_prior, reweighted
 from medkd.evaluation import (
     CalibrationConfig,
     ThresholdConfig,
@@ -28,7 +29,7 @@ from medkd.evaluation import (
 from medkd.files import SIDECAR, SITE_STUDY
 from medkd.models import load_model, normalise
 from medkd.runner import run_study
-from medkd.site import CEILING, PRIOR_SHIFT, VARIANTS, estimate_site_prior, reweighted, site_images, site_parts
+from medkd.site import CEILING, PRIOR_SHIFT, VARIANTS, site_images, site_parts
 
 
 def test_calibrate_fits_a_site_temperature_and_threshold_into_a_new_run(trained_run, tmp_path):
@@ -148,7 +149,7 @@ def test_prior_shift_em_recovers_a_sites_class_mix_from_calibrated_probabilities
 def test_adapt_prior_shift_reweights_to_the_site_class_mix_and_keeps_the_threshold(trained_run, tmp_path):
     """EM on the site's unlabelled images (24 NORMAL, 6 PNEUMONIA) re-estimates the class mix (how well depends on
     the model's calibration: EM itself is tested on known probabilities above); the adapted run's probabilities are
-    the original's re-weighted by site / training prior (site.prior.reweighted), through every consumer of the
+    the original's re-weighted by site / training prior (medkd.derive.reweighted), through every consumer of the
     model, since the ratio sits in the classifier's bias."""
     test = Path(trained_run.config.path) / "test"
     site = tmp_path / "site"
@@ -177,4 +178,4 @@ def test_adapt_prior_shift_reweights_to_the_site_class_mix_and_keeps_the_thresho
     np.testing.assert_allclose(after, expected, atol=1e-5)
     refused = CliRunner().invoke(app, ["adapt", str(trained_run.folder), str(site), "--out", str(tmp_path / "x"),
                                        "--method", "tent"])
-    assert refused.exit_code == 2 and "use adabn or prior-shift" in refused.output
+    assert refused.exit_code == 2 and "use one of adabn, prior-shift" in refused.output

@@ -112,7 +112,9 @@ def test_study_runs_every_stage_and_seed_and_a_killed_study_continues(tmp_path):
             assert (out / stage / f"seed{seed}" / "export" / "model.int8.onnx").exists()
             assert (exported.loc[(stage, seed), "onnx_int8_latency_ms"] == report["latency_ms"]["onnx_int8"]["median"]
                     > 0)
-            assert exported.loc[(stage, seed), "onnx_int8_test_auc"] == report["test_scores"]["onnx_int8"]["auc"]
+            scored = json.loads((out / stage / f"seed{seed}" / "export" / "test_scores.json").read_text())
+            assert exported.loc[(stage, seed), "onnx_int8_test_auc"] == scored["onnx_int8"]["auc"]
+            assert set(report["val_scores"]) == {"pytorch", "onnx_fp32", "onnx_int8"}  # export decides on val
     assert not (out / "control" / "seed0" / "export").exists()
     assert exported.loc[("control", 0), ["onnx_int8_latency_ms", "onnx_fp32_latency_ms"]].isna().all()
     cost = (out / "report.md").read_text().split("Cost on the CPU")[1].split("\n\n")[1]

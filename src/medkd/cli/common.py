@@ -65,8 +65,8 @@ ChannelsOpt = Annotated[Optional[int], typer.Option(
     help="1 (grey), 3 (RGB) or the data's own (e.g. 4 MRI modalities); default: the data's own where neither, else 3")]
 WeightsOpt = Annotated[Optional[str], typer.Option(help="none, imagenet, or a checkpoint path")]
 TransferOpt = Annotated[Optional[str], typer.Option(
-    help="scratch, linear, finetune, lp-ft (linear probe, then all layers), or wise-ft (an lp-ft run, --weights "
-         "its model.safetensors, interpolated towards its probe)")]
+    help="a registered transfer mode: scratch, linear (frozen backbone, head on cached features), finetune, lp-ft "
+         "(linear probe, then all layers); its own settings: --set train.transfer.KEY=VALUE or a recipe")]
 IntOpt = Annotated[Optional[int], typer.Option()]
 LrOpt = Annotated[Optional[float], typer.Option(help="learning rate")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="training seed")]
@@ -81,6 +81,35 @@ NodesOpt = Annotated[Optional[int], typer.Option(
     help="machines of a multi-node run (how to launch: docs/distributed.md)")]
 CacheOpt = Annotated[Optional[str], typer.Option(help="decode cache folder")]
 ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="any recipe key, as dotted.key=value (a YAML value; repeatable), validated as the recipe is, "
+                  "e.g. --set train.transfer.probe.epochs=5 --set distill.temperature=2")]
+
+
+def dotted_overrides(pairs: list[str] | None) -> dict:
+    """Nested recipe overrides from `--set a.b.c=value` pairs; the value is read as YAML (5, 0.1, true, [1, 2],
+    {name: lp-ft})."""
+    import yaml
+
+    from medkd.config import ConfigError
+
+    overrides: dict = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+            raise ConfigError(f"--set {pair!r}: write it as dotted.key=value, e.g. --set train.epochs=5")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({err})") from None
+        *parents, leaf = key.strip().split(".")
+        node = overrides
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {pair!r}: {part} was given a value by an earlier --set")
+        node[leaf] = value
+    return overrides
 
 
 def runtime_overrides(*, threads: int | None = None, workers: int | None = None, accelerator: str | None = None,

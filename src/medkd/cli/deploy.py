@@ -20,7 +20,7 @@ def export(
         "--int8", help="onnx: also write a static int8 model, re-evaluated on test")] = False,
     out: Annotated[Optional[Path], typer.Option(help="output folder; default RUN/export")] = None,
     calibration_images: Annotated[int, typer.Option(help="int8: training images for activation ranges")] = 300,
-    max_int8_auc_drop: Annotated[float, typer.Option(help="int8: largest allowed fall of test AUC")] = 0.01,
+    max_int8_auc_drop: Annotated[float, typer.Option(help="int8: largest allowed fall of validation AUC")] = 0.01,
     on_int8_drop: Annotated[str, typer.Option(help="fail (keep no int8 file) or warn")] = "fail",
     data: Annotated[Optional[str], typer.Option(help="data path, when it moved since training")] = None,
     progress: ProgressOpt = True,
@@ -39,12 +39,14 @@ def export(
     except (MedkdError, FileNotFoundError) as err:
         raise fail(err) from None
     console.print(f"{report.path}: max |p - p_pytorch| {report.max_abs_difference:.2e} over {report.check_images} "
-                  f"test images, same decisions: {report.same_decisions}")
-    for engine, scores in report.test_scores.items():
-        console.print(f"  test {engine:10s} " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+                  f"validation images, same decisions: {report.same_decisions}")
+    for engine, scores in report.val_scores.items():
+        console.print(f"  validation {engine:10s} " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
     if report.int8_path:
         assert report.int8_auc_drop is not None  # measured with the int8 model
-        console.print(f"{report.int8_path}: test AUC change vs fp32 {-report.int8_auc_drop:+.4f}")
+        console.print(f"{report.int8_path}: validation AUC change vs fp32 {-report.int8_auc_drop:+.4f}, same "
+                      f"decisions as fp32 on {100 * (report.int8_same_decisions or 0):.1f} % of validation images "
+                      "(the engines' test scores are a study report's)")
     for engine, latency in report.latency_ms.items():
         console.print(f"  CPU latency {engine:10s} batch 1: median {latency['median']:.2f} ms, p95 "
                       f"{latency['p95']:.2f} ms ({report.threads} threads)")

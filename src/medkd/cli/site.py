@@ -44,25 +44,30 @@ def adapt(
     paths: Annotated[list[Path], typer.Argument(help="the site's unlabelled images (files or folders)")],
     out: Annotated[Path, typer.Option(help="the adapted run folder to write (the original is kept)")],
     method: Annotated[str, typer.Option(
-        help="adabn: batch-norm statistics of the site's images; prior-shift: the site's class mix estimated by EM, "
-             "probabilities re-weighted")] = "adabn",
-    data: Annotated[Optional[str], typer.Option(help="prior-shift: the run's training data, where it is not where "
-                                                     "the run found it")] = None,
+        help="a derived-run method that learns from a site's unlabelled images: adabn (batch-norm statistics of "
+             "the site's images), prior-shift (the site's class mix estimated by EM, probabilities re-weighted)")
+    ] = "adabn",
+    data: Annotated[Optional[str], typer.Option(help="the run's training data, where it is not where the run "
+                                                     "found it (prior-shift reads its class mix)")] = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Adapt a model to a site's unlabelled images: AdaBN, or a prior-shift correction (Saerens et al., 2002). Either
     may not help, e.g. AdaBN when the site's class mix differs, the prior shift when the images themselves differ:
     measure it (medkd site-study) before relying on it."""
     from medkd.config import ConfigError
-    from medkd.site import adapt_run, prior_shift_run
+    from medkd.data import prepare, run_data_config
+    from medkd.derive import DERIVED_RUNS, DeriveInputs, derive_run
+    from medkd.models import RunCard
+    from medkd.site import site_images
 
     with user_errors():
-        if method not in ("adabn", "prior-shift"):
-            raise ConfigError(f"--method {method}: use adabn or prior-shift")
-        if method == "prior-shift":
-            folder, record = prior_shift_run(run, paths, out, data_path=data, show_progress=progress)
-        else:
-            folder, record = adapt_run(run, paths, out)
+        site_methods = sorted(name for name, cls in DERIVED_RUNS.items() if cls.needs_site_images)
+        if method not in site_methods:
+            raise ConfigError(f"--method {method}: use one of {', '.join(site_methods)}")
+        images, problems = site_images(paths, RunCard.read(run).preprocessing)
+        inputs = DeriveInputs(lambda: prepare(run_data_config(run, data), show_progress=progress), images,
+                              tuple(str(Path(p).resolve()) for p in paths), len(problems))
+        folder, record = derive_run(run, out, method, inputs)
     unreadable = f" ({record['unreadable']} unreadable files skipped)" if record["unreadable"] else ""
     if method == "adabn":
         console.print(f"{folder}: {record['layers']} batch-norm layers adapted on {record['images']} images"

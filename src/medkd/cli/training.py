@@ -22,6 +22,7 @@ from medkd.cli.common import (
     RecipeArg,
     RunFolderOpt,
     SeedOpt,
+    SetOpt,
     SizeOpt,
     ThreadsOpt,
     TrackingOpt,
@@ -31,11 +32,12 @@ from medkd.cli.common import (
     app,
     console,
     data_app,
+    dotted_overrides,
     fail,
     runtime_overrides,
     user_errors,
 )
-from medkd.config import ConfigError, load_data_settings, load_recipe
+from medkd.config import ConfigError, load_data_settings, load_recipe, merge
 from medkd.device import is_primary_process
 from medkd.errors import MedkdError
 from medkd.files import REPORT_MARKDOWN, SWEEP
@@ -104,7 +106,7 @@ def train(
     weights: WeightsOpt = None, transfer: TransferOpt = None, epochs: IntOpt = None, batch_size: IntOpt = None,
     lr: LrOpt = None, seed: SeedOpt = None, threads: ThreadsOpt = None, workers: WorkersOpt = None,
     accelerator: AcceleratorOpt = None, devices: DevicesOpt = None, num_nodes: NodesOpt = None,
-    tracking: TrackingOpt = None, cache_dir: CacheOpt = None, progress: ProgressOpt = True,
+    tracking: TrackingOpt = None, cache_dir: CacheOpt = None, set_keys: SetOpt = None, progress: ProgressOpt = True,
 ) -> None:
     """Train one model into a run folder: config, per-epoch metrics, best (on validation) and last weights."""
     from medkd.engine import fit
@@ -114,7 +116,7 @@ def train(
                                    seed=seed, threads=threads, workers=workers,
                                    accelerator=accelerator, devices=devices, num_nodes=num_nodes, tracking=tracking)
     with user_errors():
-        config = load_recipe(recipe, overrides)
+        config = load_recipe(recipe, merge(overrides, dotted_overrides(set_keys)))
         folder = fit(config.data, config.train, out, show_progress=progress)
     if is_primary_process():  # of a distributed run, the one that wrote it
         console.print(f"run folder: {folder}")
@@ -171,7 +173,7 @@ def distill(
     transfer: TransferOpt = None, epochs: IntOpt = None, batch_size: IntOpt = None, lr: LrOpt = None,
     seed: SeedOpt = None, threads: ThreadsOpt = None, workers: WorkersOpt = None, accelerator: AcceleratorOpt = None,
     devices: DevicesOpt = None, num_nodes: NodesOpt = None, tracking: TrackingOpt = None, cache_dir: CacheOpt = None,
-    progress: ProgressOpt = True,
+    set_keys: SetOpt = None, progress: ProgressOpt = True,
 ) -> None:
     """Distil a student from trained teacher run(s) into a run folder, with teacher-student agreement."""
     from medkd.distillation import distill as run_distillation
@@ -187,7 +189,7 @@ def distill(
                             "weight_by_class": weight_by_class,
                             "hint": hint if any(hint.values()) else None}
     with user_errors():
-        config = load_recipe(recipe, overrides)
+        config = load_recipe(recipe, merge(overrides, dotted_overrides(set_keys)))
         if config.distill is None:
             raise ConfigError("no teacher: give --teacher RUN_FOLDER (repeat for several) or a distill section")
         if sweep:
@@ -224,7 +226,7 @@ def run(
         help="--executor ray: the cluster to join (e.g. auto, or ray://head:10001); default: a local Ray")] = None,
     cpus_per_run: Annotated[float, typer.Option(help="--executor ray: CPUs of each run (its torch threads)")] = 1,
     gpus_per_run: Annotated[float, typer.Option(help="--executor ray: GPUs of each run")] = 0,
-    cache_dir: CacheOpt = None, progress: ProgressOpt = True,
+    cache_dir: CacheOpt = None, set_keys: SetOpt = None, progress: ProgressOpt = True,
 ) -> None:
     """Run a whole study: every stage and seed (and fold), teachers first, finished stages skipped; print the
     comparison."""
@@ -232,12 +234,10 @@ def run(
     from medkd.study import print_summary, summarise, with_weights
 
     with user_errors():
-        config = load_recipe(recipe, {"data": {"path": data, "cache_dir": cache_dir, "split": {"folds": folds}},
-                                      "seeds": seeds,
-                                      "train": {"runtime": runtime_overrides(workers=workers, accelerator=accelerator,
-                                                                             devices=devices, num_nodes=num_nodes,
-                                                                             tracking=tracking)}},
-                           preset=preset)
+        options = {"data": {"path": data, "cache_dir": cache_dir, "split": {"folds": folds}}, "seeds": seeds,
+                   "train": {"runtime": runtime_overrides(workers=workers, accelerator=accelerator, devices=devices,
+                                                          num_nodes=num_nodes, tracking=tracking)}}
+        config = load_recipe(recipe, merge(options, dotted_overrides(set_keys)), preset=preset)
         if weights is not None:
             config = with_weights(config, weights)
         if not config.stages:

@@ -46,8 +46,22 @@ class Recipe(StrictModel):
 
     @model_validator(mode="after")
     def _distillation_trains_the_whole_student(self) -> Recipe:
-        if self.distill is not None and self.train.transfer in ("linear", "wise-ft"):
-            raise ValueError("distillation trains the whole student: train.transfer must be scratch or finetune")
+        from medkd.engine import transfer_mode_class
+
+        if self.distill is not None and not transfer_mode_class(self.train.transfer.name).trains_backbone:
+            raise ValueError(f"distillation trains the whole student: train.transfer {self.train.transfer.name} "
+                             "trains the head alone (use scratch or finetune)")
+        return self
+
+    @model_validator(mode="after")
+    def _derived_stages_see_their_sources_data(self) -> Recipe:
+        """A derived run is scored on the data its source run was trained on."""
+        by_name = {stage.name: stage for stage in self.stages}
+        for stage in self.stages:
+            source = by_name.get(stage.weights_from or "")
+            if stage.derive is not None and source is not None and self.stage_data(stage) != self.stage_data(source):
+                raise ValueError(f"stages.{stage.name}: a derived stage has its source stage's data; give it "
+                                 f"{source.name}'s data section")
         return self
 
     @model_validator(mode="after")
@@ -71,6 +85,8 @@ class Recipe(StrictModel):
         """A stage's keys are checked when the recipe is read, not when its turn comes in a long study."""
         for stage in self.stages:
             self.stage_data(stage)
+            if stage.derive is not None:
+                continue
             if stage.pretrain is not None:
                 self.stage_pretrain(stage, seed=0)
             else:

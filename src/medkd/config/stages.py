@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
 from medkd.deploy import ExportConfig
+from medkd.derive import DERIVED_RUNS, DeriveSettings, derive_settings
 from medkd.distillation import DistillConfig
 from medkd.settings import StrictModel
 
@@ -24,6 +25,26 @@ class StageConfig(StrictModel):
                                                     "recipe's pretrain section to change; it has no test scores")
     weights_from: str | None = Field(None, description="start from another stage's result (same seed): a "
                                                        "pretraining stage's backbone or a trained stage's model")
+    derive: SerializeAsAny[DeriveSettings] | None = Field(
+        None, description="makes this a run derived from the weights_from stage's run (same seed), nothing trained: "
+                          "a registered method of medkd.derive, e.g. {name: wise-ft, alpha: 0.5}")
+
+    @field_validator("derive", mode="before")
+    @classmethod
+    def _a_registered_method(cls, value: Any) -> DeriveSettings | None:
+        return None if value is None else derive_settings(value)
+
+    @model_validator(mode="after")
+    def _derived_from_a_stage(self) -> StageConfig:
+        if self.derive is None:
+            return self
+        if self.weights_from is None or self.distill is not None or self.pretrain is not None or self.train:
+            raise ValueError(f"stage {self.name}: a derived stage (derive: {self.derive.name}) names its source "
+                             "stage in weights_from and takes no train, distill or pretrain section")
+        if DERIVED_RUNS[self.derive.name].needs_site_images:
+            raise ValueError(f"stage {self.name}: {self.derive.name} learns from a site's images, which a study does "
+                             "not have: run it on a finished run with `medkd adapt`")
+        return self
 
     @model_validator(mode="after")
     def _pretraining_stands_alone(self) -> StageConfig:

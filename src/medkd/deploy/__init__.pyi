@@ -5,6 +5,7 @@ from .config import ServeConfig as ServeConfig
 from .export import ExportError as ExportError
 from .export import ExportReport as ExportReport
 from .export import export_run as export_run
+from .export import score_exported as score_exported
 from .predict import FilePrediction as FilePrediction
 from .predict import input_root as input_root
 from .predict import predict_files as predict_files
@@ -23,6 +24,7 @@ __all__ = [
     "ServeConfig",
     "create_app",
     "export_run",
+    "score_exported",
     "input_root",
     "load_predictor",
     "predict_files",

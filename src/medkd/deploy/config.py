@@ -15,11 +15,12 @@ class ExportConfig(StrictModel):
     format: Literal["onnx", "torchscript"] = "onnx"
     int8: bool = Field(False, description="onnx: also write a statically quantised int8 model")
     opset: int | None = Field(None, ge=17, description="ONNX opset; default: the exporter's")
-    check_images: int = Field(128, ge=1, description="test images compared between PyTorch and the export")
+    check_images: int = Field(128, ge=1, description="validation images compared between PyTorch and the export")
     calibration_images: int = Field(300, ge=1, description="int8: training images the activation ranges come from")
     int8_reduce_range: bool = Field(True, description="7-bit weights: avoids the saturation of uint8 x int8 "
                                                        "products on x86 CPUs without VNNI (AVX2, plain AVX-512)")
-    max_int8_auc_drop: float = Field(0.01, ge=0, description="int8: largest allowed fall of test AUC")
+    max_int8_auc_drop: float = Field(0.01, ge=0, description="int8: largest allowed fall of validation AUC "
+                                                        "(fp32 -> int8)")
     on_int8_drop: Literal["fail", "warn"] = Field(
         "fail", description="what a larger fall does: fail keeps no int8 file")
     latency_repeats: int = Field(50, ge=0, description="batch-1 runs timed per exported model on the CPU (after 10 "

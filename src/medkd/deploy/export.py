@@ -36,7 +36,9 @@ class ExportError(MedkdError):
 
 @dataclass
 class ExportReport:
-    """What was written and how closely it matches PyTorch; int8: its test scores against fp32.
+    """What was written and how closely it matches PyTorch; int8: its validation scores against fp32. Nothing here
+    reads the test split: whether an int8 model is kept is decided on validation (test scores of the exported
+    engines are the report's, `score_exported`).
 
     Attributes
     ----------
@@ -46,18 +48,20 @@ class ExportReport:
     path : str
         The exported file (fp32).
     check_images : int
-        Test images the export was compared with PyTorch on.
+        Validation images the export was compared with PyTorch on.
     max_abs_difference : float
         Largest |p_export - p_pytorch| over those images' class probabilities.
     same_decisions : bool
         Whether every one of them gets the same decision (threshold or argmax).
     int8_path : str or None
         The int8 file; None without one, or when it failed the AUC check.
-    test_scores : dict of str to dict of str to float
-        With int8: auc, accuracy, recall and specificity on the whole test split of pytorch, onnx_fp32 and
-        onnx_int8.
+    val_scores : dict of str to dict of str to float
+        With int8: auc, accuracy, recall, specificity and log_loss on the whole validation split of pytorch,
+        onnx_fp32 and onnx_int8.
     int8_auc_drop : float or None
-        onnx_fp32's test AUC minus onnx_int8's.
+        onnx_fp32's validation AUC minus onnx_int8's.
+    int8_same_decisions : float or None
+        Share of validation images on which onnx_int8 decides as onnx_fp32 does.
     latency_ms : dict of str to dict of str to float
         Batch-1 CPU latency of each exported ONNX engine ({"onnx_fp32": {"median": ms, "p95": ms}, ...}), uint8
         image in, probabilities out.
@@ -74,8 +78,9 @@ class ExportReport:
     max_abs_difference: float
     same_decisions: bool
     int8_path: str | None = None
-    test_scores: dict[str, dict[str, float]] = field(default_factory=dict)  # pytorch / onnx fp32 / onnx int8
+    val_scores: dict[str, dict[str, float]] = field(default_factory=dict)  # pytorch / onnx fp32 / onnx int8
     int8_auc_drop: float | None = None
+    int8_same_decisions: float | None = None
     # batch-1 CPU latency of each exported engine ({"onnx_fp32": {"median": ms, "p95": ms}, "onnx_int8": ...}),
     # uint8 image in, probabilities out, with `threads` intra-op threads
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -166,16 +171,18 @@ def onnx_latency(path: Path, image: np.ndarray, repeats: int) -> dict[str, float
     return {"median": median, "p95": p95}
 
 
-def test_scores(labels: np.ndarray, probabilities: np.ndarray, threshold: float | None) -> dict[str, float]:
+def headline_scores(labels: np.ndarray, probabilities: np.ndarray, threshold: float | None) -> dict[str, float]:
+    """AUC, accuracy, recall, specificity and log-loss of `probabilities` (N, classes) at `threshold`."""
     scores = classification_metrics(labels, probabilities, threshold)
-    return {name: float(scores[name]) for name in ("auc", "accuracy", "recall", "specificity")}
+    return {name: float(scores[name]) for name in ("auc", "accuracy", "recall", "specificity", "log_loss")}
 
 
 def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, out: str | Path | None = None,
                data: PreparedData | None = None, data_path: str | None = None,
                show_progress: bool = True) -> ExportReport:
-    """Export run `folder` into OUT (default RUN/export), check it against PyTorch on test images, and with
-    settings.int8 quantise and re-evaluate on the test split; writes OUT/export.json.
+    """Export run `folder` into OUT (default RUN/export), check it against PyTorch on validation images, and with
+    settings.int8 quantise (activation ranges from training images) and score it against fp32 on the validation
+    split; writes OUT/export.json. The test split is not read.
 
     The exported model takes uint8 images (N, C, H, W) at the training resolution, N from 1 to 4096, and returns
     float32 probabilities (N, classes), with a guard also ood_score (N,). ONNX: OUT/model.onnx (and
@@ -203,7 +210,7 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
     Raises
     ------
     ExportError
-        For int8 with format torchscript, or (on_int8_drop fail) an int8 test AUC more than max_int8_auc_drop
+        For int8 with format torchscript, or (on_int8_drop fail) an int8 validation AUC more than max_int8_auc_drop
         below fp32's: the int8 file is then deleted and export.json still written.
     CardError
         A ModelError: the folder has no card this medkd can read.
@@ -218,12 +225,12 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
     wrapped = ProbabilityModel.from_run(model, run_card, guard)
     card = model_card(folder, run_card)
     data = data or prepare(run_data_config(folder, data_path), show_progress=show_progress)
-    test_images, test_labels = data.split("test")
-    test_images = np.asarray(test_images)
+    val_images, val_labels = data.split("val")
+    val_images = np.asarray(val_images)
     threshold = card["threshold"] if len(card["classes"]) == 2 else None
-    reference = predict_probabilities(model, test_images, run_card)
-    checked = evenly_spaced(np.arange(len(test_images)), settings.check_images)
-    example = torch.as_tensor(test_images[:2])
+    reference = predict_probabilities(model, val_images, run_card)
+    checked = evenly_spaced(np.arange(len(val_images)), settings.check_images)
+    example = torch.as_tensor(val_images[:2])
 
     if settings.format == "torchscript":
         path = out / TORCHSCRIPT
@@ -232,44 +239,45 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
         scripted.save(str(path))
         write_json(out / TORCHSCRIPT_CARD, card)
         with torch.no_grad():
-            exported = scripted(torch.as_tensor(test_images[checked]))
+            exported = scripted(torch.as_tensor(val_images[checked]))
         exported = (exported[0] if isinstance(exported, tuple) else exported).numpy()
     else:
         path = out / ONNX_FP32
         export_onnx(wrapped, example, path, {**card, "precision": "fp32"}, settings.opset)
         onnx_fp32 = OnnxPredictor(path)
-        exported = onnx_fp32.probabilities(test_images[checked])
+        exported = onnx_fp32.probabilities(val_images[checked])
     report = ExportReport(
         str(folder), settings.format, str(path), len(checked),
         max_abs_difference=float(np.abs(exported - reference[checked]).max()),
         same_decisions=bool((decisions(exported, threshold) == decisions(reference[checked], threshold)).all()))
-    log.info("%s: max |p_export - p_pytorch| = %.2e over %d test images, same decisions: %s", path,
+    log.info("%s: max |p_export - p_pytorch| = %.2e over %d validation images, same decisions: %s", path,
              report.max_abs_difference, len(checked), report.same_decisions)
     if settings.latency_repeats:
         report.threads = torch.get_num_threads()
         if settings.format == "onnx":
-            report.latency_ms["onnx_fp32"] = onnx_latency(path, test_images[:1], settings.latency_repeats)
+            report.latency_ms["onnx_fp32"] = onnx_latency(path, val_images[:1], settings.latency_repeats)
 
     if settings.int8:
         if settings.format != "onnx":
             raise ExportError("int8 quantisation is done with ONNX Runtime: use --format onnx with --int8")
-        report.test_scores["pytorch"] = test_scores(test_labels, reference, threshold)
-        fp32 = onnx_fp32.probabilities(test_images)
-        report.test_scores["onnx_fp32"] = test_scores(test_labels, fp32, threshold)
+        report.val_scores["pytorch"] = headline_scores(val_labels, reference, threshold)
+        fp32 = onnx_fp32.probabilities(val_images)
+        report.val_scores["onnx_fp32"] = headline_scores(val_labels, fp32, threshold)
         train_images, _ = data.split("train")
         int8_path = out / ONNX_INT8
         quantise_int8(path, int8_path, evenly_spaced(np.asarray(train_images), settings.calibration_images),
                       settings.int8_reduce_range)
         write_card(int8_path, {**card, "precision": "int8"})
-        int8 = OnnxPredictor(int8_path).probabilities(test_images)
-        report.test_scores["onnx_int8"] = test_scores(test_labels, int8, threshold)
-        report.int8_auc_drop = report.test_scores["onnx_fp32"]["auc"] - report.test_scores["onnx_int8"]["auc"]
+        int8 = OnnxPredictor(int8_path).probabilities(val_images)
+        report.val_scores["onnx_int8"] = headline_scores(val_labels, int8, threshold)
+        report.int8_auc_drop = report.val_scores["onnx_fp32"]["auc"] - report.val_scores["onnx_int8"]["auc"]
+        report.int8_same_decisions = float((decisions(int8, threshold) == decisions(fp32, threshold)).mean())
         report.int8_path = str(int8_path)
         if settings.latency_repeats:
-            report.latency_ms["onnx_int8"] = onnx_latency(int8_path, test_images[:1], settings.latency_repeats)
+            report.latency_ms["onnx_int8"] = onnx_latency(int8_path, val_images[:1], settings.latency_repeats)
         if report.int8_auc_drop > settings.max_int8_auc_drop:
-            message = (f"int8 model's test AUC is {report.int8_auc_drop:.4f} below fp32's, more than the allowed "
-                       f"{settings.max_int8_auc_drop}: use the fp32 model, calibrate on more images "
+            message = (f"int8 model's validation AUC is {report.int8_auc_drop:.4f} below fp32's, more than the "
+                       f"allowed {settings.max_int8_auc_drop}: use the fp32 model, calibrate on more images "
                        "(--calibration-images), or allow it (--on-int8-drop warn)")
             if settings.on_int8_drop == "fail":
                 int8_path.unlink()
@@ -283,3 +291,18 @@ def export_run(folder: str | Path, settings: ExportConfig = ExportConfig(), *, o
     return report
 
 
+
+
+def score_exported(export_folder: str | Path, data: PreparedData, split: str = "test") -> dict[str, dict[str, float]]:
+    """The headline scores (`headline_scores`) of each exported ONNX engine in `export_folder` on `split` of
+    `data`, at the threshold the engine carries: what a report shows beside the PyTorch model's scores. Nothing
+    that keeps or drops an export reads this."""
+    export_folder = Path(export_folder)
+    images, labels = data.split(split)
+    scores = {}
+    for engine, name in (("onnx_fp32", ONNX_FP32), ("onnx_int8", ONNX_INT8)):
+        if (export_folder / name).exists():
+            predictor = OnnxPredictor(export_folder / name)
+            threshold = predictor.card["threshold"] if len(predictor.card["classes"]) == 2 else None
+            scores[engine] = headline_scores(labels, predictor.probabilities(np.asarray(images)), threshold)
+    return scores

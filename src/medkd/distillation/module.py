@@ -69,8 +69,9 @@ class DistillationModule(ClassifierModule):
 
     def __init__(self, model: nn.Module, teacher: FrozenTeacher, settings: TrainConfig, distill: DistillConfig, *,
                  mean: list[float], std: list[float], class_weight: torch.Tensor | None = None,
-                 example: torch.Tensor | None = None) -> None:
-        super().__init__(model, settings, mean=mean, std=std, class_weight=class_weight)
+                 example: torch.Tensor | None = None, backbone_lr_scale: float = 1.0) -> None:
+        super().__init__(model, settings, mean=mean, std=std, class_weight=class_weight,
+                         backbone_lr_scale=backbone_lr_scale)
         self.teacher, self.distill = teacher, distill
         self.logit_loss = (None if distill.loss == HINT_ONLY
                            else build_logit_loss(distill.loss, distill.temperature, distill.loss_params))

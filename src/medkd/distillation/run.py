@@ -96,7 +96,7 @@ class Distillation:
 
     def build_module(self, model: nn.Module, settings: TrainConfig, data: PreparedData, splits: dict, *,
                      mean: list[float], std: list[float], class_weight: torch.Tensor | None,
-                     out: Path) -> DistillationModule:
+                     out: Path, backbone_lr_scale: float = 1.0) -> DistillationModule:
         """The DistillationModule that trains `model`, its teachers loaded and checked, their outputs added to
         `splits`; cached teacher logits are computed once and kept in the run folder.
 
@@ -118,6 +118,8 @@ class Distillation:
         class_weight : torch.Tensor of shape (classes,), float32, or None
         out : Path
             The run folder.
+        backbone_lr_scale : float, default 1.0
+            The student's backbone learning rate as a share of its head's (its transfer mode's).
 
         Returns
         -------
@@ -178,6 +180,7 @@ class Distillation:
         self.val_logits = logits["val"]
         example = normalise(splits["train"][0][:2], mean, std)
         return DistillationModule(model, self.teacher, settings, self.settings, mean=mean, std=std,
+                                  backbone_lr_scale=backbone_lr_scale,
                                   class_weight=class_weight, example=example)
 
     def card_entries(self) -> dict:

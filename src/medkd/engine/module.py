@@ -28,8 +28,8 @@ class ClassifierModule(L.LightningModule):
 
     Batches are (inputs, labels (B,) int64, *targets); it logs train_loss, val_loss, val_auc and val_acc, epoch
     means over every process of a distributed run. The optimiser has two groups: the head (and
-    `extra_parameters`) at optimiser.lr, the rest at lr x backbone_lr_scale (finetune and lp-ft; 1 otherwise);
-    a linear probe's head alone is one group at lr.
+    `extra_parameters`) at optimiser.lr, the rest at lr x `backbone_lr_scale` (the transfer mode's); a linear
+    probe's head alone is one group at lr.
 
     Parameters
     ----------
@@ -37,11 +37,13 @@ class ClassifierModule(L.LightningModule):
         The network, inputs (B, C, H, W) -> logits (B, classes); or a linear probe's head alone,
         features (B, D) -> logits (B, classes).
     settings : TrainConfig
-        Loss, optimiser, schedule, epochs, transfer mode and runtime (channels_last).
+        Loss, optimiser, schedule, epochs and runtime (channels_last).
     mean, std : list of float of length C, optional
         The inputs' normalisation (see `normalise`); None: inputs are used as they come.
     class_weight : torch.Tensor of shape (classes,), float32, optional
         Class weights of the hard-label loss.
+    backbone_lr_scale : float, default 1.0
+        The backbone's learning rate as a share of the head's.
     """
 
     mean: torch.Tensor  # buffers registered in __init__
@@ -49,9 +51,10 @@ class ClassifierModule(L.LightningModule):
     class_weight: torch.Tensor | None
 
     def __init__(self, model: nn.Module, settings: TrainConfig, *, mean: list[float] | None = None,
-                 std: list[float] | None = None, class_weight: torch.Tensor | None = None) -> None:
+                 std: list[float] | None = None, class_weight: torch.Tensor | None = None,
+                 backbone_lr_scale: float = 1.0) -> None:
         super().__init__()
-        self.model, self.settings = model, settings
+        self.model, self.settings, self.backbone_lr_scale = model, settings, backbone_lr_scale
         self.normalise = mean is not None
         if mean is not None:
             assert std is not None  # mean and std come together
@@ -128,7 +131,7 @@ class ClassifierModule(L.LightningModule):
         head_params += self.extra_parameters()
         head_ids = {id(p) for p in head_params}
         body_params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
-        scale = optimiser_settings.backbone_lr_scale if self.settings.transfer in ("finetune", "lp-ft") else 1.0
+        scale = self.backbone_lr_scale
         groups: list[dict[str, Any]] = [g for g in ({"params": body_params, "lr": optimiser_settings.lr * scale},
                               {"params": head_params, "lr": optimiser_settings.lr}) if g["params"]]
         optimiser: torch.optim.Optimizer

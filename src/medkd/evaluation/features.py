@@ -90,7 +90,7 @@ def run_backbone_identity(folder: str | Path, card: RunCard) -> dict | None:
     -------
     dict or None
     """
-    if card.transfer != "linear":
+    if not card.frozen_backbone:
         return None
     train = yaml.safe_load((Path(folder) / CONFIG).read_text())["train"]  # TrainConfig's fields, as fit() wrote them
     settings = SimpleNamespace(model=train["model"], model_args=train.get("model_args") or {},

@@ -10,10 +10,8 @@ from .card import GuardRecord as GuardRecord
 from .card import Normalisation as Normalisation
 from .card import PretrainedRecord as PretrainedRecord
 from .card import ProbeRecord as ProbeRecord
-from .card import ProbeSearchRecord as ProbeSearchRecord
 from .card import RunCard as RunCard
 from .card import SourceRecord as SourceRecord
-from .card import WiseFTRecord as WiseFTRecord
 from .errors import ModelError as ModelError
 from .features import WithFeatures as WithFeatures
 from .inputs import channel_statistics as channel_statistics
@@ -57,10 +55,8 @@ __all__ = [
     "Normalisation",
     "PretrainedRecord",
     "ProbeRecord",
-    "ProbeSearchRecord",
     "RunCard",
     "SourceRecord",
-    "WiseFTRecord",
     "FEATURE_KINDS",
     "FeatureKind",
     "IMAGENET_TAG",

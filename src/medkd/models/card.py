@@ -54,16 +54,6 @@ class ProbeRecord(Record):
     best_val_auc: float | None = None
 
 
-class ProbeSearchRecord(Record):
-    """A linear run's weight decay chosen on validation (probe_search): the candidates' validation scores (the
-    score that compared them, `selected_on`), and the one kept."""
-
-    selected_on: str
-    weight_decay: float
-    scores: dict[str, float]  # str(weight decay) -> its kept epoch's selected_on score
-    folder: str  # the candidates' run folders, inside the run folder
-
-
 class CalibrationRecord(Record):
     """The softmax temperature and where it was fitted; the measured ECE and NLL before and after it are kept under
     their own names (val_ece_before, ..., or site_... for a site's re-calibration)."""
@@ -105,14 +95,6 @@ class DistillationRecord(Record):
     mixup: float | None = None  # function matching's Beta concentration; None: unmixed
 
 
-class WiseFTRecord(Record):
-    """A wise-ft run: the lp-ft run it interpolates towards its probe, where on the path, and its batch norm."""
-
-    fine_tuned: str
-    alpha: float
-    batchnorm: str
-
-
 class SourceRecord(Record):
     """The data source the model was trained on and its settings (all of them, defaults included): what reads
     an input at prediction as it was read in training (an HDF5 slice's dataset, a NIfTI volume's modalities)."""
@@ -136,7 +118,8 @@ class RunCard(Record):
     threshold: float | None = None
     threshold_rule: dict[str, Any] | None = None  # the ThresholdConfig it was chosen by
     weights: str | None = None  # none, imagenet (or a weight tag), or the checkpoint path it started from
-    transfer: str = "scratch"
+    transfer: str = "scratch"  # the registered transfer mode (engine.transfer) it was trained with
+    frozen_backbone: bool = False  # only the head trained (transfer linear): its backbone features are cached
     epochs_trained: int | None = None
     best_checkpoint: str | None = None
     selected_on: str = "val_auc"  # the validation score that chose the best epoch (TrainConfig.select_on)
@@ -145,10 +128,8 @@ class RunCard(Record):
     ood: GuardRecord | None = None
     pretrained: PretrainedRecord | None = None
     probe: ProbeRecord | None = None
-    probe_search: ProbeSearchRecord | None = None
     distillation: DistillationRecord | None = None
-    wise_ft: WiseFTRecord | None = None
-    # written by the site tools into a new run folder (the trained one is never changed)
+    # written into a derived run's new folder (medkd.derive, medkd calibrate; the source run is never changed)
     adapted_from: str | None = None
     adaptation: dict[str, Any] | None = None
     validation_calibration: CalibrationRecord | None = None

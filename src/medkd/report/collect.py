@@ -12,7 +12,7 @@ import yaml
 
 from medkd.config import Recipe
 from medkd.errors import MedkdError
-from medkd.files import DATA_CHECK, METRICS, RECIPE, WISE_FT_CURVE, evaluation_file, predictions_file
+from medkd.files import DATA_CHECK, METRICS, RECIPE, evaluation_file, predictions_file
 from medkd.models import RunCard
 from medkd.study import (
     Recommendation,
@@ -69,11 +69,6 @@ class StudyResults:
         """The run's card (model.json): architecture, preprocessing, where its starting weights came from, ..."""
         return self._read(self.run(stage, seed), RunCard.read)
 
-    def wise_ft_curve(self, stage: str, seed: int) -> pd.DataFrame | None:
-        """A wise-ft run's scores along its interpolation path (WISE_FT_CURVE); None for other runs."""
-        path = self.run(stage, seed) / WISE_FT_CURVE
-        return self._read(path, pd.read_csv) if path.exists() else None
-
     def evaluation(self, stage: str, seed: int, split: str = "test") -> dict:
         return self._read(self.run(stage, seed) / evaluation_file(split), lambda p: json.loads(p.read_text()))
 
@@ -112,7 +107,7 @@ def label_fractions(recipe: Recipe) -> dict[str, dict[float, str]]:
         start = (f"from {stage.weights_from}" if stage.weights_from
                  else "random init" if settings.weights == "none" else f"weights {settings.weights}")
         fraction = recipe.stage_data(stage).split.train_fraction
-        methods.setdefault(f"{settings.model} {settings.transfer}, {start}", {})[fraction] = stage.name
+        methods.setdefault(f"{settings.model} {settings.transfer.name}, {start}", {})[fraction] = stage.name
     return {method: stages for method, stages in methods.items() if len(stages) > 1}
 
 

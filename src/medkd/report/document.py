@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 
 from medkd.config import Recipe
+from medkd.engine import transfer_mode_class
 from medkd.environment import describe_environment
 from medkd.files import REPORT_HTML, REPORT_MARKDOWN
 from medkd.models import IMAGENET_TAG
@@ -55,13 +56,18 @@ pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; 
 
 
 def untrained_transfer_stages(recipe: Recipe) -> list[str]:
-    """Stages set up for transfer learning (linear or finetune) that start from no pretrained weights."""
+    """Stages whose transfer mode expects pretrained weights (e.g. linear, finetune) but start from none."""
     stages = []
-    for stage in (s for s in recipe.stages if s.pretrain is None):
+    for stage in (s for s in recipe.stages if s.pretrain is None and s.derive is None):
         settings = recipe.stage_train(stage, 0)
-        if settings.transfer != "scratch" and settings.weights == "none":
+        if transfer_mode_class(settings.transfer.name).expects_pretrained and settings.weights == "none":
             stages.append(stage.name)
     return stages
+
+
+def transfer_modes(recipe: Recipe, names: list[str]) -> list[str]:
+    """The transfer modes of the named stages, sorted."""
+    return sorted({recipe.stage_train(stage, 0).transfer.name for stage in recipe.stages if stage.name in names})
 
 
 def header(results: StudyResults) -> list[str]:
@@ -79,7 +85,8 @@ def header(results: StudyResults) -> list[str]:
     stages = untrained_transfer_stages(recipe)
     if stages:
         lines += [f"> **Warning: no pretrained weights.** {', '.join(stages)} are transfer-learning stages "
-                  "(`transfer: linear`, `finetune` or `lp-ft`) but started from random weights (`weights: none`, e.g. "
+                  f"(`transfer: {', '.join(transfer_modes(recipe, stages))}`) but started from random weights "
+                  "(`weights: none`, e.g. "
                   "`--weights none` where ImageNet weights cannot be fetched). Their figures are those of "
                   "models trained from scratch, not of transfer learning; a linear probe on random features "
                   "is expected to be poor.", ""]
@@ -108,7 +115,7 @@ def stage_table(results: StudyResults) -> list[str]:
         config = next(s for s in results.recipe.stages if s.name == stage)
         settings = results.recipe.stage_train(config, 0)
         teachers = ", ".join(config.distill.teachers if config.distill else []) or "-"
-        rows[stage] = {"model": settings.model, "transfer": settings.transfer,
+        rows[stage] = {"model": settings.model, "transfer": settings.transfer.name,
                        "starting weights": starting_weights(results, stage), "teachers": teachers}
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("stage")
     return ["## Stages", "", table.to_markdown(disable_numparse=True), ""]
@@ -257,19 +264,18 @@ def paired_table(results: StudyResults, first: str, second: str) -> pd.DataFrame
 
 
 def adaptation_tests(results: StudyResults) -> list[str]:
-    """Each WiSE-FT stage against the fine-tuned stage it interpolates (its matched control: the same run)."""
+    """Each derived stage (e.g. WiSE-FT) against the stage it is derived from (its matched control: the same run)."""
     lines = []
     for stage in results.recipe.stages:
-        if stage.name not in results.stages or stage.weights_from not in results.stages:
-            continue
-        if results.recipe.stage_train(stage, seed=0).transfer != "wise-ft":
+        if stage.derive is None or stage.name not in results.stages or stage.weights_from not in results.stages:
             continue
         table = paired_table(results, stage.name, stage.weights_from)
         if table is None:
             continue
-        lines += ["### WiSE-FT against the fine-tuned model it interpolates", "",
-                  f"**{stage.name}** vs **{stage.weights_from}** (the same run, alpha fixed in the recipe):", "",
-                  markdown_table(table, "seed"), ""]
+        method = stage.derive.name
+        lines += [f"### {method} against the run it is derived from", "",
+                  f"**{stage.name}** vs **{stage.weights_from}** (the same run, {method}'s settings fixed in the "
+                  "recipe):", "", markdown_table(table, "seed"), ""]
     return lines
 
 
@@ -283,30 +289,6 @@ def requested_comparisons(results: StudyResults) -> list[str]:
         if not lines:
             lines = ["### Comparisons the recipe asks for", ""]
         lines += [f"**{first}** vs **{second}**:", "", markdown_table(table, "seed"), ""]
-    return lines
-
-
-def wise_ft_curves(results: StudyResults) -> list[str]:
-    """The scores along each WiSE-FT stage's interpolation path (its runs' WISE_FT_CURVE), mean over seeds: a
-    study of the path, recorded beside the run; nothing is chosen on it."""
-    lines = []
-    for stage in results.stages:
-        curves = [results.wise_ft_curve(stage, seed) for seed in results.seeds_of(stage)]
-        curves = [curve for curve in curves if curve is not None]
-        if not curves:
-            continue
-        table = (pd.concat(curves).groupby(["batchnorm", "alpha", "split"])[["auc", "log_loss"]].mean()
-                 .unstack("split"))
-        table.columns = [f"{split} {metric}" for metric, split in table.columns]
-        table.index = [f"{batchnorm}, {alpha:g}" for batchnorm, alpha in table.index]
-        table = table.round(4).astype(str)
-        lines += [f"### WiSE-FT path of {stage} (study only)", "",
-                  f"Uncalibrated AUC and log-loss at each alpha (0: the probe-initialised model, 1: the fine-tuned "
-                  f"one), batch-norm statistics interpolated with the weights or re-estimated on the training images, "
-                  f"mean over {len(curves)} seed(s). The stage's own alpha was fixed in the recipe before any of "
-                  "these scores was seen; the test columns are reported, never used to choose.", "",
-                  markdown_table(table, "batch norm, alpha"),
-                  ""]
     return lines
 
 
@@ -457,7 +439,7 @@ def write_report(folder: str | Path) -> tuple[Path, Path]:
     results = load_study(folder)
     lines = [*header(results), *answer(results), *budget(results), *stage_table(results), *comparison(results),
              *label_efficiency(results),
-             *paired_tests(results), *students_and_teachers(results), *wise_ft_curves(results),
+             *paired_tests(results), *students_and_teachers(results),
              *figures(results, results.folder / FIGURE_FOLDER), *data_summary(results), *provenance(results)]
     text = "\n".join(lines)
     markdown_path = results.folder / REPORT_MARKDOWN

@@ -16,8 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from medkd.config import Recipe, StageConfig
-from medkd.data import DataConfig, PreparedData, check_data, prepare, record_data_location
-from medkd.deploy import ExportError, export_run
+from medkd.data import DataConfig, PreparedData, check_data, prepare, record_data_location, run_data_config
+from medkd.deploy import ExportError, export_run, score_exported
+from medkd.derive import DeriveInputs, derive_run
 from medkd.device import is_primary_process
 from medkd.distillation import distill
 from medkd.engine import fit
@@ -26,6 +27,8 @@ from medkd.files import (
     BACKBONE,
     DATA_CHECK,
     DATA_LOCATION,
+    EXPORT,
+    EXPORT_TEST_SCORES,
     RECIPE,
     REPORT_HTML,
     REPORT_MARKDOWN,
@@ -211,6 +214,12 @@ def train_job(recipe: Recipe, out: Path, stage: StageConfig, seed: int, *, show_
     if is_evaluated(folder):
         log.info("%s seed %d: finished before, skipped", stage.name, seed)
         return False
+    if stage.derive is not None:
+        assert stage.weights_from is not None  # StageConfig: a derived stage names its source
+        source = run_folder(out, stage.weights_from, seed)
+        derive_run(source, folder, stage.derive,
+                   DeriveInputs(lambda: prepare(run_data_config(source), show_progress=show_progress)))
+        return True
     settings = recipe.stage_train(stage, seed,
                                   stage.weights_from and starting_weights_file(out, stage.weights_from, seed))
     if stage.distill is None:
@@ -225,14 +234,20 @@ def train_job(recipe: Recipe, out: Path, stage: StageConfig, seed: int, *, show_
 
 def export_job(recipe: Recipe, folder: Path, stage: StageConfig,
                data_for: Callable[[DataConfig], PreparedData]) -> None:
-    """Export an evaluated run into RUN/export when the recipe's `export` covers its stage, once. An int8 model
-    refused for its fall in test AUC is logged and the study goes on (export.json records the refusal)."""
-    if recipe.export is None or not recipe.export.covers(stage) or is_exported(folder):
+    """Export an evaluated run into RUN/export when the recipe's `export` covers its stage, once, then score the
+    exported engines on test for the report (RUN/export/test_scores.json; the export itself reads validation
+    only). An int8 model refused for its fall in validation AUC is logged and the study goes on (export.json
+    records the refusal)."""
+    scored = folder / EXPORT / EXPORT_TEST_SCORES
+    if recipe.export is None or not recipe.export.covers(stage) or scored.exists():
         return
-    try:
-        export_run(folder, recipe.export, data=data_for(recipe.stage_data(stage)), show_progress=False)
-    except ExportError as err:
-        log.warning("%s: %s", folder, err)
+    data = data_for(recipe.stage_data(stage))
+    if not is_exported(folder):
+        try:
+            export_run(folder, recipe.export, data=data, show_progress=False)
+        except ExportError as err:
+            log.warning("%s: %s", folder, err)
+    write_json(scored, score_exported(folder / EXPORT, data, "test"))
 
 
 def train_jobs(recipe: Recipe, out: Path, jobs: list[tuple[int, StageConfig]], *, show_progress: bool) -> pd.DataFrame:

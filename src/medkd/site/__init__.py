@@ -1,9 +1,10 @@
-"""A model at a new site: re-fit calibration and threshold on the site's labelled images (calibrate_run),
-re-estimate batch-norm statistics on its unlabelled images (adapt_run, AdaBN), and the site-calibration
-protocol over the official test split (site_study), reported apart from the main results.
+"""A model at a new site: re-fit calibration and threshold on the site's labelled images (calibrate_run), read a
+site's images as the model reads them (site_images; the unlabelled methods, AdaBN and prior shift, are derived runs:
+medkd.derive), and the site-calibration protocol over the official test split (site_study), reported apart from
+the main results.
 
-Public API: calibrate_run, adapt_run, site_calibration, adapt_batch_norm, site_images, site_study, site_parts,
-VARIANTS, CEILING (its files: medkd.files.SITE_STUDY, ...).
+Public API: calibrate_run, site_calibration, site_images, site_study, site_parts, VARIANTS, CEILING (its files:
+medkd.files.SITE_STUDY, ...).
 """
 
 import lazy_loader

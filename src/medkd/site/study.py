@@ -15,11 +15,11 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from medkd.data import PreparedData, prepare, run_data_config
+from medkd.derive import estimate_site_prior, reweighted, training_prior
 from medkd.evaluation import ThresholdConfig, calibrated, choose_threshold, classification_metrics, predict_run_logits
 from medkd.files import SITE_STUDY_MARKDOWN, SITE_STUDY_TABLE, write_text_atomically
-from medkd.models import load_model
-from medkd.site.adapt import adapt_batch_norm, site_calibration
-from medkd.site.prior import estimate_site_prior, reweighted, training_prior
+from medkd.models import load_model, reestimate_batchnorm
+from medkd.site.adapt import site_calibration
 
 PRIOR_SHIFT = "prior shift (EM, no site labels)"  # the calibration part's images without their labels
 VARIANTS = ("as trained", "site threshold", "site temperature + threshold", "AdaBN",
@@ -66,7 +66,8 @@ def run_variants(folder: Path, data: PreparedData, calibration: np.ndarray, eval
     rows["site temperature + threshold"] = scores(labels[evaluation], logits[evaluation],
                                                   site["calibration"].temperature, site.get("threshold"))
     adapted = copy.deepcopy(model)
-    adapt_batch_norm(adapted, images[calibration], card)  # the calibration part's images, without labels
+    # AdaBN on the calibration part's images, without their labels
+    reestimate_batchnorm(adapted, images[calibration], card.normalisation)
     adapted_logits = predict_run_logits(adapted, images, card)
     rows["AdaBN"] = scores(labels[evaluation], adapted_logits[evaluation], temperature, threshold)
     site = site_calibration(adapted, card, images[calibration], labels[calibration])

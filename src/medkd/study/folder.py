@@ -19,6 +19,7 @@ from medkd.files import (
     BEST,
     EXPORT,
     EXPORT_REPORT,
+    EXPORT_TEST_SCORES,
     METRICS,
     SESSIONS,
     evaluation_file,
@@ -81,8 +82,9 @@ def result_row(folder: Path, stage: str, seed: int) -> dict:
         export = json.loads((folder / EXPORT / EXPORT_REPORT).read_text())
         for engine, latency in export.get("latency_ms", {}).items():
             row[schema.engine_latency(engine)] = latency["median"]
-        if export.get("int8_path"):
-            row[schema.INT8_TEST_AUC] = export["test_scores"]["onnx_int8"]["auc"]
+        scored = folder / EXPORT / EXPORT_TEST_SCORES  # the study's evaluation of the exported engines
+        if export.get("int8_path") and scored.exists():
+            row[schema.INT8_TEST_AUC] = json.loads(scored.read_text())["onnx_int8"]["auc"]
     ResultRow.model_validate(row)  # the schema the report reads
     return row
 

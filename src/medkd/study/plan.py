@@ -74,7 +74,8 @@ def matched_controls(recipe: Recipe) -> dict[str, list[str]]:
     training and data settings are the same: model, weights, transfer, epochs, optimiser, ...), then the
     label-smoothing control (the same, but trained on labels smoothed by loss.label_smoothing > 0: soft targets
     without a teacher). Students without any control are left out."""
-    plain = [stage for stage in recipe.stages if stage.distill is None and stage.pretrain is None]
+    plain = [stage for stage in recipe.stages if stage.distill is None and stage.pretrain is None
+             and stage.derive is None]
     controls = {}
     for student in (stage for stage in recipe.stages if stage.distill is not None):
         train, data = recipe.stage_train(student, 0), recipe.stage_data(student)
