@@ -93,6 +93,12 @@ def test_multiclass_imbalanced_study_and_its_report(tmp_path):
             images.append(class_image(int(label), seed, size=32))
         np.save(arrays / f"X_{split}.npy", np.stack(images))
         np.save(arrays / f"y_{split}.npy", labels)
+    reordered = tmp_path / "reordered"  # the same images, the test split in reverse order: nothing to pair with
+    reordered.mkdir()
+    for name in ("X_train", "y_train"):
+        np.save(reordered / f"{name}.npy", np.load(arrays / f"{name}.npy"))
+    for name in ("X_test", "y_test"):
+        np.save(reordered / f"{name}.npy", np.load(arrays / f"{name}.npy")[::-1].copy())
     recipe = {
         "name": "three",
         "data": {"path": str(arrays), "source": "numpy", "cache_dir": str(tmp_path / "cache"),
@@ -103,7 +109,9 @@ def test_multiclass_imbalanced_study_and_its_report(tmp_path):
         "selection": {"metric": "balanced_accuracy", "max_parameters": 10_000_000},  # a budget every stage fits
         "stages": [{"name": "teacher", "train": {"model_args": {"width": 16}}},
                    {"name": "student_kd", "distill": {"teachers": ["teacher"]}},
-                   {"name": "control"}],
+                   {"name": "control"},
+                   {"name": "control_reordered", "data": {"path": str(reordered)}}],
+        "comparisons": [["control", "control_reordered"]],
     }
     path = tmp_path / "three.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -120,6 +128,11 @@ def test_multiclass_imbalanced_study_and_its_report(tmp_path):
     markdown = (out / "report.md").read_text()
     assert "At probability 0.5" not in markdown and "DeLong p" not in markdown and "McNemar p" in markdown
     assert "**student_kd** vs **control**" in markdown
+    # a paired test needs the same test images in the same order: asked for, it is refused with the reason
+    assert ("**control** vs **control_reordered**: no paired test: they share no finished seed scored on the same "
+            "test images") in markdown
+    against = markdown.split(f"### The recommended model ({study.recommended}) against each other stage")[1]
+    assert "control_reordered" not in against.split("\n## ")[0] or study.recommended == "control_reordered"
     recalls = {stage: study.evaluation(stage, 0)["at_argmax"]["per_class"]["recall"] for stage in study.stages}
     for stage, recall in recalls.items():  # each class's test recall, as the run's evaluation recorded it
         cells = r" \| +".join(f"{value:.3f}" for value in recall)
@@ -139,7 +152,7 @@ def test_multiclass_imbalanced_study_and_its_report(tmp_path):
                      rf"+{student_auc:.4f} \| +{student_auc - teacher_auc:+.4f} ± 0.0000 \|$", taught,
                      re.MULTILINE), taught
     assert (out / "report.html").read_text().count('src="data:image/png;base64,') == 5
-    assert "Deployment budget: at most 10,000,000 parameters; 3 of 3 stages fit it" in markdown
+    assert "Deployment budget: at most 10,000,000 parameters; 4 of 4 stages fit it" in markdown
     best = load_study(out).recommendation.best_overall
     assert (f"against {best}, the best on validation at any cost" in markdown) == (best != load_study(out).recommended)
     best = study.summary["val_balanced_accuracy_mean"]

@@ -26,44 +26,20 @@ def build_augmentation(settings: AugmentConfig | None) -> v2.Transform | None:
     Returns
     -------
     v2.Transform or None
-        uint8 image (C, H, W) -> uint8 image (C, H, W): an affine warp, a width stretch, brightness and contrast, a
-        horizontal flip, those switched on, in that order; random parameters from torch's global generator.
+        uint8 image (C, H, W) -> uint8 image (C, H, W): an affine warp, brightness and contrast, a horizontal flip,
+        those switched on, in that order; random parameters from torch's global generator.
     """
     if settings is None or not settings.enabled:
         return None
     steps: list[v2.Transform] = []
-    if settings.rotation_degrees or settings.translate or tuple(settings.scale) != (1.0, 1.0):
+    if settings.geometric:
         steps.append(v2.RandomAffine(settings.rotation_degrees, translate=(settings.translate, settings.translate),
                                      scale=settings.scale))
-    if settings.stretch:
-        steps.append(RandomWidthStretch(settings.stretch))
     if settings.brightness or settings.contrast:
         steps.append(IntensityJitter(brightness=settings.brightness, contrast=settings.contrast))
     if settings.horizontal_flip:
         steps.append(v2.RandomHorizontalFlip())
     return v2.Compose(steps)
-
-
-class RandomWidthStretch(v2.Transform):
-    """The width scaled about the centre by a factor drawn uniformly in [1 - amount, 1 + amount], the height kept,
-    nearest-neighbour with zero fill: the batched path's kornia warp (`width_stretch`) on one image, so that both
-    paths warp alike."""
-
-    def __init__(self, amount: float) -> None:
-        super().__init__()
-        self.warp = width_stretch(amount)
-
-    def transform(self, inpt, params):
-        if not isinstance(inpt, torch.Tensor):
-            return inpt
-        warped = self.warp(inpt[None].float() / PIXEL_MAX)[0]
-        return (warped * PIXEL_MAX).round_().clamp_(0, PIXEL_MAX).to(inpt.dtype)
-
-
-def width_stretch(amount: float) -> K.RandomAffine:
-    """kornia's affine warp with a scale on x alone, drawn in [1 - amount, 1 + amount]."""
-    return K.RandomAffine(0.0, scale=(1 - amount, 1 + amount, 1.0, 1.0), resample="nearest", padding_mode="zeros",
-                          p=1.0)
 
 
 class IntensityJitter(v2.ColorJitter):
@@ -113,11 +89,9 @@ class BatchAugmentation(nn.Module):
     def __init__(self, settings: AugmentConfig) -> None:
         super().__init__()
         steps: list[K.AugmentationBase2D] = []
-        if settings.rotation_degrees or settings.translate or tuple(settings.scale) != (1.0, 1.0):
+        if settings.geometric:
             steps.append(K.RandomAffine(settings.rotation_degrees, translate=(settings.translate, settings.translate),
                                         scale=settings.scale, resample="nearest", padding_mode="zeros", p=1.0))
-        if settings.stretch:
-            steps.append(width_stretch(settings.stretch))
         if settings.brightness or settings.contrast:
             steps.append(K.ColorJitter(brightness=settings.brightness, contrast=settings.contrast, p=1.0))
         if settings.horizontal_flip:

@@ -48,14 +48,11 @@ class AugmentConfig(StrictModel):
     brightness: float = Field(0.1, ge=0)
     contrast: float = Field(0.1, ge=0)
     horizontal_flip: bool = Field(False, description="off by default: chest X-rays have a left and a right")
-    stretch: float = Field(0.0, ge=0, lt=1, description="the width scaled by a factor drawn in [1 - stretch, "
-                           "1 + stretch], the height kept: images whose aspect ratio was squashed away (the "
-                           "Kermany 224 px copy) carry each film's framing as a shape cue; 0: off")
 
     @property
     def geometric(self) -> bool:
         """An affine warp is drawn (rotation, shift or zoom)."""
-        return bool(self.rotation_degrees or self.translate or tuple(self.scale) != (1.0, 1.0) or self.stretch)
+        return bool(self.rotation_degrees or self.translate or tuple(self.scale) != (1.0, 1.0))
 
     @property
     def enabled(self) -> bool:

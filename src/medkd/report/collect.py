@@ -78,6 +78,14 @@ class StudyResults:
         return (table["label"].to_numpy(), table[[f"p_{name}" for name in self.classes]].to_numpy(),
                 table["predicted"].to_numpy())
 
+    def same_test_images(self, first: str, second: str, seed: int) -> bool:
+        """Whether two runs were scored on the same test images in the same order (their predictions' refs and
+        labels): what a paired test needs. Stages on different data (another source, or its own test split) are
+        not paired."""
+        tables = [self._read(self.run(stage, seed) / predictions_file("test"), pd.read_csv)
+                  for stage in (first, second)]
+        return all(tables[0][column].equals(tables[1][column]) for column in ("ref", "label"))
+
     def uncalibrated(self, stage: str, seed: int, split: str = "test") -> np.ndarray | None:
         """The run's raw softmax probabilities (before its temperature); None for runs from before calibration."""
         table = self._read(self.run(stage, seed) / predictions_file(split), pd.read_csv)

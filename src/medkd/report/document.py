@@ -245,7 +245,8 @@ def paired_tests(results: StudyResults) -> list[str]:
                   "settings and no teacher), so no KD gain can be measured.", ""]
     lines += adaptation_tests(results) + requested_comparisons(results)
     seed = results.seeds[0]
-    others = [stage for stage in results.stages if stage != results.recommended and seed in results.seeds_of(stage)]
+    others = [stage for stage in results.stages if stage != results.recommended and seed in results.seeds_of(stage)
+              and results.same_test_images(results.recommended, stage, seed)]
     if others:
         rows = []
         for other in others:
@@ -257,9 +258,10 @@ def paired_tests(results: StudyResults) -> list[str]:
 
 
 def paired_table(results: StudyResults, first: str, second: str) -> pd.DataFrame | None:
-    """Stage `first` against stage `second` on every seed both have (paired_rows), indexed by seed; None when they
-    share no seed."""
-    seeds = sorted(set(results.seeds_of(first)) & set(results.seeds_of(second)))
+    """Stage `first` against stage `second` on every seed both have and scored on the same test images
+    (paired_rows), indexed by seed; None when there is no such seed."""
+    seeds = [seed for seed in sorted(set(results.seeds_of(first)) & set(results.seeds_of(second)))
+             if results.same_test_images(first, second, seed)]
     return pd.DataFrame(paired_rows(results, first, second, seeds)).set_index("seed") if seeds else None
 
 
@@ -284,10 +286,12 @@ def requested_comparisons(results: StudyResults) -> list[str]:
     lines: list[str] = []
     for first, second in results.recipe.comparisons:
         table = paired_table(results, first, second)
-        if table is None:
-            continue
         if not lines:
             lines = ["### Comparisons the recipe asks for", ""]
+        if table is None:
+            lines += [f"**{first}** vs **{second}**: no paired test: they share no finished seed scored on the same "
+                      "test images (each stage's own test split holds other images, or another order).", ""]
+            continue
         lines += [f"**{first}** vs **{second}**:", "", markdown_table(table, "seed"), ""]
     return lines
 

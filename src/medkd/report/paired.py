@@ -9,7 +9,7 @@ from sklearn.metrics import recall_score
 
 from medkd.distillation import ensemble_logits
 from medkd.evaluation import delong_test, mcnemar_test, ranking_scores
-from medkd.report.collect import StudyResults
+from medkd.report.collect import ReportError, StudyResults
 
 
 def p_value(p: float) -> str:
@@ -24,6 +24,9 @@ def paired_rows(results: StudyResults, first: str, second: str, seeds: list[int]
     rows, stages = [], (first, second)
     first, second = names or stages
     for seed in seeds:
+        if not results.same_test_images(*stages, seed):
+            raise ReportError(f"{stages[0]} and {stages[1]} seed {seed} were scored on other test images: a paired "
+                              "test needs the same images")
         labels, p_first, d_first = results.predictions(stages[0], seed)
         _, p_second, d_second = results.predictions(stages[1], seed)
         row: dict[str, int | str] = {"seed": seed}
