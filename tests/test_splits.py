@@ -85,3 +85,51 @@ def test_train_fraction_keeps_whole_patients_and_leaves_val_and_test_alone():
     assert set(kept["patient"]).isdisjoint(unused["patient"])
     assert len(kept) / (len(kept) + len(unused)) == pytest.approx(0.25, abs=0.05)
     assert kept["label"].mean() == pytest.approx(full.loc[full["split"] == "train", "label"].mean(), abs=0.06)
+
+
+def slice_cohort(tumour_patients: int, patients: int = 24, slices: int = 10, tumour_slices: int = 3) -> pd.DataFrame:
+    """An MRI-like cohort: every patient `slices` slices; in the first `tumour_patients` patients, `tumour_slices`
+    of them show a tumour (class 1), the rest none (class 0)."""
+    rows = [{"patient": f"p{p}", "label": int(p < tumour_patients and k < tumour_slices), "content_hash": f"h{p}-{k}",
+             "source_split": "train"} for p in range(patients) for k in range(slices)]
+    return pd.DataFrame(rows)
+
+
+def test_a_small_cohort_gets_both_classes_in_every_carved_split_or_a_refusal_that_says_why(tmp_path):
+    """24 patients of 10 slices, tumour slices in 8: stratifying whole patients can leave validation (2 patients)
+    without a tumour slice, and the run then failed at its very end choosing a threshold. Every carved split now
+    holds both classes, for every seed; where the patients cannot allow it, the split is refused before anything
+    trains, naming the split and the class, through `medkd data check` as through training."""
+    from typer.testing import CliRunner
+
+    from medkd.cli import app
+    from medkd.data import DataConfig, DataError, prepare
+
+    cohort = slice_cohort(tumour_patients=8)
+    for seed in range(10):
+        result = split(cohort, seed=seed, val_fraction=0.1, test_fraction=0.2)
+        for name in ("train", "val", "test"):
+            part = result[result["split"] == name]
+            assert set(part["label"]) == {0, 1}, (seed, name)
+        assert not set(result.loc[result.split == "val", "patient"]) & set(result.loc[result.split != "val", "patient"])
+    with pytest.raises(DataError, match=r"the val split carved \(10% of the 19 train patients\) cannot hold every "
+                                         r"class with every class left in train: class 1 is in 1 of those"):
+        split(slice_cohort(tumour_patients=2), seed=0, val_fraction=0.1, test_fraction=0.2)
+    given = cohort.assign(source_split=np.where(cohort["patient"].isin(["p20", "p21"]), "val", "train"))
+    with pytest.raises(DataError, match=r"the val split \(20 images\) holds no image of class\(es\) \[1\]"):
+        split(given, min_val_size=10)
+
+    arrays = tmp_path / "cohort"  # the same refusal from the command line, with the class's name, no traceback
+    arrays.mkdir()
+    few = slice_cohort(tumour_patients=2)
+    images = np.zeros((len(few), 8, 8), np.uint8) + 100 * few["label"].to_numpy()[:, None, None].astype(np.uint8)
+    images[:, 0, 0], images[:, 0, 1] = np.arange(len(few)) % 256, np.arange(len(few)) // 256  # no two alike
+    np.save(arrays / "X_train.npy", images)
+    np.save(arrays / "y_train.npy", few["label"].to_numpy())
+    np.save(arrays / "patient_train.npy", few["patient"].to_numpy().astype(str))
+    (arrays / "classes.txt").write_text("no tumour\ntumour\n")
+    result = CliRunner().invoke(app, ["data", "check", "--data", str(arrays), "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 2 and "class 'tumour' is in 1 of those" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    with pytest.raises(DataError, match="class 'tumour'"):
+        prepare(DataConfig(path=str(arrays), cache_dir=str(tmp_path / "c")), show_progress=False)

@@ -111,7 +111,7 @@ def prepare(config: DataConfig, *, show_progress: bool = True) -> PreparedData:
         raise DataError(f"{source.origin}: no readable images of class(es) {empty}; "
                         "every class needs images to train on")
     groups = linked_groups(samples["patient"], samples["content_hash"])
-    samples, carved, notes = assign_splits(samples, groups, config.split, cache_root(config))
+    samples, carved, notes = assign_splits(samples, groups, config.split, cache_root(config), source.classes)
     return PreparedData(config, source, decoded, samples, skipped, carved, notes)
 
 

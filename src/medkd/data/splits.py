@@ -39,11 +39,28 @@ UNUSED = "unused"  # train samples set aside by split.train_fraction
 
 
 def one_fold(frame: pd.DataFrame, groups: np.ndarray, source: str, fraction: float, seed: int, purpose: str,
-             cache: Path | None = None) -> np.ndarray:
-    """Row positions of about `fraction` of `source`'s groups (whole patients), stratified by label:
-    the first of round(1 / fraction) stratified group folds (see `fold_ids`)."""
+             cache: Path | None = None, *, name: str = "the part kept", classes: list[str] | None = None,
+             rest_too: bool = True) -> np.ndarray:
+    """Row positions of about `fraction` of `source`'s groups (whole patients), stratified by label: the first of
+    round(1 / fraction) stratified group folds (see `fold_ids`) that holds every class `source` holds (and, with
+    `rest_too`, leaves every class in the rest). Stratifying whole patients can leave a fold without a class when
+    few patients hold it (8 of 24 patients with tumour slices: a fold of 2 patients may have none); DataError when
+    no fold will do."""
     index, ids = fold_ids(frame, groups, source, max(2, round(1 / fraction)), seed, purpose, cache)
-    return index[ids == 0]
+    labels = frame["label"].to_numpy()[index]
+    present = np.unique(labels)
+    for fold in range(int(ids.max()) + 1):
+        held = ids == fold
+        if len(np.unique(labels[held])) == len(present) and (
+                not rest_too or len(np.unique(labels[~held])) == len(present)):
+            return index[held]
+    holders = {int(c): len(np.unique(groups[index][labels == c])) for c in present}
+    rare = min(holders, key=holders.__getitem__)
+    label = classes[rare] if classes else rare
+    raise DataError(f"{name} ({fraction:.0%} of the {len(np.unique(groups[index]))} {source} patients) cannot hold "
+                    f"every class with every class left in {source}: class {label!r} is in {holders[rare]} of those "
+                    "patients. Add patients with that class, change the fraction (data.split), or cross-validate "
+                    "(medkd run --folds K)")
 
 
 def fold_ids(frame: pd.DataFrame, groups: np.ndarray, source: str, folds: int, seed: int, purpose: str,
@@ -79,11 +96,12 @@ def fold_ids(frame: pd.DataFrame, groups: np.ndarray, source: str, folds: int, s
 
 
 def carve(frame: pd.DataFrame, groups: np.ndarray, source: str, target: str, fraction: float, seed: int,
-          cache: Path | None = None) -> pd.DataFrame:
-    """Move about `fraction` of `source`'s patients to `target`, stratified by label."""
+          cache: Path | None = None, classes: list[str] | None = None) -> pd.DataFrame:
+    """Move about `fraction` of `source`'s patients to `target`, stratified by label, every class in it."""
     purpose = (f"a {target} split of {fraction:.0%} (provide a {target} split in the data or lower "
                f"data.split.{target}_fraction)")
-    held = one_fold(frame, groups, source, fraction, seed, purpose, cache)
+    held = one_fold(frame, groups, source, fraction, seed, purpose, cache, name=f"the {target} split carved",
+                    classes=classes)
     frame = frame.copy()
     frame.iloc[held, frame.columns.get_loc("split")] = target
     return frame
@@ -112,10 +130,22 @@ def cross_validation_fold(frame: pd.DataFrame, groups: np.ndarray, policy: Split
     return frame, held_as
 
 
-def assign_splits(frame: pd.DataFrame, groups: np.ndarray, policy: SplitPolicy,
-                  cache: Path | None = None) -> tuple[pd.DataFrame, list[str], list[str]]:
+def check_classes_in_val(frame: pd.DataFrame, classes: list[str] | None = None) -> None:
+    """Refuse (DataError, before anything trains) a validation split without a class that train has: the
+    checkpoint, calibration and decision threshold are all chosen on validation."""
+    train = set(frame.loc[frame["split"] == "train", "label"])
+    missing = [classes[c] if classes else c for c in sorted(train - set(frame.loc[frame["split"] == "val", "label"]))]
+    if missing and (frame["split"] == "val").any():
+        raise DataError(f"the val split ({int((frame['split'] == 'val').sum())} images) holds no image of class(es) "
+                        f"{missing}, which train has: validation chooses the checkpoint, calibration and threshold. "
+                        "Give the data a val split with every class, or let medkd carve one (data.split.min_val_size "
+                        "above its size), with more patients or a larger data.split.val_fraction")
+
+
+def assign_splits(frame: pd.DataFrame, groups: np.ndarray, policy: SplitPolicy, cache: Path | None = None,
+                  classes: list[str] | None = None) -> tuple[pd.DataFrame, list[str], list[str]]:
     """Final train/val/test of every sample; returns the frame, the splits carved here, and notes. `cache`: a
-    folder keeping computed folds (see one_fold)."""
+    folder keeping computed folds (see one_fold); `classes`: the label names, for messages."""
     frame = frame.copy()
     frame["split"] = frame["source_split"].fillna("train")
     carved, notes = [], []
@@ -127,7 +157,7 @@ def assign_splits(frame: pd.DataFrame, groups: np.ndarray, policy: SplitPolicy,
         frame, held_out = cross_validation_fold(frame, groups, policy, cache, notes)
         carved.append(held_out)
     if not (frame["split"] == "test").any():
-        frame = carve(frame, groups, "train", "test", policy.test_fraction, policy.seed, cache)
+        frame = carve(frame, groups, "train", "test", policy.test_fraction, policy.seed, cache, classes)
         carved.append("test")
         notes.append(f"the source has no test split: {policy.test_fraction:.0%} of train patients carved as test")
     n_val = int((frame["split"] == "val").sum())
@@ -136,11 +166,13 @@ def assign_splits(frame: pd.DataFrame, groups: np.ndarray, policy: SplitPolicy,
             frame.loc[frame["split"] == "val", "split"] = "train"
             notes.append(f"the source's val split has {n_val} images (< min_val_size {policy.min_val_size}): "
                          "merged into train")
-        frame = carve(frame, groups, "train", "val", policy.val_fraction, policy.seed, cache)
+        frame = carve(frame, groups, "train", "val", policy.val_fraction, policy.seed, cache, classes)
         carved.append("val")
         notes.append(f"val carved from train by patient ({policy.val_fraction:.0%}, stratified, seed {policy.seed})")
+    check_classes_in_val(frame, classes)
     if policy.train_fraction < 1:
-        kept = one_fold(frame, groups, "train", policy.train_fraction, policy.seed, "data.split.train_fraction", cache)
+        kept = one_fold(frame, groups, "train", policy.train_fraction, policy.seed, "data.split.train_fraction", cache,
+                        name="the train_fraction kept", classes=classes, rest_too=False)
         dropped = (frame["split"] == "train").to_numpy(copy=True)
         dropped[kept] = False
         frame.loc[dropped, "split"] = UNUSED
