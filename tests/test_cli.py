@@ -70,3 +70,22 @@ def test_console_script_is_installed():
     medkd = Path(sys.executable).parent / "medkd"
     result = subprocess.run([str(medkd), "data", "check", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--data" in result.stdout
+
+
+def test_a_training_command_prints_each_console_line_once(tmp_path):
+    """Lightning's own console handler and medkd's both printed its records; a real `medkd train` process (its
+    own stderr) now prints each once."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = write_kermany_like(tmp_path / "xray", {"train": 2, "test": 1}, patients_per_class=10)
+    medkd = Path(sys.executable).with_name("medkd")
+    done = subprocess.run([str(medkd), "train", "--data", str(root), "--size", "16", "--channels", "1", "--model",
+                           "compact_cnn", "--epochs", "1", "--out", str(tmp_path / "run"), "--cache-dir",
+                           str(tmp_path / "cache"), "--no-progress"], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200"}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("max_epochs=1` reached") == 1, done.stderr
+    assert not any(line.startswith("INFO: ") for line in done.stderr.splitlines())

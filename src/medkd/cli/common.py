@@ -44,14 +44,32 @@ def fail(err: Exception) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
+TRAINING_COMMANDS = {"train", "distill", "pretrain", "run"}  # the commands that run Lightning
+
+
 @app.callback()
-def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show debug messages")] = False) -> None:
+def _setup(ctx: typer.Context,
+           verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show debug messages")] = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err_console, show_path=False)])
     logging.getLogger("medkd").setLevel(logging.DEBUG if verbose else logging.INFO)
     from medkd.data import pydicom_messages_to_debug_log
 
     pydicom_messages_to_debug_log()
+    if ctx.invoked_subcommand in TRAINING_COMMANDS and "--help" not in sys.argv:  # help needs no Lightning
+        lightning_records_once()
+
+
+def lightning_records_once() -> None:
+    """Lightning gives its `lightning` logger a console handler of its own when it is imported, and the record
+    then also reaches medkd's: each of its lines would print twice. Imported here (the command imports it anyway),
+    its handler is removed, so that its records print once, through medkd's."""
+    import lightning  # noqa: F401  (the import adds the handler)
+
+    logger = logging.getLogger("lightning")
+    for handler in list(logger.handlers):
+        if type(handler) is logging.StreamHandler:
+            logger.removeHandler(handler)
 
 
 # Options shared by several commands.
