@@ -20,6 +20,7 @@ from medkd.engine import TrainConfig, fit
 from medkd.evaluation import (
     SCALARS,
     CalibrationConfig,
+    EvaluationConfig,
     ThresholdConfig,
     bootstrap_intervals,
     calibrated,
@@ -27,6 +28,7 @@ from medkd.evaluation import (
     classification_metrics,
     count_macs,
     delong_test,
+    evaluate_run,
     expected_calibration_error,
     fit_temperature,
     mcnemar_test,
@@ -166,6 +168,31 @@ def test_every_bootstrap_draw_is_scored_as_classification_metrics_scores_it():
     started = time.perf_counter()
     intervals = bootstrap_intervals(labels, probabilities, 0.5, resamples=1000, confidence=0.95, seed=0)
     assert time.perf_counter() - started < 5 and set(intervals) == set(SCALARS)
+
+
+def test_the_bootstrap_draws_whole_patients_where_patients_are_known(trained_run):
+    """A patient's images are not independent cases: 30 patients of 10 copies each of one image carry the
+    information of 30 images. Drawn by patient, the intervals are as wide as the 30 images' own; drawn by image
+    they would be about sqrt(10) times narrower. A run's evaluation resamples its test patients and says so."""
+    rng = np.random.default_rng(4)
+    labels = np.repeat([0, 1], 15)
+    probabilities = binary(np.clip(rng.normal(0.4 + 0.2 * labels, 0.2), 0, 1))
+    copies = 10
+    many_labels, many_probabilities = np.repeat(labels, copies), np.repeat(probabilities, copies, axis=0)
+    patients = np.repeat(np.arange(30), copies)
+    settings = {"resamples": 2000, "confidence": 0.95, "seed": 0}
+    own = bootstrap_intervals(labels, probabilities, 0.5, **settings)
+    by_patient = bootstrap_intervals(many_labels, many_probabilities, 0.5, groups=patients, **settings)
+    by_image = bootstrap_intervals(many_labels, many_probabilities, 0.5, **settings)
+    for name in ("auc", "accuracy"):
+        width = {key: high - low for key, (low, high) in (("own", own[name]), ("patient", by_patient[name]),
+                                                           ("image", by_image[name]))}
+        assert abs(width["patient"] - width["own"]) < 0.2 * width["own"], (name, width)
+        assert width["image"] < 0.5 * width["patient"], (name, width)
+    evaluation = evaluate_run(trained_run.folder, "test", settings=EvaluationConfig(bootstrap_resamples=50),
+                              efficiency=False, show_progress=False)
+    test = prepare(trained_run.config, show_progress=False).samples.query("split == 'test'")
+    assert evaluation.resampled == f"{test['patient'].nunique()} patients" and evaluation.intervals
 
 
 def test_saved_threshold_is_chosen_on_validation(trained_run):

@@ -1,4 +1,6 @@
-"""Percentile bootstrap confidence intervals of the scalar metrics, all from the same resamples.
+"""Percentile bootstrap confidence intervals of the scalar metrics, all from the same resamples; by patient where
+patients are known (a patient's images are not independent cases: the Kermany test split's 624 images come from
+427 patients), else by image.
 
 A resample of N cases drawn with replacement is the test set with case i counted w_i times (w sums to N), so every
 metric of a resample is a weighted sum over the N cases: the draws are scored together as a (resamples, N) matrix of
@@ -18,8 +20,9 @@ CELLS_PER_CHUNK = 4_000_000  # resamples x cases scored at once: bounds the coun
 
 def bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, threshold: float | None, *,
                         resamples: int, confidence: float, seed: int, calibration_bins: int = 15,
-                        ) -> dict[str, tuple[float, float]]:
-    """{metric: (low, high)} over `resamples` test sets drawn with replacement (cases resampled, model fixed).
+                        groups: np.ndarray | None = None) -> dict[str, tuple[float, float]]:
+    """{metric: (low, high)} over `resamples` test sets drawn with replacement (cases, or whole groups of cases,
+    resampled; model fixed).
 
     Parameters
     ----------
@@ -37,6 +40,9 @@ def bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, threshold
         Seed of the draws.
     calibration_bins : int, default 15
         Bins of the ECE.
+    groups : np.ndarray of shape (N,), optional
+        Each case's group (its patient): a resample draws as many groups as there are, with replacement, and takes
+        every case of each group drawn (the cluster bootstrap). None: cases are drawn one by one.
 
     Returns
     -------
@@ -49,9 +55,15 @@ def bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, threshold
     n = len(labels)
     chunk = max(1, CELLS_PER_CHUNK // max(n, 1))
     parts: list[dict[str, np.ndarray]] = []
+    codes = None if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
     for start in range(0, resamples, chunk):
-        counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n)  # draw by draw: the same draws as ever
-                           for _ in range(min(chunk, resamples - start))])
+        if codes is None:
+            counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n)  # draw by draw: the same draws as ever
+                               for _ in range(min(chunk, resamples - start))])
+        else:  # a group's cases count as often as the group was drawn
+            k = int(codes.max()) + 1
+            counts = np.stack([np.bincount(rng.integers(0, k, k), minlength=k)[codes]
+                               for _ in range(min(chunk, resamples - start))])
         parts.append(resampled_scalars(labels, probabilities, threshold, counts, calibration_bins=calibration_bins))
     tail = (1 - confidence) / 2 * 100
     intervals: dict[str, tuple[float, float]] = {}
@@ -73,7 +85,7 @@ def resampled_scalars(labels: np.ndarray, probabilities: np.ndarray, threshold: 
     threshold : float or None
         As in `classification_metrics`.
     counts : np.ndarray of shape (R, N), int
-        How many times each case is in each of R resamples (each row sums to N).
+        How many times each case is in each of R resamples (a row sums to N when cases are drawn one by one).
     calibration_bins : int, default 15
 
     Returns

@@ -26,7 +26,7 @@ def print_evaluation(result: Evaluation, console: Console) -> None:
     if result.at_threshold is not None:
         table.add_column(f"at val threshold {result.threshold:.3f}", justify="right")
     if result.intervals:
-        table.add_column(f"{result.confidence:.0%} CI", justify="right")
+        table.add_column(f"{result.confidence:.0%} CI ({result.resampled or 'images'} resampled)", justify="right")
     for name in SCALARS:
         row = [name, f"{result.at_argmax[name]:.4f}"]
         if result.at_threshold is not None:

@@ -43,7 +43,7 @@ class Evaluation:
         `classification_metrics` of the calibrated probabilities, by argmax and at `threshold`.
     intervals : dict of str to (float, float)
         Bootstrap confidence intervals of the scalar metrics at the threshold (argmax for multi-class); empty
-        when switched off.
+        when switched off. Drawn by patient where the data knows its patients (`resampled`).
     confidence : float
         Of the intervals.
     seconds : float
@@ -54,6 +54,8 @@ class Evaluation:
         The temperature, and the top-label ECE without it (raw softmax) and with it.
     ood : dict or None
         The guard's threshold and how many images of the split it flags; None without one.
+    resampled : str or None
+        What the bootstrap resampled: "N patients", or images where the data has no patient ids.
     """
 
     run: str
@@ -69,6 +71,7 @@ class Evaluation:
     efficiency: dict | None = None  # see efficiency.Efficiency; None when not measured
     calibration: dict | None = None  # temperature, and the top-label ECE without it (raw softmax) and with it
     ood: dict | None = None  # the guard's threshold and how many images of the split it flags; None without one
+    resampled: str | None = None  # what the bootstrap drew: "N patients", or images where patients are unknown
 
     def to_dict(self) -> dict:
         """The fields as a plain dict (what evaluation/{split}.json holds)."""
@@ -143,14 +146,19 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
     at_argmax = classification_metrics(labels, probabilities, calibration_bins=settings.calibration_bins)
     at_threshold = (classification_metrics(labels, probabilities, threshold, calibration_bins=settings.calibration_bins)
                     if threshold is not None else None)
-    intervals = {}
+    intervals, resampled = {}, None
     if settings.bootstrap_resamples:
+        patients = data.samples.loc[data.samples["split"] == split, "patient"].to_numpy()
+        by_patient = data.source.patients_known
         intervals = bootstrap_intervals(labels, probabilities, threshold, resamples=settings.bootstrap_resamples,
                                         confidence=settings.confidence, seed=settings.seed,
-                                        calibration_bins=settings.calibration_bins)
+                                        calibration_bins=settings.calibration_bins,
+                                        groups=patients if by_patient else None)
+        resampled = f"{len(set(patients))} patients" if by_patient else "images (the data has no patient ids)"
     cost = measure_efficiency(model, images.shape[1:], checkpoint=folder / BEST).to_dict() if efficiency else None
     result = Evaluation(str(folder), split, card.classes, len(labels), threshold, at_argmax, at_threshold,
-                        intervals, settings.confidence, time.perf_counter() - started, cost, calibration, ood)
+                        intervals, settings.confidence, time.perf_counter() - started, cost, calibration, ood,
+                        resampled)
     out = folder / RESULTS
     out.mkdir(exist_ok=True)
     refs = data.samples.loc[data.samples["split"] == split, "ref"].to_numpy()

@@ -161,8 +161,9 @@ def comparison(results: StudyResults) -> list[str]:
             " ({:.3f}-{:.3f})".format(*evaluation["intervals"][name]) if evaluation["intervals"] else "")
             for name, title in INTERVAL_METRICS}
     confidence = results.evaluation(results.stages[0], seed)["confidence"]
+    resampled = results.evaluation(results.stages[0], seed).get("resampled") or "images"
     lines += [f"Seed {seed} alone, with {confidence:.0%} bootstrap confidence intervals "
-              f"({results.recipe.evaluation.bootstrap_resamples} resamples of the test images):", "",
+              f"({results.recipe.evaluation.bootstrap_resamples} resamples of the test split's {resampled}):", "",
               markdown_table(pd.DataFrame(intervals).T), ""]
     cost = pd.DataFrame({
         "parameters": summary[schema.mean(schema.PARAMETERS)].map("{:,.0f}".format),
