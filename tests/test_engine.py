@@ -25,7 +25,7 @@ from medkd.engine.datamodule import TensorDataModule
 from medkd.engine.losses import class_weights, classification_loss
 from medkd.engine.module import auroc
 from medkd.evaluation import backbone_identity, cached_features, evaluate_run, predict_logits
-from medkd.files import SIDECAR, staged, write_json
+from medkd.files import RUN_CARD, staged, write_json
 from medkd.models import CARD_FORMAT, CardError, RunCard, create_model, headless, load_model
 
 
@@ -232,12 +232,12 @@ def test_the_run_card_is_typed_versioned_and_refuses_what_it_cannot_read(data_co
     assert card.format == CARD_FORMAT and card.binary and card.positive_class == "PNEUMONIA"
     assert card.preprocessing == data_config.preprocessing
     assert card.ood.method == "mahalanobis" and card.calibration.fitted_on == "val" and 0 < card.threshold < 1
-    raw = json.loads((out / SIDECAR).read_text())
+    raw = json.loads((out / RUN_CARD).read_text())
     for change, message in (({"format": None}, "no format version"), ({"format": CARD_FORMAT + 1}, "upgrade medkd"),
                             ({"classes": "NORMAL"}, "classes"), ({"colour": "blue"}, "colour")):
         folder = tmp_path / f"changed{len(list(tmp_path.iterdir()))}"
         folder.mkdir()
-        (folder / SIDECAR).write_text(json.dumps({k: v for k, v in {**raw, **change}.items() if v is not None}))
+        (folder / RUN_CARD).write_text(json.dumps({k: v for k, v in {**raw, **change}.items() if v is not None}))
         with pytest.raises(CardError, match=message):
             RunCard.read(folder)
     with pytest.raises(CardError, match="missing"):

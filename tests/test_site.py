@@ -26,7 +26,7 @@ from medkd.evaluation import (
     fit_temperature,
     predict_run_logits,
 )
-from medkd.files import SIDECAR, SITE_STUDY
+from medkd.files import RUN_CARD, SITE_STUDY
 from medkd.models import load_model, normalise
 from medkd.runner import run_study
 from medkd.site import CEILING, PRIOR_SHIFT, VARIANTS, site_images, site_parts
@@ -34,11 +34,11 @@ from medkd.site import CEILING, PRIOR_SHIFT, VARIANTS, site_images, site_parts
 
 def test_calibrate_fits_a_site_temperature_and_threshold_into_a_new_run(trained_run, tmp_path):
     site = write_kermany_like(tmp_path / "site", {"train": 3}, patients_per_class=8)  # no split folders: all used
-    original = (trained_run.folder / SIDECAR).read_bytes()
+    original = (trained_run.folder / RUN_CARD).read_bytes()
     result = CliRunner().invoke(app, ["calibrate", str(trained_run.folder), "--data", str(site),
                                       "--out", str(tmp_path / "calibrated"), "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert (trained_run.folder / SIDECAR).read_bytes() == original  # the trained run is never changed
+    assert (trained_run.folder / RUN_CARD).read_bytes() == original  # the trained run is never changed
     model, card = load_model(tmp_path / "calibrated")
     record = card.calibration.model_dump()
     assert record["fitted_on"] == "site" and record["site"]["images"] == 48 and record["site"]["path"] == str(site)
@@ -66,10 +66,10 @@ def test_adapt_sets_batch_norm_statistics_to_the_site_images(trained_run, tmp_pa
     for index, file in enumerate(sorted((Path(trained_run.config.path) / "test").rglob("*.jpeg"))[:40]):
         brighter = np.clip(np.asarray(Image.open(file)).astype(int) + 40, 0, 255).astype(np.uint8)
         Image.fromarray(brighter).save(site / f"{index}.png")
-    original = (trained_run.folder / SIDECAR).read_bytes()
+    original = (trained_run.folder / RUN_CARD).read_bytes()
     result = CliRunner().invoke(app, ["adapt", str(trained_run.folder), str(site), "--out", str(tmp_path / "adapted")])
     assert result.exit_code == 0, result.output
-    assert (trained_run.folder / SIDECAR).read_bytes() == original
+    assert (trained_run.folder / RUN_CARD).read_bytes() == original
     adapted, card = load_model(tmp_path / "adapted")
     assert card.adaptation["images"] == 40 and card.adaptation["method"] == "adabn"
     # the first batch-norm layer's running mean is now the mean of its input over the site's images

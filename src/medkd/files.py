@@ -27,12 +27,12 @@ RESUME_CHECKPOINT = f"{CHECKPOINTS}/{LAST_CHECKPOINT}.ckpt"  # a killed run resu
 SKIPPED_FILES = "skipped_files.csv"  # files of the data that could not be read
 DATA_LOCATION = "data_location.json"  # where the data was found when the run was trained
 TRACKING_RUN = "tracking.json"  # a tracked run (or study) folder: its MLflow store and run id
-SIDECAR = "model.json"  # what rebuilds the model: architecture, classes, preprocessing, threshold, ...
+RUN_CARD = "model.json"  # what rebuilds the model: architecture, classes, preprocessing, threshold, ...
 BEST = "model.safetensors"  # weights of the epoch chosen on validation
 LAST = "last.safetensors"  # weights of the last epoch
 PROBE = "probe"  # an lp-ft run's linear-probe step: a run folder inside the run folder
 OOD_GUARD = "ood_guard.safetensors"  # the out-of-distribution guard: class means and shared precision matrix
-RESULTS = "evaluation"  # RESULTS/{split}.json and RESULTS/{split}_predictions.csv
+EVALUATION_FOLDER = "evaluation"  # EVALUATION_FOLDER/{split}.json and EVALUATION_FOLDER/{split}_predictions.csv
 TEACHER_LOGITS = "teacher_logits.safetensors"  # a distilled run's cached teacher outputs
 DISTILLATION_REPORT = "distillation.json"  # teacher-student agreement
 BACKBONE = "backbone.safetensors"  # a pretraining run's backbone, without its head
@@ -49,7 +49,7 @@ SWEEP = "sweep.csv"  # medkd distill --sweep: one row per teacher set (each teac
 # ---- a study folder (medkd run) ----------------------------------------------------------------------------------
 RECIPE = "recipe.yaml"  # the recipe as run (presets and options applied)
 DATA_CHECK = "data_check.json"  # the data check of the study's data
-SESSIONS = "study.json"  # each invocation: start, end, environment
+STUDY_SESSIONS = "study.json"  # each invocation: start, end, environment
 RUNS = "runs.csv"  # one row per run and split (study.ResultRow's columns)
 SUMMARY = "summary.csv"  # per stage and split: mean and sd over seeds
 REPORT_MARKDOWN = "report.md"
@@ -65,12 +65,12 @@ SITE_STUDY_MARKDOWN = "site_study.md"
 
 def evaluation_file(split: str) -> str:
     """The scores of `split`, relative to the run folder."""
-    return f"{RESULTS}/{split}.json"
+    return f"{EVALUATION_FOLDER}/{split}.json"
 
 
 def predictions_file(split: str) -> str:
     """The per-image probabilities of `split`, relative to the run folder."""
-    return f"{RESULTS}/{split}_predictions.csv"
+    return f"{EVALUATION_FOLDER}/{split}_predictions.csv"
 
 
 # ---- the cache (MEDKD_CACHE or data.cache_dir) -----------------------------------------------------------------

@@ -31,7 +31,7 @@ from medkd.files import (
     EXPORT_REPORT,
     ONNX_FP32,
     ONNX_INT8,
-    SIDECAR,
+    RUN_CARD,
     TRACKING_RUN,
     evaluation_file,
     predictions_file,
@@ -186,7 +186,7 @@ def log_evaluation(folder: str | Path, split: str) -> None:
     for name, value in (result.get("at_threshold") or result["at_argmax"]).items():
         if isinstance(value, int | float) and value == value:  # NaN (undefined) is left out
             client.log_metric(run_id, f"{split}/{name}", float(value))
-    for path in (folder / SIDECAR, folder / CONFIG, folder / evaluation_file(split),
+    for path in (folder / RUN_CARD, folder / CONFIG, folder / evaluation_file(split),
                  folder / predictions_file(split)):
         if path.exists():
             inside = path.parent.relative_to(folder)  # evaluation/ files keep their folder

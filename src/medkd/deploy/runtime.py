@@ -17,7 +17,7 @@ from medkd import __version__
 from medkd.data import Preprocessing
 from medkd.deploy.graph import ProbabilityModel
 from medkd.evaluation import decisions, load_guard
-from medkd.files import BEST, SIDECAR, bytes_fingerprint
+from medkd.files import BEST, RUN_CARD, bytes_fingerprint
 from medkd.models import ModelError, RunCard, load_model
 
 METADATA_KEY = "medkd"  # ONNX metadata_props key holding the model card as JSON
@@ -186,7 +186,7 @@ class OnnxPredictor(Predictor):
                              "elsewhere does not say its classes and preprocessing)")
         card = json.loads(props[METADATA_KEY])
         run = Path(card.get("run", ""))
-        load_torch_model = (lambda: load_model(run)[0]) if (run / SIDECAR).exists() else None
+        load_torch_model = (lambda: load_model(run)[0]) if (run / RUN_CARD).exists() else None
         super().__init__(card, f"onnxruntime ({card.get('precision', 'fp32')})", load_torch_model)
         self.input_name = self.session.get_inputs()[0].name
 

@@ -19,7 +19,7 @@ from medkd.evaluation.features import probe_logits, run_backbone_identity
 from medkd.evaluation.metrics import classification_metrics, expected_calibration_error
 from medkd.evaluation.ood import load_guard
 from medkd.evaluation.predict import predict_run_logits, predict_with_features
-from medkd.files import BEST, RESULTS, evaluation_file, predictions_file, write_json
+from medkd.files import BEST, EVALUATION_FOLDER, evaluation_file, predictions_file, write_json
 from medkd.models import load_model
 from medkd.tracking import log_evaluation
 
@@ -159,7 +159,7 @@ def evaluate_run(folder: str | Path, split: str = "test", *, settings: Evaluatio
     result = Evaluation(str(folder), split, card.classes, len(labels), threshold, at_argmax, at_threshold,
                         intervals, settings.confidence, time.perf_counter() - started, cost, calibration, ood,
                         resampled)
-    out = folder / RESULTS
+    out = folder / EVALUATION_FOLDER
     out.mkdir(exist_ok=True)
     refs = data.samples.loc[data.samples["split"] == split, "ref"].to_numpy()
     table = pd.DataFrame({"ref": refs, "label": labels})

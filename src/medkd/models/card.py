@@ -1,4 +1,4 @@
-"""The run card: what a run folder's `model.json` (files.SIDECAR) says about its model, typed and versioned.
+"""The run card: what a run folder's `model.json` (files.RUN_CARD) says about its model, typed and versioned.
 
 Training writes it and every later stage (evaluate, distil, export, predict, serve, site tools, report) reads it
 through `RunCard.read`, never by raw key: architecture, classes, preprocessing and normalisation (enough to
@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from medkd.data import Preprocessing
-from medkd.files import SIDECAR, write_json
+from medkd.files import RUN_CARD, write_json
 from medkd.models.errors import ModelError
 from medkd.models.kinds import FeatureKind
 
@@ -146,14 +146,14 @@ class RunCard(Record):
 
     def write(self, folder: Path) -> None:
         """Write the card into run folder `folder`, whole or not at all."""
-        write_json(Path(folder) / SIDECAR, self.model_dump(mode="json", exclude_none=True))
+        write_json(Path(folder) / RUN_CARD, self.model_dump(mode="json", exclude_none=True))
 
     @classmethod
     def read(cls, folder: str | Path) -> RunCard:
         """The card of run folder `folder`; CardError when it has none or one this medkd cannot read."""
-        path = Path(folder) / SIDECAR
+        path = Path(folder) / RUN_CARD
         if not path.exists():
-            raise CardError(f"{folder} is not a finished run folder: {SIDECAR} is missing (train it first)")
+            raise CardError(f"{folder} is not a finished run folder: {RUN_CARD} is missing (train it first)")
         try:
             raw = json.loads(path.read_text())
         except json.JSONDecodeError as err:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from medkd.config import ConfigError, Recipe
-from medkd.files import SESSIONS
+from medkd.files import STUDY_SESSIONS
 from medkd.study import study_jobs
 from medkd.tracking import Study, study_tracking, within_study
 
@@ -122,5 +122,5 @@ def run_study_on_ray(recipe: Recipe, out: Path, executor: RayExecutor, *, stages
     if stopped:
         log.error("%d of %d runs did not finish (%s): their errors are in %s; the report covers the others",
                   len(stopped), len(session.outcomes), ", ".join(f"{o['stage']} seed {o['seed']} {o['status']}"
-                                                                  for o in stopped), out / SESSIONS)
+                                                                  for o in stopped), out / STUDY_SESSIONS)
     return session.close()

@@ -33,7 +33,7 @@ from medkd.files import (
     REPORT_HTML,
     REPORT_MARKDOWN,
     RUNS,
-    SESSIONS,
+    STUDY_SESSIONS,
     SUMMARY,
     write_json,
     write_text_atomically,
@@ -156,7 +156,7 @@ class StudySession:
         if self.outcomes:
             current["runs"] = self.outcomes
         sessions = [*self.earlier, current]
-        write_json(self.out / SESSIONS, {"sessions": sessions})
+        write_json(self.out / STUDY_SESSIONS, {"sessions": sessions})
 
     def close(self) -> pd.DataFrame:
         """The study's tables (runs.csv, summary.csv), the session's end and the report; returns the runs."""

@@ -21,7 +21,7 @@ from medkd.files import (
     EXPORT_REPORT,
     EXPORT_TEST_SCORES,
     METRICS,
-    SESSIONS,
+    STUDY_SESSIONS,
     evaluation_file,
 )
 from medkd.study import schema
@@ -91,7 +91,7 @@ def result_row(folder: Path, stage: str, seed: int) -> dict:
 
 def read_sessions(out: Path) -> list[dict]:
     """The record of every `medkd run` invocation on the study folder OUT (oldest first)."""
-    path = out / SESSIONS
+    path = out / STUDY_SESSIONS
     return json.loads(path.read_text())["sessions"] if path.exists() else []
 
 
