@@ -20,6 +20,7 @@ from medkd.engine import TrainConfig, fit
 from medkd.evaluation import (
     SCALARS,
     CalibrationConfig,
+    Evaluation,
     EvaluationConfig,
     ThresholdConfig,
     bootstrap_intervals,
@@ -242,6 +243,9 @@ def test_evaluate_command_scores_the_test_split(trained_run, tmp_path):
     assert "at val threshold" in result.output and "confusion matrix" in result.output and "MACs" in result.output
     saved = json.loads((folder / "evaluation" / "test.json").read_text())
     assert saved == json.loads((tmp_path / "e.json").read_text())
+    typed = Evaluation.read(folder, "test")  # what every reader goes through
+    assert typed.to_dict() == {**saved, "intervals": {k: tuple(v) for k, v in saved["intervals"].items()}}
+    assert typed.resampled.endswith("patients") and typed.intervals["auc"][0] <= typed.at_threshold["auc"]
     test_images = (prepare(config, show_progress=False).samples["split"] == "test").sum()
     assert saved["images"] == test_images
     model, _ = load_model(folder)

@@ -55,8 +55,8 @@ def check_report(out: Path, summary: pd.DataFrame) -> None:
     assert "Warning: no pretrained weights" not in markdown  # every stage here is meant to train from scratch
     calibration = markdown.split("Temperature scaling (one temperature per run")[1].split("\n## ")[0]
     for stage in summary.index:  # each run's temperature, and its test ECE before and after it
-        recorded = study.evaluation(stage, study.seeds[0])["calibration"]
-        ood = study.evaluation(stage, study.seeds[0])["ood"]  # and the share of test images its guard flags
+        recorded = study.evaluation(stage, study.seeds[0]).calibration
+        ood = study.evaluation(stage, study.seeds[0]).ood  # and the share of test images its guard flags
         assert re.search(rf"^\| {stage} +\| +{recorded['temperature']:.3f} \| +{recorded['ece_uncalibrated']:.3f} \| +"
                          rf"{recorded['ece']:.3f} \| +{ood['flagged']} \({100 * ood['flagged_share']:.1f}%\) \|$",
                          calibration, re.MULTILINE), stage
@@ -123,8 +123,8 @@ def test_multiclass_imbalanced_study_and_its_report(tmp_path):
     assert used["train"]["runtime"]["num_workers"] == 1
     study = load_study(out)
     assert len(study.classes) == 3
-    assert np.array(study.evaluation("control", 0)["at_argmax"]["confusion_matrix"]).shape == (3, 3)
-    assert study.evaluation("control", 0)["at_threshold"] is None  # no threshold for multi-class decisions
+    assert np.array(study.evaluation("control", 0).at_argmax["confusion_matrix"]).shape == (3, 3)
+    assert study.evaluation("control", 0).at_threshold is None  # no threshold for multi-class decisions
     markdown = (out / "report.md").read_text()
     assert "At probability 0.5" not in markdown and "DeLong p" not in markdown and "McNemar p" in markdown
     assert "**student_kd** vs **control**" in markdown
@@ -133,7 +133,7 @@ def test_multiclass_imbalanced_study_and_its_report(tmp_path):
             "test images") in markdown
     against = markdown.split(f"### The recommended model ({study.recommended}) against each other stage")[1]
     assert "control_reordered" not in against.split("\n## ")[0] or study.recommended == "control_reordered"
-    recalls = {stage: study.evaluation(stage, 0)["at_argmax"]["per_class"]["recall"] for stage in study.stages}
+    recalls = {stage: study.evaluation(stage, 0).at_argmax["per_class"]["recall"] for stage in study.stages}
     for stage, recall in recalls.items():  # each class's test recall, as the run's evaluation recorded it
         cells = r" \| +".join(f"{value:.3f}" for value in recall)
         assert re.search(rf"^\| {stage} +\| +{cells} \|$", markdown, re.MULTILINE), stage
@@ -146,8 +146,8 @@ def test_multiclass_imbalanced_study_and_its_report(tmp_path):
     softened = study.uncalibrated("teacher", 0) ** (1 / 4)  # softmax(log p / T) at the recipe's default T = 4
     softened /= softened.sum(axis=1, keepdims=True)
     teacher_auc = roc_auc_score(study.predictions("teacher", 0)[0], softened, multi_class="ovr", average="macro")
-    student_auc = study.evaluation("student_kd", 0)["at_argmax"]["auc"]
-    own_auc = study.evaluation("teacher", 0)["at_argmax"]["auc"]  # the teacher's own calibrated test AUC
+    student_auc = study.evaluation("student_kd", 0).at_argmax["auc"]
+    own_auc = study.evaluation("teacher", 0).at_argmax["auc"]  # the teacher's own calibrated test AUC
     assert re.search(rf"^\| student_kd +\| +teacher \| +4\.0 \| +1 \| +{own_auc:.4f} \| +{teacher_auc:.4f} \| "
                      rf"+{student_auc:.4f} \| +{student_auc - teacher_auc:+.4f} ± 0.0000 \|$", taught,
                      re.MULTILINE), taught

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,18 @@ class Evaluation:
     def to_dict(self) -> dict:
         """The fields as a plain dict (what evaluation/{split}.json holds)."""
         return asdict(self)
+
+    @classmethod
+    def read(cls, folder: str | Path, split: str) -> Evaluation:
+        """The evaluation of run `folder` on `split` as `evaluate_run` wrote it (evaluation/{split}.json); every
+        reader goes through here, not through the file's keys."""
+        path = Path(folder) / evaluation_file(split)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: evaluate the run first (medkd evaluate {folder} --split "
+                                    f"{split})")
+        raw = json.loads(path.read_text())
+        raw["intervals"] = {name: tuple(bounds) for name, bounds in raw.get("intervals", {}).items()}
+        return cls(**{field.name: raw[field.name] for field in fields(cls) if field.name in raw})
 
 
 def evaluate_run(folder: str | Path, split: str = "test", *, settings: EvaluationConfig = EvaluationConfig(),

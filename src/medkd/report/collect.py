@@ -12,6 +12,7 @@ import yaml
 
 from medkd.config import Recipe
 from medkd.errors import MedkdError
+from medkd.evaluation import Evaluation
 from medkd.files import DATA_CHECK, METRICS, RECIPE, evaluation_file, predictions_file
 from medkd.models import RunCard
 from medkd.study import (
@@ -69,8 +70,10 @@ class StudyResults:
         """The run's card (model.json): architecture, preprocessing, where its starting weights came from, ..."""
         return self._read(self.run(stage, seed), RunCard.read)
 
-    def evaluation(self, stage: str, seed: int, split: str = "test") -> dict:
-        return self._read(self.run(stage, seed) / evaluation_file(split), lambda p: json.loads(p.read_text()))
+    def evaluation(self, stage: str, seed: int, split: str = "test") -> Evaluation:
+        """The run's evaluation on `split` (typed: evaluation.Evaluation)."""
+        folder = self.run(stage, seed)
+        return self._read(folder / evaluation_file(split), lambda _: Evaluation.read(folder, split))
 
     def predictions(self, stage: str, seed: int, split: str = "test") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Labels, class probabilities and decisions (at the run's validation threshold) of one run."""
@@ -139,8 +142,7 @@ def load_study(folder: str | Path) -> StudyResults:
         raise ReportError(f"no run of the study in {folder} has been evaluated yet: run `medkd run` on it")
     summary = summarise(runs)
     first = runs.iloc[0]
-    classes = json.loads((run_folder(folder, first["stage"], int(first["seed"])) / evaluation_file("test"))
-                         .read_text())["classes"]
+    classes = Evaluation.read(run_folder(folder, first["stage"], int(first["seed"])), "test").classes
     data_check = json.loads((folder / DATA_CHECK).read_text()) if (folder / DATA_CHECK).exists() else None
     sessions = read_sessions(folder)
     return StudyResults(folder, recipe, runs, missing, summary,

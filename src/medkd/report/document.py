@@ -76,7 +76,7 @@ def header(results: StudyResults) -> list[str]:
     lines = [f"# {recipe.name}: study report", "",
              f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from `{results.folder}`: "
              f"{len(results.stages)} stages x {len(results.seeds)} seed(s) = {len(runs)} runs, "
-             f"classes {', '.join(results.classes)}, test split of {first['images']} images.", ""]
+             f"classes {', '.join(results.classes)}, test split of {first.images} images.", ""]
     if results.missing:
         missing = ", ".join(f"{stage} seed {seed}" for stage, seed in results.missing)
         lines += [f"> **Unfinished study: {len(runs)} of {len(runs) + len(results.missing)} runs evaluated.** "
@@ -156,12 +156,12 @@ def comparison(results: StudyResults) -> list[str]:
     intervals = {}
     for stage in results.stages:
         evaluation = results.evaluation(stage, seed)
-        scores = evaluation["at_threshold"] or evaluation["at_argmax"]
+        scores = evaluation.at_threshold or evaluation.at_argmax
         intervals[stage] = {title: f"{scores[name]:.3f}" + (
-            " ({:.3f}-{:.3f})".format(*evaluation["intervals"][name]) if evaluation["intervals"] else "")
+            " ({:.3f}-{:.3f})".format(*evaluation.intervals[name]) if evaluation.intervals else "")
             for name, title in INTERVAL_METRICS}
-    confidence = results.evaluation(results.stages[0], seed)["confidence"]
-    resampled = results.evaluation(results.stages[0], seed).get("resampled") or "images"
+    confidence = results.evaluation(results.stages[0], seed).confidence
+    resampled = results.evaluation(results.stages[0], seed).resampled or "images"
     lines += [f"Seed {seed} alone, with {confidence:.0%} bootstrap confidence intervals "
               f"({results.recipe.evaluation.bootstrap_resamples} resamples of the test split's {resampled}):", "",
               markdown_table(pd.DataFrame(intervals).T), ""]
@@ -193,7 +193,9 @@ def cost_machines(results: StudyResults) -> str:
     """Where the CPU cost was measured: one thread count, or the runs measured with another (another machine)."""
     threads: dict[int, list[str]] = {}
     for stage, seed in zip(results.runs["stage"], results.runs["seed"]):
-        threads.setdefault(results.evaluation(stage, seed)["efficiency"]["threads"], []).append(f"{stage} seed {seed}")
+        cost = results.evaluation(stage, seed).efficiency
+        assert cost is not None  # a study measures every test evaluation's cost
+        threads.setdefault(cost["threads"], []).append(f"{stage} seed {seed}")
     (usual, _), *others = sorted(threads.items(), key=lambda item: -len(item[1]))
     if not others:
         return f"on the CPU of the machine that ran the study ({usual} torch threads)"
@@ -309,13 +311,13 @@ def students_and_teachers(results: StudyResults) -> list[str]:
         seeds = [seed for seed in results.seeds_of(stage.name)
                  if all(seed in results.seeds_of(teacher) for teacher in distill.teachers)]
         pairs = [(teacher_targets_auc(results, distill.teachers, distill.temperature, seed),
-                  results.evaluation(stage.name, seed)["at_argmax"]["auc"]) for seed in seeds]
+                  results.evaluation(stage.name, seed).at_argmax["auc"]) for seed in seeds]
         pairs = [(teacher, student) for teacher, student in pairs if teacher is not None]
         if not pairs:
             continue
         teacher, student = np.array(pairs).T
         gap = student - teacher
-        members = [np.mean([results.evaluation(t, seed)["at_argmax"]["auc"] for seed in seeds])
+        members = [np.mean([results.evaluation(t, seed).at_argmax["auc"] for seed in seeds])
                    for t in distill.teachers]
         rows.append({"student": stage.name, "teachers": " + ".join(distill.teachers), "T": distill.temperature,
                      "seeds": len(pairs), "each teacher's AUC": ", ".join(f"{auc:.4f}" for auc in members),
@@ -408,9 +410,9 @@ def calibration_table(results: StudyResults, seed: int) -> list[str]:
     """Each stage's temperature (fitted on validation) and its test ECE with and without it, for one seed."""
     rows = {}
     for stage in results.stages:
-        calibration = results.evaluation(stage, seed).get("calibration")
+        calibration = results.evaluation(stage, seed).calibration
         if calibration:  # runs evaluated before medkd calibrated have none
-            ood = results.evaluation(stage, seed).get("ood")
+            ood = results.evaluation(stage, seed).ood
             rows[stage] = {"temperature": f"{calibration['temperature']:.3f}",
                            "test ECE, raw softmax": f"{calibration['ece_uncalibrated']:.3f}",
                            "test ECE, calibrated": f"{calibration['ece']:.3f}",

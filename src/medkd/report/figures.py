@@ -52,7 +52,7 @@ def confusion_matrices(results: StudyResults, seed: int) -> Figure:
     figure = Figure(figsize=(columns * PANEL_INCHES * 0.8, rows * PANEL_INCHES * 0.8), layout="constrained")
     for index, stage in enumerate(stages):
         evaluation = results.evaluation(stage, seed)
-        scores = evaluation["at_threshold"] or evaluation["at_argmax"]
+        scores = evaluation.at_threshold or evaluation.at_argmax
         axes = figure.add_subplot(rows, columns, index + 1)
         ConfusionMatrixDisplay(np.array(scores["confusion_matrix"]), display_labels=results.classes).plot(
             ax=axes, colorbar=False, cmap="Blues")
@@ -98,10 +98,10 @@ def reliability_diagram(results: StudyResults, seed: int) -> Figure:
         labels, probabilities, _ = results.predictions(stage, seed)
         evaluation = results.evaluation(stage, seed)
         raw = results.uncalibrated(stage, seed)
-        before = (f"{evaluation['calibration']['ece_uncalibrated']:.3f} -> "
-                  if raw is not None and evaluation.get("calibration") else "")
+        before = (f"{evaluation.calibration['ece_uncalibrated']:.3f} -> "
+                  if raw is not None and evaluation.calibration else "")
         line, = axes.plot(*binned(labels, probabilities), marker="o", markersize=3,
-                          label=f"{stage} (ECE {before}{evaluation['at_argmax']['ece']:.3f})")
+                          label=f"{stage} (ECE {before}{evaluation.at_argmax['ece']:.3f})")
         if raw is not None:
             axes.plot(*binned(labels, raw), color=line.get_color(), linestyle=":", linewidth=1, marker=".",
                       markersize=2)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from medkd.config import Recipe
 from medkd.environment import describe_environment
-from medkd.evaluation import SCALARS
+from medkd.evaluation import SCALARS, Evaluation
 from medkd.files import (
     BACKBONE,
     BEST,
@@ -62,17 +62,18 @@ def result_row(folder: Path, stage: str, seed: int) -> dict:
     and its cost; the columns in the order the table shows them."""
     row: dict = {schema.STAGE: stage, schema.SEED: seed}
     for split in ("val", "test"):
-        result = json.loads((folder / evaluation_file(split)).read_text())
-        scores = result["at_threshold"] or result["at_argmax"]
+        result = Evaluation.read(folder, split)
+        scores = result.at_threshold or result.at_argmax
         # NaN: a metric an evaluation from an older medkd lacks
         row.update({schema.score(split, name): scores.get(name, float("nan")) for name in SCALARS})
-        if len(result["classes"]) > 2:  # a class the model misses hides in the macro means: keep each class's recall
+        if len(result.classes) > 2:  # a class the model misses hides in the macro means: keep each class's recall
             row.update({schema.per_class_recall(split, name): recall
-                        for name, recall in zip(result["classes"], scores["per_class"]["recall"])})
+                        for name, recall in zip(result.classes, scores["per_class"]["recall"])})
         if split == "test":
-            row.update({schema.argmax_score(name): result["at_argmax"][name]
+            row.update({schema.argmax_score(name): result.at_argmax[name]
                         for name in ("accuracy", "recall", "specificity")})
-            cost = result["efficiency"]
+            cost = result.efficiency
+            assert cost is not None  # a study measures every test evaluation's cost
             row.update({schema.PARAMETERS: cost["parameters"], schema.MACS: cost["macs"],
                         schema.SIZE_MB: cost["checkpoint_bytes"] / 1e6, schema.LATENCY_MS: cost["latency_ms_median"],
                         schema.LATENCY_P95_MS: cost["latency_ms_p95"],
