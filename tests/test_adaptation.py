@@ -106,6 +106,11 @@ def test_wise_ft_needs_an_lp_ft_run_and_a_derived_stage_a_source(wise_study, tmp
     probe = study / "lpft" / "seed0" / "probe"  # a linear run: it has no probe of its own
     with pytest.raises(WiseFTError, match="has no probe"):
         derive_run(probe, tmp_path / "wise", "wise-ft", DeriveInputs(lambda: prepare(config, show_progress=False)))
+    lpft = study / "lpft" / "seed0"
+    written = (lpft / METRICS).read_bytes()
+    with pytest.raises(ValueError, match="the derived run needs its own folder"):
+        derive_run(lpft, lpft, "wise-ft", DeriveInputs(lambda: prepare(config, show_progress=False)))
+    assert (lpft / METRICS).read_bytes() == written  # refused before WiSE-FT wrote anything there
     start = {"w": torch.zeros(2), "n": torch.tensor(3)}
     mixed = interpolated_state(start, {"w": torch.ones(2), "n": torch.tensor(7)}, 0.25)
     assert mixed["w"].tolist() == [0.25, 0.25] and mixed["n"].item() == 7

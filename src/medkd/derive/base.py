@@ -73,14 +73,19 @@ def derive_settings(value: str | Mapping[str, Any] | DeriveSettings) -> DeriveSe
     return DERIVED_RUNS.settings_of(value, DeriveSettings)
 
 
+def check_own_folder(source: Path, out: Path) -> None:
+    """Refuse a derived run written into its source run's folder (the source run is never changed)."""
+    if Path(out).resolve() == Path(source).resolve():
+        raise ValueError(f"{out}: the derived run needs its own folder; the source run is never changed")
+
+
 def write_derived_run(source: Path, out: Path, model: nn.Module, card: RunCard) -> Path:
     """A new run folder OUT: `model` and `card`, and the source run's settings, data record and guard (unless the
     method fitted its own)."""
     from medkd.models import save_model
 
     source, out = Path(source), Path(out)
-    if out.resolve() == source.resolve():
-        raise ValueError(f"{out}: the derived run needs its own folder; the source run is never changed")
+    check_own_folder(source, out)
     out.mkdir(parents=True, exist_ok=True)
     for name in (CONFIG, DATA_LOCATION, OOD_GUARD):
         if (source / name).exists() and not (out / name).exists():
@@ -114,6 +119,7 @@ def derive_run(source: str | Path, out: str | Path, settings: str | Mapping[str,
     if method.needs_site_images and inputs.site_images is None:
         raise ValueError(f"{settings.name} learns from a site's unlabelled images: give them (medkd adapt RUN PATHS)")
     out = Path(out)
+    check_own_folder(Path(source), out)  # before the method writes its own files (a guard, metrics) into `out`
     out.mkdir(parents=True, exist_ok=True)
     model, card, record = method.derive(Path(source), inputs, out)
     record = {"method": settings.name, **record}
